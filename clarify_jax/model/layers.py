@@ -1,0 +1,144 @@
+"""Decoder building blocks. Param names follow Hugging Face (q_proj, gate_proj, input_layernorm)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from clarify_jax.model.config import ModelConfig
+from clarify_jax.model.rope import apply_rope
+from clarify_jax.train.sharding import LogicalSharding, maybe_constrain
+
+NEG_INF = -1e30  # finite, so a fully masked (padding) query row gives no NaN
+
+
+def _param(module: nn.Module, name: str, init, shape, axes, dtype):
+    return module.param(name, nn.with_logical_partitioning(init, axes), shape, jnp.dtype(dtype))
+
+
+class Projection(nn.Module):
+    """An einsum against a kernel of `shape` (plus an optional bias over the output dims)."""
+
+    equation: str
+    shape: tuple[int, ...]
+    axes: tuple[str, ...]
+    bias_shape: tuple[int, ...] | None = None
+    bias_axes: tuple[str, ...] | None = None
+    param_dtype: str = "float32"
+    dtype: str = "float32"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = _param(self, "kernel", nn.initializers.normal(0.02), self.shape, self.axes,
+                        self.param_dtype)
+        y = jnp.einsum(self.equation, x, kernel.astype(self.dtype))
+        if self.bias_shape is not None:
+            bias = _param(self, "bias", nn.initializers.zeros, self.bias_shape, self.bias_axes,
+                          self.param_dtype)
+            y = y + bias.astype(self.dtype)
+        return y
+
+
+class RMSNorm(nn.Module):
+    eps: float
+    param_dtype: str = "float32"
+    dtype: str = "float32"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = _param(self, "scale", nn.initializers.ones, (x.shape[-1],), ("norm",),
+                       self.param_dtype)
+        x32 = x.astype(jnp.float32)
+        x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return x32.astype(self.dtype) * scale.astype(self.dtype)
+
+
+def attention_mask(q_pos, q_seg, k_pos, k_seg, sliding_window: int | None) -> jax.Array:
+    """[B, T, S] bool: same segment, key not padding, key not after the query, inside the window."""
+    mask = (q_seg[:, :, None] == k_seg[:, None, :]) & (k_seg[:, None, :] != 0)
+    mask &= k_pos[:, None, :] <= q_pos[:, :, None]
+    if sliding_window is not None:
+        mask &= q_pos[:, :, None] - k_pos[:, None, :] < sliding_window
+    return mask
+
+
+def dot_product_attention(q, k, v, mask) -> jax.Array:
+    """q [B,T,N,H], k/v [B,S,K,H], mask [B,T,S] -> [B,T,N,H]; the N heads share K kv heads."""
+    b, t, n, h = q.shape
+    kv_heads = k.shape[2]
+    q = q.reshape(b, t, kv_heads, n // kv_heads, h)
+    scores = jnp.einsum("BTKGH,BSKH->BKGTS", q, k, preferred_element_type=jnp.float32)
+    scores = scores / math.sqrt(h)
+    scores = jnp.where(mask[:, None, None, :, :], scores, NEG_INF)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum("BKGTS,BSKH->BTKGH", probs, v)
+    return out.reshape(b, t, n, h)
+
+
+class Attention(nn.Module):
+    cfg: ModelConfig
+    sharding: LogicalSharding | None = None
+
+    @nn.compact
+    def __call__(self, x, cos, sin, mask, layer_cache: dict[str, Any] | None, cache_index):
+        cfg = self.cfg
+        d, n, k, h = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        dtypes = dict(param_dtype=cfg.param_dtype, dtype=cfg.dtype)
+
+        def proj(name, heads, head_axis):
+            bias = (heads, h) if cfg.attention_bias else None
+            return Projection("BTD,DNH->BTNH", (d, heads, h), ("embed", head_axis, "head_dim"),
+                              bias, (head_axis, "head_dim"), name=name, **dtypes)(x)
+
+        q = apply_rope(proj("q_proj", n, "heads"), cos, sin)
+        key = apply_rope(proj("k_proj", k, "kv_heads"), cos, sin)
+        value = proj("v_proj", k, "kv_heads")
+        q = maybe_constrain(self.sharding, q, ("batch", "length", "heads", "head_dim"))
+        if layer_cache is not None:
+            # Write this chunk at the shared slot index, then attend over the whole cache.
+            at = (0, cache_index, 0, 0)
+            key = jax.lax.dynamic_update_slice(layer_cache["k"], key.astype(layer_cache["k"].dtype), at)
+            value = jax.lax.dynamic_update_slice(layer_cache["v"], value.astype(layer_cache["v"].dtype), at)
+            layer_cache = {"k": key, "v": value}
+            key, value = key.astype(cfg.dtype), value.astype(cfg.dtype)
+        out = dot_product_attention(q, key, value, mask)
+        out = Projection("BTNH,NHD->BTD", (n, h, d), ("heads", "head_dim", "embed"),
+                         name="o_proj", **dtypes)(out)
+        return out, layer_cache
+
+
+class MLP(nn.Module):
+    cfg: ModelConfig
+    sharding: LogicalSharding | None = None
+
+    @nn.compact
+    def __call__(self, x):
+        cfg = self.cfg
+        dtypes = dict(param_dtype=cfg.param_dtype, dtype=cfg.dtype)
+        shape, axes = (cfg.hidden_size, cfg.intermediate_size), ("embed", "mlp")
+        gate = Projection("BTD,DF->BTF", shape, axes, name="gate_proj", **dtypes)(x)
+        up = Projection("BTD,DF->BTF", shape, axes, name="up_proj", **dtypes)(x)
+        hidden = maybe_constrain(self.sharding, jax.nn.silu(gate) * up, ("batch", "length", "mlp"))
+        return Projection("BTF,FD->BTD", shape[::-1], axes[::-1], name="down_proj", **dtypes)(hidden)
+
+
+class DecoderLayer(nn.Module):
+    """Pre-norm attention and SwiGLU blocks; the signature fits `nn.scan` (carry, scanned, broadcast)."""
+
+    cfg: ModelConfig
+    sharding: LogicalSharding | None = None
+
+    @nn.compact
+    def __call__(self, x, layer_cache, cos, sin, mask, cache_index):
+        cfg = self.cfg
+        norm = dict(eps=cfg.rms_norm_eps, param_dtype=cfg.param_dtype, dtype=cfg.dtype)
+        attn_out, layer_cache = Attention(cfg, self.sharding, name="self_attn")(
+            RMSNorm(name="input_layernorm", **norm)(x), cos, sin, mask, layer_cache, cache_index)
+        x = x + attn_out
+        x = x + MLP(cfg, self.sharding, name="mlp")(RMSNorm(name="post_attention_layernorm", **norm)(x))
+        x = maybe_constrain(self.sharding, x, ("batch", "length", "act_embed"))
+        return x, layer_cache

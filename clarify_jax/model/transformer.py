@@ -1,0 +1,174 @@
+"""The decoder: embeddings, `nn.scan`-stacked layers, final norm, LM head; pure functions over params."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax.sharding import PartitionSpec
+
+from clarify_jax.model.config import ModelConfig
+from clarify_jax.model.layers import DecoderLayer, RMSNorm, _param, attention_mask
+from clarify_jax.model.rope import rope_tables
+from clarify_jax.train.sharding import LogicalSharding, maybe_constrain
+
+Params = dict[str, Any]
+Cache = dict[str, jax.Array]  # k, v: [L, B, S, K, H]; pos: [B, S] (-1 = empty); index: next slot
+
+REMAT_POLICIES = {
+    "full": jax.checkpoint_policies.nothing_saveable,
+    "dots": jax.checkpoint_policies.checkpoint_dots,
+    "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
+
+class Decoder(nn.Module):
+    cfg: ModelConfig
+    sharding: LogicalSharding | None = None
+
+    @nn.compact
+    def __call__(self, tokens, positions, mask, kv_cache, cache_index):
+        cfg = self.cfg
+        embedding = _param(self, "embedding", nn.initializers.normal(0.02),
+                           (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), cfg.param_dtype)
+        x = jnp.take(embedding, tokens, axis=0).astype(cfg.dtype)
+        x = maybe_constrain(self.sharding, x, ("batch", "length", "act_embed"))
+        cos, sin = rope_tables(cfg, positions)
+
+        layer = DecoderLayer
+        if cfg.remat != "none":
+            layer = nn.remat(layer, policy=REMAT_POLICIES[cfg.remat], prevent_cse=False)
+        stack = nn.scan(
+            layer,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+            length=cfg.num_layers,
+            metadata_params={nn.PARTITION_NAME: "layers"},
+        )
+        x, kv_cache = stack(cfg, self.sharding, name="layers")(x, kv_cache, cos, sin, mask, cache_index)
+        x = RMSNorm(cfg.rms_norm_eps, cfg.param_dtype, cfg.dtype, name="norm")(x)
+        if cfg.tie_word_embeddings:
+            head = embedding.T
+        else:
+            head = _param(self, "lm_head", nn.initializers.normal(0.02),
+                          (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), cfg.param_dtype)
+        logits = jnp.einsum("BTD,DV->BTV", x, head.astype(cfg.dtype),
+                            preferred_element_type=jnp.float32)
+        return maybe_constrain(self.sharding, logits, ("batch", "length", "vocab")), kv_cache
+
+
+# The module nests embedding and lm_head as bare params; rename them to HF's module names so the
+# pytree reads embed_tokens/embedding and lm_head/kernel.
+def _to_hf_tree(tree: Params) -> Params:
+    tree = dict(tree)
+    tree["embed_tokens"] = {"embedding": tree.pop("embedding")}
+    if "lm_head" in tree:
+        tree["lm_head"] = {"kernel": tree.pop("lm_head")}
+    return tree
+
+
+def _from_hf_tree(tree: Params) -> Params:
+    tree = dict(tree)
+    tree["embedding"] = tree.pop("embed_tokens")["embedding"]
+    if "lm_head" in tree:
+        tree["lm_head"] = tree.pop("lm_head")["kernel"]
+    return tree
+
+
+def _dummy_inputs(cfg: ModelConfig):
+    tokens = jnp.zeros((1, 1), jnp.int32)
+    return tokens, tokens, jnp.ones((1, 1, 1), bool), None, jnp.int32(0)
+
+
+def init_params(cfg: ModelConfig, rng: jax.Array) -> Params:
+    """Random params (normal(0.02) kernels, unit norms, zero biases) in `cfg.param_dtype`."""
+    variables = Decoder(cfg).init(rng, *_dummy_inputs(cfg))
+    return _to_hf_tree(nn.meta.unbox(variables["params"]))
+
+
+def param_shapes(cfg: ModelConfig) -> Params:
+    """ShapeDtypeStructs of the params, without allocating them (works for a 7B config on a laptop)."""
+    return jax.eval_shape(functools.partial(init_params, cfg), jax.random.key(0))
+
+
+def param_axes(cfg: ModelConfig) -> Params:
+    """The logical axis names of every param dimension, as PartitionSpecs of names."""
+    boxed = jax.eval_shape(lambda: Decoder(cfg).init(jax.random.key(0), *_dummy_inputs(cfg)))
+    return _to_hf_tree(nn.get_partition_spec(boxed)["params"])
+
+
+def count_params(params_or_shapes: Params) -> int:
+    return sum(int(x.size) for x in jax.tree.leaves(params_or_shapes))
+
+
+def _default_layout(tokens, positions, segment_ids):
+    b, t = tokens.shape
+    if positions is None:
+        positions = jnp.broadcast_to(jnp.arange(t, dtype=jnp.int32), (b, t))
+    if segment_ids is None:
+        segment_ids = jnp.ones((b, t), jnp.int32)
+    return positions.astype(jnp.int32), segment_ids.astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "sharding"))
+def forward(cfg: ModelConfig, params: Params, tokens: jax.Array, positions: jax.Array | None = None,
+            segment_ids: jax.Array | None = None, sharding: LogicalSharding | None = None) -> jax.Array:
+    """Logits [B, T, V] (float32) for tokens [B, T].
+
+    positions: [B, T] (default 0..T-1). segment_ids: [B, T]; tokens attend only within their
+    segment, and segment 0 marks padding. A packed row holds several sequences, each with its own
+    segment id and positions restarting at 0.
+    """
+    positions, segment_ids = _default_layout(tokens, positions, segment_ids)
+    mask = attention_mask(positions, segment_ids, positions, segment_ids, cfg.sliding_window)
+    logits, _ = Decoder(cfg, sharding).apply({"params": _from_hf_tree(params)}, tokens, positions,
+                                             mask, None, jnp.int32(0))
+    return logits
+
+
+def init_cache(cfg: ModelConfig, batch: int, max_length: int, dtype: str | None = None) -> Cache:
+    """An empty KV cache of `max_length` slots per row."""
+    shape = (cfg.num_layers, batch, max_length, cfg.num_kv_heads, cfg.head_dim)
+    dtype = jnp.dtype(dtype or cfg.dtype)
+    return {
+        "k": jnp.zeros(shape, dtype),
+        "v": jnp.zeros(shape, dtype),
+        "pos": jnp.full((batch, max_length), -1, jnp.int32),
+        "index": jnp.int32(0),
+    }
+
+
+CACHE_AXES = {
+    "k": PartitionSpec("layers", "batch", "length", "kv_heads", "head_dim"),
+    "v": PartitionSpec("layers", "batch", "length", "kv_heads", "head_dim"),
+    "pos": PartitionSpec("batch", "length"),
+    "index": PartitionSpec(),
+}
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "sharding"), donate_argnames=("cache",))
+def forward_with_cache(cfg: ModelConfig, params: Params, tokens: jax.Array, cache: Cache,
+                       positions: jax.Array | None = None, segment_ids: jax.Array | None = None,
+                       sharding: LogicalSharding | None = None) -> tuple[jax.Array, Cache]:
+    """Logits for tokens [B, T] written into the cache at slot `cache["index"]`, and the new cache.
+
+    All rows share the slot index; each row has its own positions, so right-padded prompts of
+    different lengths decode together (padding, segment 0, is stored as an empty slot).
+    """
+    index = cache["index"]
+    if positions is None:
+        positions = index + jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
+    positions, segment_ids = _default_layout(tokens, positions, segment_ids)
+    slot_pos = jnp.where(segment_ids != 0, positions, -1)
+    pos = jax.lax.dynamic_update_slice(cache["pos"], slot_pos, (0, index))
+    valid = (pos >= 0).astype(jnp.int32)
+    mask = attention_mask(positions, (segment_ids != 0).astype(jnp.int32), pos, valid,
+                          cfg.sliding_window)
+    logits, kv = Decoder(cfg, sharding).apply(
+        {"params": _from_hf_tree(params)}, tokens, positions, mask,
+        {"k": cache["k"], "v": cache["v"]}, index)
+    return logits, {"k": kv["k"], "v": kv["v"], "pos": pos, "index": index + tokens.shape[1]}

@@ -1,0 +1,1 @@
+"""Training: mesh, sharding rules (and, later, loss, optimizer, step, loop, checkpoints)."""

@@ -1,0 +1,25 @@
+"""Test setup: 8 fake CPU devices (set before JAX is imported) and tiny random HF models."""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=8")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+import pytest  # noqa: E402
+
+from tests.hf_models import save_tiny_model  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """Variant name -> directory of a tiny random transformers model, built once per session."""
+    cache = {}
+
+    def get(variant: str):
+        if variant not in cache:
+            cache[variant] = save_tiny_model(variant, tmp_path_factory.mktemp(variant))
+        return cache[variant]
+
+    return get
