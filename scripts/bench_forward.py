@@ -1,7 +1,8 @@
 """Prefill throughput of our jitted forward vs transformers (PyTorch) on the same weights and batch.
 
-Prints one JSON object: tokens/s of both (medians over --reps timed runs after a warm-up), their
-ratio, and the max logit difference as a check that both computed the same thing.
+Prints one JSON object: tokens/s of both (medians over --reps timed runs after a warm-up, the two
+implementations alternating so both see the same machine load), their ratio, and the max logit
+difference as a check that both computed the same thing.
 
     python scripts/bench_forward.py                      # ~134M llama, batch 4 x 512, CPU
     python scripts/bench_forward.py --layers 2 --seq 128 # quick
@@ -37,14 +38,16 @@ class Bench:
     """transformers attention implementation for the reference (sdpa or eager)."""
 
 
-def median_seconds(fn, reps: int) -> float:
-    fn()  # warm-up (compiles ours)
-    times = []
+def interleaved_seconds(first, second, reps: int) -> tuple[list[float], list[float]]:
+    """Times `first` and `second` alternately, so that both see the same machine load."""
+    first(), second()  # warm-up (compiles ours)
+    a, b = [], []
     for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for fn, times in ((first, a), (second, b)):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+    return a, b
 
 
 def main(args: Bench) -> dict:
@@ -78,7 +81,8 @@ def main(args: Bench) -> dict:
         with torch.inference_mode():
             return reference(torch_tokens).logits
 
-    ours_s, theirs_s = median_seconds(ours, args.reps), median_seconds(theirs, args.reps)
+    ours_times, theirs_times = interleaved_seconds(ours, theirs, args.reps)
+    ours_s, theirs_s = statistics.median(ours_times), statistics.median(theirs_times)
     difference = float(np.abs(np.asarray(ours(), np.float32) - theirs().float().numpy()).max())
     n_tokens = args.batch * args.seq
     result = {
@@ -93,6 +97,7 @@ def main(args: Bench) -> dict:
                       "impl": f"transformers {transformers.__version__} ({args.torch_attention}), "
                               f"torch {torch.__version__}", "threads": torch.get_num_threads()},
         "ratio_ours_over_reference": theirs_s / ours_s,
+        "ratio_per_pair_median": statistics.median(t / o for o, t in zip(ours_times, theirs_times)),
         "max_abs_logit_difference": difference,
         "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine()},
     }

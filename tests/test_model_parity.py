@@ -65,3 +65,12 @@ def test_right_padding_matches_transformers_attention_mask(tiny_models):
     theirs = hf_logits(path, TOKENS, attention_mask=torch.as_tensor(attention_mask))
     valid = attention_mask.astype(bool)
     assert np.abs(ours[valid] - theirs[valid]).max() <= 1e-4
+
+
+@pytest.mark.parametrize("variant", ["llama_llama3", "mistral"])
+def test_long_rows_use_blocked_causal_attention_and_still_match(tiny_models, variant):
+    """T=300 spans three query blocks of `causal_attention` (the last one partial)."""
+    path = tiny_models(variant)
+    tokens = np.random.default_rng(5).integers(0, 256, (1, 300)).astype(np.int32)
+    cfg, params = hf.load_pretrained(path)
+    assert np.abs(np.asarray(model.forward(cfg, params, tokens)) - hf_logits(path, tokens)).max() <= 1e-4
