@@ -1,6 +1,7 @@
 """Hugging Face directories in and out: round trips through transformers, and clear errors."""
 
 import json
+import os
 import shutil
 
 import jax
@@ -130,3 +131,52 @@ def test_config_fields_are_checked():
     with pytest.raises(ConfigError, match="rope scaling type 'yarn'"):
         model.ModelConfig.from_hf_dict({**TINY, "model_type": "llama",
                                         "rope_scaling": {"type": "yarn", "factor": 2.0}})
+
+
+def _random_checkpoint(directory, hf_config: dict, dtype) -> model.ModelConfig:
+    """An HF directory of random weights written straight with our writer (no transformers)."""
+    from clarify_jax.hf.names import get_path, tensor_maps
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(hf_config))
+    cfg = model.ModelConfig.from_hf_dict(hf_config)
+    shapes = model.param_shapes(cfg)
+    specs = {}
+    for m in tensor_maps(cfg):
+        leaf = get_path(shapes, m.path).shape
+        for name in m.hf_names(cfg):
+            specs[name] = m.hf_shape(leaf[1:] if m.per_layer else leaf)
+    rng = np.random.default_rng(0)
+    write_safetensors(directory / "model.safetensors", [(n, s, dtype) for n, s in specs.items()],
+                      lambda n: rng.standard_normal(specs[n], np.float32).astype(dtype))
+    return cfg
+
+
+LOAD_AND_REPORT_PEAK = """
+import re, sys, jax
+from clarify_jax import hf
+
+def kib(field):
+    return int(re.search(field + r":\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
+
+jax.numpy.zeros(1).block_until_ready()
+open("/proc/self/clear_refs", "w").write("5")  # restart the peak (VmHWM) from the current RSS
+before = kib("VmRSS")
+cfg, params = hf.load_pretrained(sys.argv[1], dtype="float32")
+print((kib("VmHWM") - before) * 1024)
+"""
+
+
+def test_loading_streams_so_peak_memory_is_near_one_copy(tmp_path):
+    """bf16 file -> float32 params of 232 MB. Streaming holds the params plus, while one stacked
+    tensor is converted, that tensor twice (host array and its device copy); a loader that reads
+    everything before converting needs about twice the params and fails this bound."""
+    import subprocess
+    import sys
+    cfg = _random_checkpoint(tmp_path / "m", {
+        "model_type": "llama", "vocab_size": 32000, "hidden_size": 512, "intermediate_size": 1376,
+        "num_hidden_layers": 8, "num_attention_heads": 8}, jax.numpy.bfloat16)
+    out = subprocess.run([sys.executable, "-c", LOAD_AND_REPORT_PEAK, str(tmp_path / "m")],
+                         capture_output=True, text=True, env={**os.environ, "XLA_FLAGS": ""})
+    assert out.returncode == 0, out.stderr
+    largest = max(leaf.size for leaf in jax.tree.leaves(model.param_shapes(cfg))) * 4
+    assert int(out.stdout.split()[-1]) <= cfg.num_params * 4 + 2 * largest + 32 * 2**20

@@ -1,8 +1,8 @@
-"""Read and write the safetensors format directly: memory-mapped reads, streamed writes.
+"""Read and write the safetensors format directly: one tensor read at a time, streamed writes.
 
 The format is an 8-byte little-endian header length, a JSON header (name -> dtype, shape,
 data_offsets relative to the end of the header), then the raw bytes. Reading it ourselves gives
-zero-copy bfloat16 views (ml_dtypes) and errors that name the file and the tensor.
+bfloat16 arrays (ml_dtypes) without torch, and errors that name the file and the tensor.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class CheckpointError(ValueError):
 
 
 class SafetensorsFile:
-    """Tensors of one .safetensors file as read-only numpy views of a memory map."""
+    """The header of one .safetensors file, validated; tensors are read on demand."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -63,7 +63,6 @@ class SafetensorsFile:
                 raise CheckpointError(
                     f"{self.path}: truncated: tensor {name!r} needs bytes up to "
                     f"{self._data_start + end}, the file has {size}")
-        self._map = np.memmap(self.path, dtype=np.uint8, mode="r") if size else None
 
     def keys(self) -> list[str]:
         return list(self._entries)
@@ -77,8 +76,12 @@ class SafetensorsFile:
     def get(self, name: str) -> np.ndarray:
         entry = self._entries[name]
         begin, end = entry["data_offsets"]
-        raw = self._map[self._data_start + begin:self._data_start + end]
-        return raw.view(DTYPES[entry["dtype"]]).reshape(entry["shape"])
+        dtype = DTYPES[entry["dtype"]]
+        # A plain read, not a memory map: once the caller drops the array its memory is back,
+        # so loading a model holds one tensor beyond the converted params.
+        array = np.fromfile(self.path, dtype=dtype, count=(end - begin) // dtype.itemsize,
+                            offset=self._data_start + begin)
+        return array.reshape(entry["shape"])
 
 
 def write_safetensors(path: str | Path, specs: Iterable[tuple[str, tuple[int, ...], np.dtype]],
