@@ -35,3 +35,17 @@ def test_sharded_forward_equals_single_device(tiny_models, variant):
     logits = model.forward(cfg, sharded_params, batch, sharding=sharding)
     assert logits.sharding.spec == sharding.spec(("batch", "length", "vocab"))
     assert np.abs(np.asarray(logits) - single).max() <= 1e-5
+
+
+def test_axes_that_do_not_divide_are_replicated(tiny_models):
+    """2 kv heads on tensor=4: the kv-head dimension is replicated, the rest still sharded."""
+    path = tiny_models("llama")
+    tokens = np.random.default_rng(2).integers(0, 256, (2, 12)).astype(np.int32)
+    cfg, params = hf.load_pretrained(path)
+    sharding = LogicalSharding(make_mesh("1,2,4"))
+    _, sharded_params = hf.load_pretrained(path, sharding=sharding)
+    attn = sharded_params["layers"]["self_attn"]
+    assert attn["k_proj"]["kernel"].sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", None, None)
+    assert attn["q_proj"]["kernel"].sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor", None)
+    logits = model.forward(cfg, sharded_params, tokens, sharding=sharding)
+    assert np.abs(np.asarray(logits) - np.asarray(model.forward(cfg, params, tokens))).max() <= 1e-5

@@ -114,7 +114,7 @@ def _read(located, name: str, m: TensorMap, slice_shape, model_dir: Path) -> np.
 def _place(array: np.ndarray, axes, sharding: LogicalSharding | None) -> jax.Array:
     if sharding is None:
         return jax.device_put(array)
-    named = sharding.named(tuple(axes))
+    named = sharding.named(tuple(axes), array.shape)
     # Each process fills only its own shards; works on one host and on a pod alike.
     return jax.make_array_from_callback(array.shape, named, lambda index: array[index])
 

@@ -41,7 +41,7 @@ def restore_params(directory: str | Path, cfg: ModelConfig,
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         shardings = jax.tree.map(lambda _: device, expected)
     else:
-        shardings = sharding.tree(param_axes(cfg))
+        shardings = sharding.tree(param_axes(cfg), expected)
     dtype = jnp.dtype(cfg.param_dtype)
     target = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, dtype, sharding=sh),
                           expected, shardings)

@@ -31,30 +31,42 @@ class LogicalSharding:
     mesh: Mesh
     rules: tuple[tuple[str, str | tuple[str, ...] | None], ...] = DEFAULT_RULES
 
-    def spec(self, logical_axes: tuple[str | None, ...]) -> PartitionSpec:
+    def spec(self, logical_axes: tuple[str | None, ...], shape: tuple[int, ...] | None = None
+             ) -> PartitionSpec:
+        """Mesh axes per dimension. A mesh axis shards at most one dimension; with `shape`, axes
+        that do not divide their dimension are left out (e.g. 4 kv heads on tensor=8 are
+        replicated), so any model fits any mesh."""
         table = dict(self.rules)
         used: set[str] = set()
         out = []
-        for name in logical_axes:
+        for dim, name in enumerate(logical_axes):
             axes = table.get(name) if name is not None else None
             axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
-            # A mesh axis may shard only one dimension of an array; size-1 axes are dropped so
-            # that specs stay short.
-            axes = tuple(a for a in axes if a not in used and self.mesh.shape[a] > 1)
-            used.update(axes)
-            out.append(axes[0] if len(axes) == 1 else (axes or None))
+            kept, product = [], 1
+            for axis in axes:
+                size = self.mesh.shape[axis]
+                if axis in used or size == 1:
+                    continue
+                if shape is not None and shape[dim] % (product * size):
+                    continue
+                kept.append(axis)
+                product *= size
+            used.update(kept)
+            out.append(kept[0] if len(kept) == 1 else (tuple(kept) or None))
         return PartitionSpec(*out)
 
-    def named(self, logical_axes: tuple[str | None, ...]) -> NamedSharding:
-        return NamedSharding(self.mesh, self.spec(logical_axes))
+    def named(self, logical_axes: tuple[str | None, ...], shape: tuple[int, ...] | None = None
+              ) -> NamedSharding:
+        return NamedSharding(self.mesh, self.spec(logical_axes, shape))
 
     def constrain(self, x: jax.Array, logical_axes: tuple[str | None, ...]) -> jax.Array:
-        return jax.lax.with_sharding_constraint(x, self.named(logical_axes))
+        return jax.lax.with_sharding_constraint(x, self.named(logical_axes, x.shape))
 
-    def tree(self, logical_tree):
-        """NamedShardings for a pytree of logical PartitionSpecs (as from `model.param_axes`)."""
-        return jax.tree.map(lambda axes: self.named(tuple(axes)), logical_tree,
-                            is_leaf=lambda x: isinstance(x, PartitionSpec))
+    def tree(self, logical_tree, shapes):
+        """NamedShardings for a pytree of logical PartitionSpecs (as from `model.param_axes`) and
+        the matching pytree of shapes (arrays or ShapeDtypeStructs)."""
+        return jax.tree.map(lambda axes, leaf: self.named(tuple(axes), tuple(leaf.shape)),
+                            logical_tree, shapes, is_leaf=lambda x: isinstance(x, PartitionSpec))
 
 
 def maybe_constrain(sharding: LogicalSharding | None, x: jax.Array, logical_axes):
