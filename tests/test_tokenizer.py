@@ -32,7 +32,8 @@ def byte_level_dir(tmp_path_factory):
         single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))])
     tok.save(str(path / "tokenizer.json"))
     (path / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "TokenizersBackend", "bos_token": {"__type": "AddedToken", "content": "<s>"}, "eos_token": "</s>",
+        "tokenizer_class": "TokenizersBackend",
+        "bos_token": {"__type": "AddedToken", "content": "<s>"}, "eos_token": "</s>",
         "pad_token": "<pad>", "add_bos_token": True, "add_eos_token": False,
         "chat_template": TEMPLATE}))
     return path

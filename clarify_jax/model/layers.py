@@ -17,7 +17,8 @@ NEG_INF = -1e30  # finite, so a fully masked (padding) query row gives no NaN
 CAUSAL_BLOCK = 128  # query block of `causal_attention`; 128 measured best on CPU at T=512
 
 
-def _param(module: nn.Module, name: str, init, shape, axes, dtype):
+def logical_param(module: nn.Module, name: str, init, shape, axes, dtype):
+    """A param whose every dimension carries a logical axis name (see train/sharding.py)."""
     return module.param(name, nn.with_logical_partitioning(init, axes), shape, jnp.dtype(dtype))
 
 
@@ -39,7 +40,7 @@ class Projection(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = _param(self, "kernel", nn.initializers.normal(0.02), self.shape, self.axes,
+        kernel = logical_param(self, "kernel", nn.initializers.normal(0.02), self.shape, self.axes,
                         self.param_dtype)
         inner, outer = self.shape[:self.in_dims], self.shape[self.in_dims:]
         lead = x.shape[:x.ndim - self.in_dims]
@@ -47,7 +48,7 @@ class Projection(nn.Module):
                     kernel.astype(self.dtype).reshape(math.prod(inner), math.prod(outer)))
         y = y.reshape(*lead, *outer)
         if self.bias_shape is not None:
-            bias = _param(self, "bias", nn.initializers.zeros, self.bias_shape, self.bias_axes,
+            bias = logical_param(self, "bias", nn.initializers.zeros, self.bias_shape, self.bias_axes,
                           self.param_dtype)
             y = y + bias.astype(self.dtype)
         return y
@@ -60,7 +61,7 @@ class RMSNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        scale = _param(self, "scale", nn.initializers.ones, (x.shape[-1],), ("norm",),
+        scale = logical_param(self, "scale", nn.initializers.ones, (x.shape[-1],), ("norm",),
                        self.param_dtype)
         x32 = x.astype(jnp.float32)
         x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)

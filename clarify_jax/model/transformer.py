@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
 from clarify_jax.model.config import ModelConfig
-from clarify_jax.model.layers import DecoderLayer, RMSNorm, _param, attention_mask
+from clarify_jax.model.layers import DecoderLayer, RMSNorm, attention_mask, logical_param
 from clarify_jax.model.rope import rope_tables
 from clarify_jax.train.sharding import LogicalSharding, maybe_constrain
 
@@ -32,7 +32,7 @@ class Decoder(nn.Module):
     @nn.compact
     def __call__(self, tokens, positions, mask, kv_cache, cache_index):
         cfg = self.cfg
-        embedding = _param(self, "embedding", nn.initializers.normal(0.02),
+        embedding = logical_param(self, "embedding", nn.initializers.normal(0.02),
                            (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), cfg.param_dtype)
         x = jnp.take(embedding, tokens, axis=0).astype(cfg.dtype)
         x = maybe_constrain(self.sharding, x, ("batch", "length", "act_embed"))
@@ -54,7 +54,7 @@ class Decoder(nn.Module):
         if cfg.tie_word_embeddings:
             head = embedding.T
         else:
-            head = _param(self, "lm_head", nn.initializers.normal(0.02),
+            head = logical_param(self, "lm_head", nn.initializers.normal(0.02),
                           (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), cfg.param_dtype)
         b, t, d = x.shape  # "BTD,DV->BTV" as a 2-D matmul (faster on XLA:CPU), f32 accumulation
         logits = jnp.dot(x.reshape(b * t, d), head.astype(cfg.dtype),
