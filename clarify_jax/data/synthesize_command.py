@@ -1,0 +1,46 @@
+"""`clarify-jax synthesize`: read a source, check references, synthesize, store."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+
+from clarify_jax.backends import OpenAIBackend, RulesBackend
+from clarify_jax.data.problem import ReadReport
+from clarify_jax.data.sources import download, read_source
+from clarify_jax.data.synthesis import Prompts, run_synthesis
+from clarify_jax.data.tfds_store import write_tfds
+
+
+def synthesize(cfg) -> None:
+    path = cfg.input
+    if cfg.download:
+        path = download(cfg.source, cfg.cache_dir)
+    report = ReadReport()
+    problems = list(itertools.islice(read_source(cfg.source, path, cfg.mapping, cfg.lenient, report),
+                                     cfg.limit))
+    if report.skipped:
+        print(f"skipped {report.skipped} malformed rows, e.g.:\n  " + "\n  ".join(report.errors[:5]))
+    checks = None
+    if cfg.check_references:
+        from clarify_jax.data.reference_checks import check_references
+        checks = check_references(problems, timeout_s=cfg.test_timeout_s)
+    backend = RulesBackend() if cfg.backend == "rules" else OpenAIBackend(cfg.openai)
+    prompts = Prompts.load(cfg.prompts_dir)
+    summary = run_synthesis(problems, backend, cfg.out, prompts=prompts, types=tuple(cfg.types),
+                            reference_checks=checks, workers=cfg.workers,
+                            validation_fraction=cfg.validation_fraction,
+                            original_share=cfg.original_share, seed=cfg.seed)
+    rows = {split: [json.loads(line) for line in open(cfg.out / f"{split}.jsonl", encoding="utf-8")]
+            for split in ("train", "validation")}
+    settings = {"source": cfg.source, "input": str(path), "backend": backend.name,
+                "prompt_version": prompts.version, "types": list(cfg.types), "seed": cfg.seed,
+                "validation_fraction": cfg.validation_fraction, "original_share": cfg.original_share,
+                "check_references": cfg.check_references}
+    if cfg.backend == "openai":
+        settings["openai"] = {k: v for k, v in dataclasses.asdict(cfg.openai).items() if k != "api_key_env"}
+    dataset_dir = write_tfds(rows, cfg.out / "tfds", settings)
+    print(json.dumps({**summary.to_json(), "tfds": str(dataset_dir)}, indent=2))
+    if summary.failed:
+        print(f"{summary.failed} rewrites failed in the backend; rerun the same command to retry them")

@@ -1,0 +1,1 @@
+"""Evaluation: sandboxed execution of generated code (benchmarks and metrics come later)."""

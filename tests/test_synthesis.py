@@ -1,0 +1,183 @@
+"""Synthesis: rules backend on MBPP, filters, resume after SIGKILL, splits, mixing, TFDS storage."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from clarify_jax.backends import BackendError, RulesBackend
+from clarify_jax.data import sources
+from clarify_jax.data.synthesis import LOG_FILE, Prompts, mix, read_log, run_synthesis
+from clarify_jax.data.tfds_store import read_tfds, tfds_settings, write_tfds
+from tests.http_servers import ChatServer
+
+TYPES = {"original", "ambiguous", "inconsistent", "incomplete"}
+
+
+def read_rows(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def mbpp(shared_data):
+    return list(sources.read_mbpp(shared_data / "mbpp" / "sanitized-mbpp.json"))
+
+
+@pytest.fixture(scope="module")
+def rules_run(mbpp, tmp_path_factory):
+    out = tmp_path_factory.mktemp("rules")
+    summary = run_synthesis(mbpp, RulesBackend(), out, progress=False)
+    return out, summary
+
+
+def test_rules_backend_gives_four_types_for_every_problem(mbpp, rules_run):
+    out, summary = rules_run
+    rows = read_rows(out / "train.jsonl") + read_rows(out / "validation.jsonl")
+    by_problem = {}
+    for row in rows:
+        by_problem.setdefault(row["problem_id"], set()).add(row["type"])
+    assert len(by_problem) == len(mbpp) == 427
+    assert all(types == TYPES for types in by_problem.values())
+    assert summary.rows == {t: 427 for t in TYPES} and not summary.rejected and not summary.failed
+    for row in rows:
+        assert row["backend"] == "rules" and row["prompt_version"] == Prompts.load().version
+        if row["type"] == "original":
+            assert row["answer"].startswith("```python\n") and row["answer"].endswith("\n```")
+            assert [t["role"] for t in row["dialogue"]] == ["user", "assistant"]
+        else:
+            assert "?" in row["answer"] and "```" not in row["answer"] and "def " not in row["answer"]
+            original = next(p for p in mbpp if p.id == row["problem_id"])
+            assert row["problem"] != original.prompt
+            user, clarify, answers, code = row["dialogue"]
+            assert (clarify["kind"], code["kind"]) == ("clarify", "code")
+            assert user["content"] == row["problem"] and clarify["content"] == row["answer"]
+            assert original.prompt.strip() in answers["content"]  # the answers restore the original
+            assert code["content"] == f"```python\n{original.solutions[0].strip()}\n```"
+
+
+def test_rewrites_target_what_changed(mbpp):
+    backend, prompts = RulesBackend(), Prompts.load()
+    problem = next(p for p in mbpp if p.id == "mbpp/3")  # "identify non-prime numbers"
+    fields = {"definition": "", "problem": problem.prompt}
+    ambiguous = backend.complete(prompts.render("rewrite", type="ambiguous", **fields))
+    assert "non-special numbers" in ambiguous and "prime" not in ambiguous.split("assert")[0]
+    questions = backend.complete(prompts.render("questions", type="ambiguous", rewritten="", **fields))
+    assert questions == "1. What do you mean by 'special': 'composite' or 'prime'?"
+
+
+def test_splits_are_by_problem_without_leakage(rules_run):
+    out, summary = rules_run
+    train = {r["problem_id"] for r in read_rows(out / "train.jsonl")}
+    validation = {r["problem_id"] for r in read_rows(out / "validation.jsonl")}
+    assert not train & validation and len(train | validation) == 427
+    assert 0.15 <= len(validation) / 427 <= 0.25
+
+
+def test_mixing_reaches_the_requested_original_share(rules_run):
+    rows = read_rows(rules_run[0] / "train.jsonl")
+    for share in (0.2, 0.4, 0.6, 0.8):
+        mixed = mix(rows, share, seed=0)
+        originals = sum(r["type"] == "original" for r in mixed)
+        assert abs(originals / len(mixed) - share) < 0.005
+        assert mixed == [r for r in rows if r in mixed]  # order kept
+    assert mix(rows, 0.4, seed=0) == mix(rows, 0.4, seed=0) != mix(rows, 0.4, seed=1)
+
+
+def test_tfds_round_trip_returns_every_row(rules_run, tmp_path):
+    out, _ = rules_run
+    rows = {split: read_rows(out / f"{split}.jsonl") for split in ("train", "validation")}
+    dataset = write_tfds(rows, tmp_path / "tfds", {"source": "mbpp", "seed": 0})
+    assert tfds_settings(dataset) == {"source": "mbpp", "seed": 0}
+    for split, expected in rows.items():
+        source = read_tfds(dataset, split)
+        assert len(source) == len(expected)
+        got = sorted((source[i] for i in range(len(source))), key=lambda r: r["id"])
+        assert got == sorted(expected, key=lambda r: r["id"])
+
+
+class Scripted:
+    """A backend whose replies to each task are given, to drive the filters."""
+
+    name = "scripted"
+
+    def __init__(self, rewrite=None, questions=None, fail=False):
+        self.rules, self.rewrite, self.questions, self.fail = RulesBackend(), rewrite, questions, fail
+
+    def complete(self, messages):
+        text = messages[-1]["content"]
+        if self.fail:
+            raise BackendError("HTTP 503 from the test")
+        if "<task>rewrite</task>" in text and self.rewrite is not None:
+            return self.rewrite(text)
+        if "<task>questions</task>" in text and self.questions is not None:
+            return self.questions
+        return self.rules.complete(messages)
+
+
+def test_filters_reject_and_failures_are_retried(mbpp, tmp_path):
+    problems = mbpp[:3]
+    same = lambda text: text.split("<problem>\n")[1].split("\n</problem>")[0]  # noqa: E731
+    summary = run_synthesis(problems, Scripted(rewrite=same), tmp_path / "a", progress=False)
+    assert summary.rejected == {"rewrite_identical": 9} and summary.rows == {"original": 3}
+    summary = run_synthesis(problems, Scripted(questions="def f():\n    return 1?"), tmp_path / "b",
+                            progress=False)
+    assert summary.rejected == {"questions_invalid": 9}
+    checks = {problems[0].id: False}
+    summary = run_synthesis(problems, RulesBackend(), tmp_path / "c", reference_checks=checks, progress=False)
+    assert summary.rejected == {"reference_fails_tests": 4} and summary.rows["original"] == 2
+
+    summary = run_synthesis(problems, Scripted(fail=True), tmp_path / "d", progress=False)
+    assert summary.failed == 9 and summary.rows == {"original": 3}
+    summary = run_synthesis(problems, RulesBackend(), tmp_path / "d", progress=False)  # the rerun
+    assert summary.failed == 0 and summary.rows == {t: 3 for t in TYPES}
+
+
+def test_a_cut_last_log_line_is_dropped_and_redone(mbpp, tmp_path):
+    run_synthesis(mbpp[:4], RulesBackend(), tmp_path, workers=1, progress=False)
+    complete = (tmp_path / "train.jsonl").read_bytes(), (tmp_path / "validation.jsonl").read_bytes()
+    log = tmp_path / LOG_FILE
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:2]) + lines[2][:40])  # as if killed while writing line 3
+    assert len(read_log(log)) == 2 and log.read_bytes() == b"".join(lines[:2])
+    run_synthesis(mbpp[:4], RulesBackend(), tmp_path, workers=1, progress=False)
+    assert ((tmp_path / "train.jsonl").read_bytes(), (tmp_path / "validation.jsonl").read_bytes()) == complete
+
+
+def _synthesize_cli(out, base_url, limit):
+    return [sys.executable, "-m", "clarify_jax.cli", "synthesize", "--source", "mbpp", "--input",
+            str(out.parent / "mbpp.json"), "--out", str(out), "--backend", "openai",
+            "--openai.base-url", base_url, "--openai.model", "rules-over-http", "--workers", "2",
+            "--limit", str(limit), "--no-check-references"]
+
+
+def test_killed_run_resumes_to_the_same_files(shared_data, tmp_path):
+    (tmp_path / "mbpp.json").write_bytes((shared_data / "mbpp" / "sanitized-mbpp.json").read_bytes())
+    rules = RulesBackend()
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    with ChatServer(lambda messages: rules.complete(messages), delay_s=0.01) as server:
+        whole = subprocess.run(_synthesize_cli(tmp_path / "whole", server.base_url, 40), env=env,
+                               capture_output=True, text=True, timeout=300)
+        assert whole.returncode == 0, whole.stderr
+        victim = subprocess.Popen(_synthesize_cli(tmp_path / "resumed", server.base_url, 40), env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        log = tmp_path / "resumed" / LOG_FILE
+        deadline = time.time() + 120
+        while time.time() < deadline and (not log.exists() or log.read_text().count("\n") < 10):
+            time.sleep(0.05)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        done_when_killed = log.read_text().count("\n")
+        assert 10 <= done_when_killed < 40
+        resumed = subprocess.run(_synthesize_cli(tmp_path / "resumed", server.base_url, 40), env=env,
+                                 capture_output=True, text=True, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+    for name in ("train.jsonl", "validation.jsonl"):
+        assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    entries = read_log(log)
+    assert len(entries) == 40 and log.read_text().count("\n") == 40  # nothing lost, nothing twice
+    summary = json.loads(resumed.stdout[resumed.stdout.index("{"):resumed.stdout.rindex("}") + 1])
+    assert summary["rows"] == {t: 40 for t in TYPES}
