@@ -151,24 +151,25 @@ HUMANEVALCOMM_VARIANTS = ("1a", "1c", "1p", "2ac", "2ap", "2cp", "3acp")
 
 
 def _humanevalcomm_test(case: Row, entry: str, path: Path, line: int | None) -> str:
-    """One `test_case` entry -> an assert. `relation` is "==" (candidate(input) == output), an
-    expression over `candidate`, or a script template with $demo$ and $input$ (HumanEval/32)."""
+    """One `test_case` entry -> an assert with the benchmark's own semantics: for relation "=="
+    the printed result (str) must equal `output` (string outputs are stored unquoted); any other
+    relation is an expression over `candidate`, or a script template with $demo$ and $input$
+    (HumanEval/32), whose printed value must be "True"."""
     if not isinstance(case, dict) or "relation" not in case or "input" not in case:
         raise DataError(path, line, "test_case", f"expected {{input, output, relation}}, got {case!r}")
     relation, given = case["relation"], case["input"]
     given = given if isinstance(given, str) else repr(given)
     if relation == "==":
-        expected = case.get("output")
-        expected = expected if isinstance(expected, str) else repr(expected)
-        return f"assert {entry}({given}) == {expected}"
+        expected = str(case.get("output")).strip()
+        return f"assert str({entry}({given})).strip() == {expected!r}"
     if "$input$" in relation:
         script = relation.replace("from $demo$ import", "# from the program:").replace("$input$", given)
         lines = script.rstrip().splitlines()
         last = re.fullmatch(r"print\((.*)\)", lines[-1].strip())
         if not last:
             raise DataError(path, line, "test_case", f"cannot turn relation into a test: {relation!r}")
-        return "\n".join(lines[:-1] + [f"assert {last.group(1)}"])
-    return f"assert {relation}"
+        return "\n".join(lines[:-1] + [f"assert str({last.group(1)}) == 'True'"])
+    return f"assert str({relation}) == 'True'"
 
 
 def read_humanevalcomm(path: str | Path, lenient: bool = False, report: ReadReport | None = None
