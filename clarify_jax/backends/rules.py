@@ -10,11 +10,11 @@ and writes questions that target exactly what it changed, and answers that resto
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import re
 
 from clarify_jax.backends.base import BackendError, Message
+from clarify_jax.pyparse import literal_eval
 
 # Precise term -> (vague replacement, the alternatives a reader cannot tell apart).
 VAGUE_TERMS = {
@@ -131,7 +131,7 @@ def make_inconsistent(problem: str) -> Change:
         else:
             continue
         try:
-            wrong = _contradict(ast.literal_eval(expected_text))
+            wrong = _contradict(literal_eval(expected_text))
         except (ValueError, SyntaxError):
             continue
         if wrong is None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from clarify_jax.data.problem import DataError, Problem, ReadReport
+from clarify_jax.pyparse import parse
 
 Row = dict[str, Any]
 
@@ -70,7 +71,7 @@ def _read(rows: Iterator[tuple[int | None, Row | DataError]], convert: Callable[
 def _entry_point(code: str, test: str) -> str | None:
     """The function of `code` that `test` calls (MBPP has no entry point field)."""
     try:
-        defined = [node.name for node in ast.parse(code).body
+        defined = [node.name for node in parse(code).body
                    if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
     except (SyntaxError, ValueError):
         defined = []
@@ -325,7 +326,7 @@ def read_jsonl(path: str | Path, mapping: dict[str, str] | str, source: str = "j
 
 def is_valid_python(code: str) -> bool:
     try:
-        ast.parse(code)
+        parse(code)
     except (SyntaxError, ValueError):
         return False
     return True

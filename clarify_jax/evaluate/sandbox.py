@@ -460,8 +460,10 @@ def _isolate(config: dict) -> dict:
 
 
 def _replace_writable_dirs(scratch: str, size_bytes: int, identity, program: str) -> bool:
-    """Fresh tmpfs over the world-writable dirs and over scratch: writes are capped and die with the run."""
-    covered = [_cover_with_tmpfs(d, [], f"mode=1777,size={size_bytes}")
+    """Fresh tmpfs over the world-writable dirs and over scratch: writes are capped and die with the run.
+    What this Python needs from under them (a checkout or venv in /tmp) is bound back, read-only."""
+    needed = _interpreter_paths()
+    covered = [_cover_with_tmpfs(d, [p for p in needed if _is_within(p, d)], f"mode=1777,size={size_bytes}")
                for d in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(d)]
     if os.path.isdir(scratch):  # scratch is elsewhere: cover it in place
         covered.append(_cover_with_tmpfs(scratch, [], f"mode=700,size={size_bytes}"))
@@ -474,17 +476,26 @@ def _replace_writable_dirs(scratch: str, size_bytes: int, identity, program: str
     return all(covered)
 
 
-def _expose_interpreter():
-    """Let the sandbox uid run this Python even from a private dir (e.g. /root/.pyenv): cover that dir with an
-    empty tmpfs showing only the interpreter's dirs, read-only."""
+def _is_within(path: str, directory: str) -> bool:
+    return os.path.commonpath([path, os.path.realpath(directory)]) == os.path.realpath(directory)
+
+
+def _interpreter_paths() -> list[str]:
+    """The outermost directories this Python needs: its prefixes, its binary's dir, its import path."""
     candidates = [sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
                   os.path.dirname(os.path.realpath(sys.executable)), *filter(os.path.isdir, sys.path)]
     needed: list[str] = []
     for path in sorted({os.path.realpath(p) for p in candidates}):
-        if not any(os.path.commonpath([path, outer]) == outer for outer in needed):  # nested: bound already
+        if not any(_is_within(path, outer) for outer in needed):  # nested: bound already
             needed.append(path)
+    return needed
+
+
+def _expose_interpreter():
+    """Let the sandbox uid run this Python even from a private dir (e.g. /root/.pyenv): cover that dir with an
+    empty tmpfs showing only the interpreter's dirs, read-only."""
     by_blocker: dict[str, list[str]] = {}
-    for path in needed:
+    for path in _interpreter_paths():
         parts = path.split(os.sep)[1:-1]
         ancestors = [os.sep + os.path.join(*parts[:depth]) for depth in range(1, len(parts) + 1)]
         blocker = next((a for a in ancestors if not os.stat(a).st_mode & 0o001), None)  # no o+x
