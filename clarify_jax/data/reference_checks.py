@@ -8,7 +8,7 @@ import os
 from tqdm.auto import tqdm
 
 from clarify_jax.data.problem import Problem
-from clarify_jax.evaluate.sandbox import Limits, run_many, run_program
+from clarify_jax.evaluate.sandbox import Limits, run_program, run_tests
 
 
 def _program(problem: Problem) -> str:
@@ -25,18 +25,19 @@ def _io_passes(problem: Problem, limits: Limits) -> bool:
     return True
 
 
+def _passes(problem: Problem, limits: Limits) -> bool:
+    if problem.tests:
+        return run_tests(_program(problem), list(problem.tests), limits).all_passed
+    return _io_passes(problem, limits)
+
+
 def check_references(problems: list[Problem], timeout_s: float = 3.0, workers: int | None = None,
                      progress: bool = True) -> dict[str, bool]:
     """problem id -> whether its first reference solution passes all its tests (problems
     without tests or solutions are left out: nothing to check)."""
     limits = Limits(timeout_s=timeout_s)
-    with_tests = [p for p in problems if p.solutions and p.tests]
-    results = run_many([(_program(p), list(p.tests)) for p in with_tests], limits, workers)
-    checks = {p.id: r.all_passed for p, r in zip(with_tests, results)}
-    with_io = [p for p in problems if p.solutions and p.io_tests and not p.tests]
+    todo = [p for p in problems if p.solutions and p.has_tests]
     with concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
-        outcomes = pool.map(lambda p: _io_passes(p, limits), with_io)
-        for problem, ok in tqdm(zip(with_io, outcomes), total=len(with_io), disable=not progress,
-                                desc="checking references"):
-            checks[problem.id] = ok
-    return checks
+        outcomes = pool.map(lambda p: _passes(p, limits), todo)  # each a sandboxed process
+        return {problem.id: ok for problem, ok in tqdm(zip(todo, outcomes), total=len(todo),
+                                                        disable=not progress, desc="checking references")}
