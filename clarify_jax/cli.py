@@ -14,6 +14,14 @@ from clarify_jax.backends.openai_http import OpenAIConfig
 Dtype = Literal["float32", "bfloat16"]
 
 
+def _sharding(mesh: str | None):
+    if mesh is None:
+        return None
+    from clarify_jax.train.mesh import make_mesh
+    from clarify_jax.train.sharding import LogicalSharding
+    return LogicalSharding(make_mesh(mesh))
+
+
 @dataclasses.dataclass
 class Convert:
     """Convert a Hugging Face model directory into an orbax checkpoint of the params.
@@ -29,10 +37,13 @@ class Convert:
     """Output directory (created)."""
     dtype: Dtype = "bfloat16"
     """Dtype of the stored params."""
+    mesh: str | None = None
+    """Spread the params over the devices while converting, as data,fsdp,tensor sizes (e.g. 1,-1,1),
+    for models larger than one device's memory; default: the first device."""
 
     def run(self) -> None:
         from clarify_jax.convert import hf_to_checkpoint
-        out = hf_to_checkpoint(self.model, self.out, dtype=self.dtype)
+        out = hf_to_checkpoint(self.model, self.out, dtype=self.dtype, sharding=_sharding(self.mesh))
         print(f"wrote {out}")
 
 
@@ -49,11 +60,13 @@ class Export:
     """Dtype of the written tensors (default: as stored in the source)."""
     max_shard_size: str = "5GB"
     """Largest safetensors file; more tensors go to further shards with an index."""
+    mesh: str | None = None
+    """Spread the params over the devices while exporting (data,fsdp,tensor sizes, e.g. 1,-1,1)."""
 
     def run(self) -> None:
         from clarify_jax.convert import export_to_hf
         out = export_to_hf(self.source, self.out, dtype=self.dtype,
-                           max_shard_size=self.max_shard_size)
+                           max_shard_size=self.max_shard_size, sharding=_sharding(self.mesh))
         print(f"wrote {out}")
 
 

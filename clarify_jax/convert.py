@@ -27,9 +27,9 @@ def is_params_checkpoint(path: Path) -> bool:
 
 
 def hf_to_checkpoint(model_dir: str | Path, out_dir: str | Path, dtype: str = "bfloat16",
-                     progress: bool = True) -> Path:
+                     sharding: LogicalSharding | None = None, progress: bool = True) -> Path:
     model_dir, out = Path(model_dir), Path(out_dir)
-    _, params = load_pretrained(model_dir, dtype=dtype, progress=progress)
+    _, params = load_pretrained(model_dir, dtype=dtype, sharding=sharding, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     save_params(out / PARAMS_DIR, params)
     for name in METADATA_FILES:
@@ -57,7 +57,8 @@ def _stored_dtype(checkpoint_dir: Path) -> str:
 
 
 def export_to_hf(source: str | Path, out_dir: str | Path, dtype: str | None = None,
-                 max_shard_size: str = "5GB", progress: bool = True) -> Path:
-    cfg, params = load_any(source, dtype=dtype)
+                 max_shard_size: str = "5GB", sharding: LogicalSharding | None = None,
+                 progress: bool = True) -> Path:
+    cfg, params = load_any(source, dtype=dtype, sharding=sharding)
     return save_pretrained(cfg, params, out_dir, dtype=dtype, max_shard_size=max_shard_size,
                            source_dir=source, progress=progress)

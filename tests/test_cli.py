@@ -13,8 +13,8 @@ from tests.hf_models import hf_logits
 TOKENS = np.random.default_rng(4).integers(0, 256, (2, 9)).astype(np.int32)
 
 
-def run_cli(*args):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+def run_cli(*args, env=None):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", **(env or {})}
     return subprocess.run([sys.executable, "-m", "clarify_jax.cli", *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=300)
 
@@ -35,6 +35,21 @@ def test_convert_then_export_reloads_in_transformers(tiny_models, tmp_path, dtyp
     error = np.abs(hf_logits(tmp_path / "hf", TOKENS) - hf_logits(source, TOKENS)).max()
     # float32 is lossless; bfloat16 weights move logits by a few bf16 steps (see the parity test).
     assert error <= (1e-6 if dtype == "float32" else 4 * 2**-8 * np.abs(hf_logits(source, TOKENS)).max())
+
+
+def test_convert_and_export_spread_over_a_mesh(tiny_models, tmp_path):
+    source = tiny_models("llama")
+    env_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    converted = run_cli("convert", "--model", source, "--out", tmp_path / "ckpt", "--dtype", "float32",
+                        "--mesh", "1,2,2", env=env_devices)
+    assert converted.returncode == 0, converted.stderr
+    exported = run_cli("export", "--source", tmp_path / "ckpt", "--out", tmp_path / "hf", "--mesh", "1,-1,1",
+                       env=env_devices)
+    assert exported.returncode == 0, exported.stderr
+    assert np.abs(hf_logits(tmp_path / "hf", TOKENS) - hf_logits(source, TOKENS)).max() <= 1e-6
+    refused = run_cli("convert", "--model", source, "--out", tmp_path / "x", "--mesh", "3,-1,1",
+                      env=env_devices)
+    assert refused.returncode == 2 and "3 does not divide the 4 devices" in refused.stderr
 
 
 def test_help_explains_every_flag():
