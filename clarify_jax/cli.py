@@ -118,17 +118,51 @@ class Synthesize:
         synthesize(self)
 
 
+@dataclasses.dataclass
+class TokenizerTrain:
+    """Train a sentencepiece BPE tokenizer on a corpus and write it as a Hugging Face tokenizer
+    directory (tokenizer.model, tokenizer_config.json) for small models such as the CPU demo's."""
+
+    corpus: tuple[Path, ...]
+    """Text files, or synthesized rows (.jsonl from `synthesize`) whose text fields are used."""
+    out: Path
+    """Output directory (created)."""
+    vocab_size: int = 8000
+
+    def run(self) -> None:
+        from clarify_jax.data.tokenizer_training import train_tokenizer
+        missing = [str(p) for p in self.corpus if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"corpus files not found: {', '.join(missing)}")
+        print(f"wrote {train_tokenizer(self.corpus, self.out, self.vocab_size)}")
+
+
+@dataclasses.dataclass
+class TokenizerTools:
+    """Tokenizer tools; see `clarify-jax tokenizer train --help`."""
+
+
+# `clarify-jax tokenizer <action>`: a second level of subcommands.
+TOKENIZER_SUBCOMMANDS = {"train": TokenizerTrain}
+
 SUBCOMMANDS = {
     "convert": Convert,
     "export": Export,
     "synthesize": Synthesize,
+    "tokenizer": TokenizerTools,
 }
 
 
 def main(argv: list[str] | None = None) -> None:
-    command = tyro.extras.subcommand_cli_from_dict(
-        SUBCOMMANDS, prog="clarify-jax", args=argv,
-        description="Clarification-aware fine-tuning of code LLMs in JAX.")
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["tokenizer"]:
+        command = tyro.extras.subcommand_cli_from_dict(
+            TOKENIZER_SUBCOMMANDS, prog="clarify-jax tokenizer", args=argv[1:],
+            description=TokenizerTools.__doc__)
+    else:
+        command = tyro.extras.subcommand_cli_from_dict(
+            SUBCOMMANDS, prog="clarify-jax", args=argv,
+            description="Clarification-aware fine-tuning of code LLMs in JAX.")
     try:
         command.run()
     except (ValueError, FileNotFoundError) as e:

@@ -4,15 +4,11 @@
 import json
 
 import pytest
-import sentencepiece as spm
 import transformers
-from tokenizers import Tokenizer as FastTokenizer
-from tokenizers import decoders, models, pre_tokenizers, processors, trainers
 
 from clarify_jax.hf import Tokenizer, TokenizerError
+from tests import tokenizer_dirs
 
-CORPUS = ["def add(a, b):\n    return a + b\n", "Write a function that sorts a list.",
-          "  indented   spaces\tand tabs", "unicode: naïve café λ → ✓", "x = [1, 22, 333]"] * 40
 TEXTS = ["def f(x):\n    return x * 2", "Hello world!", "naïve λ → ✓", "a  b\n\nc", "12345 + 678",
          "Ask before you code."]
 TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
@@ -21,40 +17,17 @@ TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfo
 @pytest.fixture(scope="module")
 def byte_level_dir(tmp_path_factory):
     """Like deepseek-coder: byte-level BPE, a post-processor that prepends BOS, add_bos_token."""
-    path = tmp_path_factory.mktemp("bpe")
-    tok = FastTokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.train_from_iterator(CORPUS, trainers.BpeTrainer(
-        vocab_size=320, special_tokens=["<s>", "</s>", "<pad>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    tok.post_processor = processors.TemplateProcessing(
-        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", tok.token_to_id("<s>"))])
-    tok.save(str(path / "tokenizer.json"))
-    (path / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "TokenizersBackend",
-        "bos_token": {"__type": "AddedToken", "content": "<s>"}, "eos_token": "</s>",
-        "pad_token": "<pad>", "add_bos_token": True, "add_eos_token": False,
-        "chat_template": TEMPLATE}))
-    return path
+    return tokenizer_dirs.byte_level_dir(
+        tmp_path_factory.mktemp("bpe"), ["<s>", "</s>", "<pad>"], bos_in_post_processor=True, vocab_size=320,
+        config={"bos_token": {"__type": "AddedToken", "content": "<s>"}, "eos_token": "</s>",
+                "pad_token": "<pad>", "add_bos_token": True, "add_eos_token": False, "chat_template": TEMPLATE})
 
 
 @pytest.fixture(scope="module")
 def sentencepiece_dir(tmp_path_factory):
     """Like CodeLlama: a sentencepiece BPE model with byte fallback and identity normalization."""
-    path = tmp_path_factory.mktemp("spm")
-    corpus = path / "corpus.txt"
-    corpus.write_text("\n".join(CORPUS))
-    spm.SentencePieceTrainer.train(
-        input=str(corpus), model_prefix=str(path / "tokenizer"), vocab_size=400, model_type="bpe",
-        byte_fallback=True, unk_id=0, bos_id=1, eos_id=2, pad_id=-1, split_digits=True,
-        normalization_rule_name="identity", remove_extra_whitespaces=False, minloglevel=2)
-    corpus.unlink()
-    (path / "tokenizer.vocab").unlink()
-    (path / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>",
-        "add_bos_token": True, "legacy": True}))
-    return path
+    return tokenizer_dirs.sentencepiece_dir(tmp_path_factory.mktemp("spm"), {
+        "bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True, "legacy": True})
 
 
 @pytest.mark.parametrize("fixture", ["byte_level_dir", "sentencepiece_dir"])

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +104,46 @@ class Tokenizer:
                 ids = ids + [self.eos_id]
         return ids
 
+    def encode_with_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Ids of `text` (special tokens written in it recognised, none added) and each token's
+        (start, end) character span, for marking which tokens come from which part of a chat."""
+        if self._fast is not None:
+            encoding = self._fast.encode(text, add_special_tokens=False)
+            return encoding.ids, encoding.offsets
+        # sentencepiece knows no special tokens in text: match them first, encode the pieces between.
+        specials = sorted({t for t in (self.bos_token, self.eos_token, self.pad_token) if t}, key=len, reverse=True)
+        pattern = re.compile("|".join(map(re.escape, specials))) if specials else None
+        ids, offsets, start = [], [], 0
+        matches = list(pattern.finditer(text)) if pattern else []
+        for match in [*matches, None]:
+            stop = match.start() if match else len(text)
+            if stop > start:
+                for piece in self._sp.encode(text[start:stop], return_type="proto").pieces:
+                    ids.append(piece.id)
+                    offsets.append((start + piece.begin, start + piece.end))
+            if match:
+                ids.append(self.token_to_id(match.group()))
+                offsets.append(match.span())
+                start = match.end()
+        return ids, offsets
+
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
         ids = [int(i) for i in ids]
         if self._fast is not None:
             return self._fast.decode(ids, skip_special_tokens=skip_special_tokens)
         if skip_special_tokens:
-            ids = [i for i in ids if not self._sp.is_control(i)]
-        return self._sp.decode(ids)
+            return self._sp.decode([i for i in ids if not self._sp.is_control(i)])
+        # sentencepiece drops control tokens when decoding; write them out as transformers does.
+        text, run = [], []
+        for i in ids + [None]:
+            if i is None or self._sp.is_control(i):
+                text.append(self._sp.decode(run))
+                run = []
+                if i is not None:
+                    text.append(self._sp.id_to_piece(i))
+            else:
+                run.append(i)
+        return "".join(text)
 
 
 def load_tokenizer(path: str | Path) -> Tokenizer:

@@ -1,0 +1,139 @@
+"""Dialogues -> token ids plus a per-token loss kind (prompt: no loss, clarify, code).
+
+The text comes from the tokenizer's own chat template (Jinja, rendered as transformers'
+`apply_chat_template` renders it) or, for tokenizers without one, a built-in format. Each
+assistant turn's content, and the end-of-turn token right after it, is marked with the turn's
+kind; every other token (system, user, role headers) is `prompt`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import re
+from typing import Any
+
+import jinja2
+import numpy as np
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from clarify_jax.hf.tokenizer import Tokenizer
+
+KIND_PROMPT, KIND_CLARIFY, KIND_CODE = 0, 1, 2
+KIND_IDS = {"prompt": KIND_PROMPT, "clarify": KIND_CLARIFY, "code": KIND_CODE}
+
+# The paper's best format (facts from ClarifyCoder): the HumanEvalComm round-1 instruction before
+# the problem, and a fixed prefix saying whether the problem is clear before the answer.
+ROUND1_INSTRUCTION = ("You are an expert software developer who writes high quality code. With below "
+                      "information, please either generate Python3 code (Respond directly with code only "
+                      "with markdown), or ask clarifying questions:\n")
+CLEAR_PREFIX = ("This is a clear problem requiring no clarifications. Let's generate the required Python3 "
+                "code directly in markdown.\n")
+CLARIFY_PREFIX = ("I have a few clarifying questions. Please respond with the necessary details so I can "
+                  "assist further.\n")
+
+# For tokenizers without a chat template.
+BUILTIN_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'assistant' %}### Assistant:\n{{ message['content'] }}{{ eos_token }}\n"
+    "{% else %}### {{ message['role'] | capitalize }}:\n{{ message['content'] }}\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}### Assistant:\n{% endif %}")
+
+
+class RenderError(ValueError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderOptions:
+    round1_instruction: bool = False
+    """Put the HumanEvalComm round-1 instruction before the first user turn's problem."""
+    answer_prefix: bool = False
+    """Start the first assistant turn with the fixed clear / clarify prefix."""
+
+
+def _raise(message: str):
+    raise jinja2.exceptions.TemplateError(message)
+
+
+def _tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
+                      sort_keys=sort_keys)
+
+
+_ENVIRONMENT = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+                                             extensions=["jinja2.ext.loopcontrols"])
+_ENVIRONMENT.filters["tojson"] = _tojson
+_ENVIRONMENT.globals["raise_exception"] = _raise
+_ENVIRONMENT.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)
+
+
+def render_text(messages: list[dict[str, Any]], tokenizer: Tokenizer,
+                add_generation_prompt: bool = False, **extra) -> str:
+    """The chat as text, exactly as transformers' apply_chat_template(tokenize=False) gives it."""
+    template = tokenizer.chat_template or BUILTIN_TEMPLATE
+    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
+    try:
+        return _ENVIRONMENT.from_string(template).render(
+            messages=plain, add_generation_prompt=add_generation_prompt, bos_token=tokenizer.bos_token or "",
+            eos_token=tokenizer.eos_token or "", pad_token=tokenizer.pad_token,
+            unk_token=tokenizer.unk_token, **extra)
+    except jinja2.exceptions.TemplateError as e:
+        raise RenderError(f"{tokenizer.path}: chat template failed: {e}") from None
+
+
+def apply_options(dialogue: list[dict[str, Any]], options: RenderOptions) -> list[dict[str, Any]]:
+    turns = [dict(t) for t in dialogue]
+    if options.round1_instruction:
+        first_user = next(t for t in turns if t["role"] == "user")
+        first_user["content"] = ROUND1_INSTRUCTION + first_user["content"]
+    if options.answer_prefix:
+        first_answer = next((t for t in turns if t["role"] == "assistant"), None)
+        if first_answer is not None:
+            prefix = CLARIFY_PREFIX if first_answer.get("kind") == "clarify" else CLEAR_PREFIX
+            first_answer["content"] = prefix + first_answer["content"]
+    return turns
+
+
+def _assistant_spans(text: str, turns: list[dict[str, Any]], eos: str | None) -> list[tuple[int, int, int]]:
+    """(start, end, kind) character spans of each assistant turn's content in the rendered text,
+    extended over the end-of-turn token that follows it."""
+    spans, cursor = [], 0
+    for turn in turns:
+        content = turn["content"]
+        # Templates may trim the content (CodeLlama's `| trim`): find the trimmed text.
+        needle = content if content in text[cursor:] else content.strip()
+        at = text.find(needle, cursor)
+        if at < 0:
+            raise RenderError(f"the chat template dropped or changed a {turn['role']} turn's content")
+        end = at + len(needle)
+        cursor = end
+        if turn["role"] != "assistant":
+            continue
+        kind = KIND_IDS.get(turn.get("kind", "code"))
+        if kind is None:
+            raise RenderError(f"assistant turn kind {turn.get('kind')!r}: expected clarify or code")
+        if eos:
+            closing = re.match(r"\s*" + re.escape(eos), text[end:])
+            if closing:
+                end += closing.end()
+        spans.append((at, end, kind))
+        cursor = end
+    return spans
+
+
+def render_dialogue(dialogue: list[dict[str, Any]], tokenizer: Tokenizer,
+                    options: RenderOptions = RenderOptions()) -> tuple[np.ndarray, np.ndarray]:
+    """(token ids int32 [T], kinds int8 [T]) of a dialogue whose assistant turns carry `kind`."""
+    turns = apply_options(dialogue, options)
+    text = render_text(turns, tokenizer)
+    spans = _assistant_spans(text, turns, tokenizer.eos_token)
+    ids, offsets = tokenizer.encode_with_offsets(text)
+    kinds = np.zeros(len(ids), np.int8)
+    starts = np.array([s for s, _ in offsets])
+    ends = np.array([e for _, e in offsets])
+    for begin, end, kind in spans:
+        # A token belongs to the turn when it starts inside it (a merged leading "\n" stays prompt).
+        kinds[(starts >= begin) & (starts < end) & (ends > starts)] = kind
+    return np.asarray(ids, np.int32), kinds
