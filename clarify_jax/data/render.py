@@ -137,3 +137,10 @@ def render_dialogue(dialogue: list[dict[str, Any]], tokenizer: Tokenizer,
         # A token belongs to the turn when it starts inside it (a merged leading "\n" stays prompt).
         kinds[(starts >= begin) & (starts < end) & (ends > starts)] = kind
     return np.asarray(ids, np.int32), kinds
+
+
+def dialogue_renderer(tokenizer: Tokenizer, options: RenderOptions = RenderOptions()):
+    """`row -> (ids, kinds)` for the input pipeline, over the row's `dialogue`."""
+    def render(row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        return render_dialogue(row["dialogue"], tokenizer, options)
+    return render
