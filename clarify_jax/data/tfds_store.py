@@ -6,6 +6,7 @@ so the Grain pipeline reads it with random access through `tfds.data_source`.
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
@@ -15,6 +16,7 @@ DATASET_NAME = "clarify_dialogues"
 VERSION = "1.0.0"
 
 
+@functools.cache  # TFDS registers builder classes by name: define ours once per process
 def _builder_class():
     import tensorflow_datasets as tfds
 
