@@ -13,7 +13,9 @@ import argparse
 import json
 import os
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # workers are separate processes
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -21,15 +23,14 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import numpy as np  # noqa: E402
 
 from clarify_jax.data.pipeline import PipelineConfig, build_pipeline  # noqa: E402
+from clarify_jax.data.render import DialogueRenderer  # noqa: E402
+from clarify_jax.hf import Tokenizer  # noqa: E402
 
 # 6 * params FLOPs per trained token; 40% MFU on one v5p host (4 chips x 459 TFLOP/s bf16).
 PARAMS_7B = 6.74e9
 V5P_HOST_FLOPS = 4 * 459e12
 MFU = 0.4
 TOKENS_PER_S_7B_V5P_HOST = MFU * V5P_HOST_FLOPS / (6 * PARAMS_7B)
-
-KIND_OF_TURN = {"clarify": 1, "code": 2}
-
 
 def synthetic_rows(count: int, problem_words: int, code_lines: int, seed: int) -> list[dict]:
     """Rows in the synthesis format: half original (code answer), half with a clarifying
@@ -68,26 +69,22 @@ def train_tokenizer(rows: list[dict], vocab_size: int):
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>"],
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<|im_start|>", "<|im_end|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     tokenizer.train_from_iterator((t["content"] for r in rows for t in r["dialogue"]), trainer)
     return tokenizer
 
 
-class TokenizerRender:
-    """Each turn as "<role>:\\n" (a prompt token) + its text; assistant text carries its kind."""
+CHATML_TEMPLATE = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + "
+                   "'<|im_end|>\\n' }}{% endfor %}")
 
-    def __init__(self, tokenizer):
-        self._tokenizer = tokenizer
 
-    def __call__(self, row: dict):
-        tokens, kinds = [], []
-        for turn in row["dialogue"]:
-            header = self._tokenizer.encode(f"<{turn['role']}>:\n").ids
-            body = self._tokenizer.encode(turn["content"] + "\n").ids
-            tokens += header + body
-            kinds += [0] * len(header) + [KIND_OF_TURN.get(turn.get("kind"), 0)] * len(body)
-        return np.asarray(tokens, np.int32), np.asarray(kinds, np.int8)
+def our_renderer(tokenizer, directory: Path) -> DialogueRenderer:
+    """The project's renderer (chat template, per-token kinds) over the trained tokenizer."""
+    tokenizer.save(str(directory / "tokenizer.json"))
+    (directory / "tokenizer_config.json").write_text(json.dumps(
+        {"eos_token": "<|im_end|>", "chat_template": CHATML_TEMPLATE}))
+    return DialogueRenderer(Tokenizer(directory))
 
 
 def time_pipeline(rows, render, config: PipelineConfig, warmup: int, batches: int, passes: int):
@@ -134,7 +131,8 @@ def main():
     start = time.perf_counter()
     tokenizer = train_tokenizer(rows[: args.tokenizer_rows], args.vocab_size)
     train_s = time.perf_counter() - start
-    render = TokenizerRender(tokenizer)
+    workdir = Path(tempfile.mkdtemp())
+    render = our_renderer(tokenizer, workdir)
     lengths = [len(render(r)[0]) for r in rows[:200]]
 
     results = []

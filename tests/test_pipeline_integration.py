@@ -1,5 +1,6 @@
 """Synthesis -> TFDS ArrayRecord -> Grain pipeline with the real renderer and tokenizer."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -7,7 +8,7 @@ import numpy as np
 from clarify_jax.backends import RulesBackend
 from clarify_jax.data import sources
 from clarify_jax.data.pipeline import PipelineConfig, make_iterator
-from clarify_jax.data.render import KIND_CLARIFY, KIND_CODE, dialogue_renderer, render_text
+from clarify_jax.data.render import KIND_CLARIFY, KIND_CODE, DialogueRenderer, render_text
 from clarify_jax.data.synthesis import run_synthesis
 from clarify_jax.data.tfds_store import read_tfds, write_tfds
 from clarify_jax.hf import Tokenizer
@@ -25,7 +26,11 @@ def test_synthesized_rows_flow_into_packed_batches(shared_data, tmp_path):
         {"eos_token": "<|im_end|>", "chat_template": chat_templates.QWEN25_CODER_INSTRUCT}, vocab_size=2000))
     source = read_tfds(dataset, "train")
     config = PipelineConfig(batch_size=2, seq_len=2048, seed=0, num_epochs=1)
-    batches = list(make_iterator([(source, 1.0)], dialogue_renderer(tokenizer), config))
+    batches = list(make_iterator([(source, 1.0)], DialogueRenderer(tokenizer), config))
+    prefetched = list(make_iterator([(source, 1.0)], DialogueRenderer(tokenizer),
+                                    dataclasses.replace(config, prefetch_workers=2)))
+    assert all(np.array_equal(a[k], b[k]) for a, b in zip(batches, prefetched) for k in a)
+    assert len(prefetched) == len(batches)
     texts = {render_text(row["dialogue"], tokenizer) for row in rows["train"]}
     seen = []
     for batch in batches:

@@ -139,8 +139,13 @@ def render_dialogue(dialogue: list[dict[str, Any]], tokenizer: Tokenizer,
     return np.asarray(ids, np.int32), kinds
 
 
-def dialogue_renderer(tokenizer: Tokenizer, options: RenderOptions = RenderOptions()):
-    """`row -> (ids, kinds)` for the input pipeline, over the row's `dialogue`."""
-    def render(row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-        return render_dialogue(row["dialogue"], tokenizer, options)
-    return render
+@dataclasses.dataclass(frozen=True)
+class DialogueRenderer:
+    """`row -> (ids, kinds)` over the row's `dialogue`, for the input pipeline (a picklable
+    object, so that prefetch worker processes can run it)."""
+
+    tokenizer: Tokenizer
+    options: RenderOptions = RenderOptions()
+
+    def __call__(self, row: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        return render_dialogue(row["dialogue"], self.tokenizer, self.options)
