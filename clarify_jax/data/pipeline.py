@@ -21,9 +21,10 @@ import grain
 import jax
 import numpy as np
 
+from clarify_jax.data.render import KIND_CLARIFY, KIND_CODE, KIND_PROMPT
+
 Render = Callable[[dict], "tuple[np.ndarray, np.ndarray]"]
 
-PROMPT, CLARIFY, CODE = 0, 1, 2
 _SEQUENCE_FEATURES = ("tokens", "kinds")
 
 
@@ -217,7 +218,7 @@ class _BatchPackedRows:
             "positions": stacked("tokens_positions", np.int32),
             "kinds": stacked("kinds", np.int8),
         }
-        batch["kinds"][batch["segment_ids"] == 0] = PROMPT  # padding never carries a kind
+        batch["kinds"][batch["segment_ids"] == 0] = KIND_PROMPT  # padding never carries a kind
         return _add_targets(batch)
 
 
@@ -236,9 +237,9 @@ def _add_targets(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     target_kinds = np.zeros_like(batch["kinds"])
     target_kinds[:, :-1] = batch["kinds"][:, 1:]
     batch["targets"] = np.where(has_next, targets, 0).astype(np.int32)
-    batch["target_kinds"] = np.where(has_next, target_kinds, PROMPT).astype(np.int8)
-    batch["clarify_mask"] = (batch["target_kinds"] == CLARIFY).astype(np.float32)
-    batch["code_mask"] = (batch["target_kinds"] == CODE).astype(np.float32)
+    batch["target_kinds"] = np.where(has_next, target_kinds, KIND_PROMPT).astype(np.int8)
+    batch["clarify_mask"] = (batch["target_kinds"] == KIND_CLARIFY).astype(np.float32)
+    batch["code_mask"] = (batch["target_kinds"] == KIND_CODE).astype(np.float32)
     return batch
 
 
