@@ -1,0 +1,42 @@
+"""The joint loss: a weighted sum over token kinds of the mean cross-entropy of that kind.
+
+loss = sum_kind weight_kind * mean_{targets of that kind} CE. Each kind is averaged on its own, so
+the weights set the balance between asking (clarify) and coding (code) whatever their token counts.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+LOSS_KINDS = ("clarify", "code")
+
+
+def token_cross_entropy(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(cross-entropy, correct) per position, [B, T]; logsumexp minus the target's logit, so no
+    [B, T, V] log-softmax is kept for the backward pass."""
+    logits = logits.astype(jnp.float32)
+    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    cross_entropy = jax.nn.logsumexp(logits, axis=-1) - target_logit
+    correct = jnp.argmax(logits, axis=-1) == targets
+    return cross_entropy, correct
+
+
+def joint_loss(logits: jax.Array, batch: dict[str, jax.Array], weights: dict[str, float]
+               ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The scalar loss and per-kind metrics (loss, token count, accuracy) for a packed batch with
+    `targets`, `clarify_mask` and `code_mask` (as the input pipeline makes them)."""
+    cross_entropy, correct = token_cross_entropy(logits, batch["targets"])
+    total = jnp.float32(0.0)
+    metrics = {}
+    for kind in LOSS_KINDS:
+        mask = batch[f"{kind}_mask"].astype(jnp.float32)
+        count = mask.sum()
+        denominator = jnp.maximum(count, 1.0)  # a batch without this kind contributes nothing
+        kind_loss = (cross_entropy * mask).sum() / denominator
+        total = total + weights.get(kind, 0.0) * kind_loss
+        metrics[f"loss/{kind}"] = kind_loss
+        metrics[f"tokens/{kind}"] = count
+        metrics[f"accuracy/{kind}"] = (correct * mask).sum() / denominator
+    metrics["loss"] = total
+    return total, metrics
