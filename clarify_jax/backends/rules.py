@@ -16,30 +16,24 @@ import re
 from clarify_jax.backends.base import BackendError, Message
 from clarify_jax.pyparse import literal_eval
 
+# (vague word, precise term, its opposite): the rules blur either term into the vague word
+# (ambiguous) or swap it for its opposite (inconsistent).
+TERM_PAIRS = (
+    ("extreme", "largest", "smallest"), ("extreme", "maximum", "minimum"),
+    ("extreme-length", "longest", "shortest"), ("some order", "ascending", "descending"),
+    ("some order", "increasing", "decreasing"), ("special", "even", "odd"),
+    ("particular", "first", "last"), ("combination", "sum", "product"),
+    ("different case", "uppercase", "lowercase"), ("special", "prime", "composite"),
+    ("signed", "positive", "negative"),
+)
+# One way only: their opposites ("smallest", "least") are blurred by another pair or too common.
+VAGUE_ONE_WAY = {"biggest": ("extreme", ("biggest", "smallest")),
+                 "greatest": ("extreme", ("greatest", "least"))}
 # Precise term -> (vague replacement, the alternatives a reader cannot tell apart).
-VAGUE_TERMS = {
-    "largest": ("extreme", ("largest", "smallest")), "smallest": ("extreme", ("largest", "smallest")),
-    "maximum": ("extreme", ("maximum", "minimum")), "minimum": ("extreme", ("maximum", "minimum")),
-    "biggest": ("extreme", ("biggest", "smallest")), "greatest": ("extreme", ("greatest", "least")),
-    "longest": ("extreme-length", ("longest", "shortest")),
-    "shortest": ("extreme-length", ("longest", "shortest")),
-    "ascending": ("some order", ("ascending", "descending")),
-    "descending": ("some order", ("ascending", "descending")),
-    "increasing": ("some order", ("increasing", "decreasing")),
-    "decreasing": ("some order", ("increasing", "decreasing")),
-    "even": ("special", ("even", "odd")), "odd": ("special", ("even", "odd")),
-    "first": ("particular", ("first", "last")), "last": ("particular", ("first", "last")),
-    "sum": ("combination", ("sum", "product")), "product": ("combination", ("sum", "product")),
-    "uppercase": ("different case", ("uppercase", "lowercase")),
-    "lowercase": ("different case", ("uppercase", "lowercase")),
-    "prime": ("special", ("prime", "composite")),
-    "positive": ("signed", ("positive", "negative")), "negative": ("signed", ("positive", "negative")),
-}
-OPPOSITES = {a: b for pair in [("largest", "smallest"), ("maximum", "minimum"), ("ascending", "descending"),
-                               ("increasing", "decreasing"), ("even", "odd"), ("first", "last"),
-                               ("longest", "shortest"), ("uppercase", "lowercase"),
-                               ("positive", "negative"), ("greater", "smaller"), ("more", "fewer")]
-             for a, b in (pair, pair[::-1])}
+VAGUE_TERMS = {term: (vague, (a, b)) for vague, a, b in TERM_PAIRS for term in (a, b)} | VAGUE_ONE_WAY
+OPPOSITES = {x: y for _, a, b in TERM_PAIRS + (("", "greater", "smaller"), ("", "more", "fewer"))
+             for x, y in ((a, b), (b, a))}
+
 CONDITION_WORDS = re.compile(r"\b(if|only|must|should|unless|each|every|not|than|least|most|\d+)\b", re.I)
 EXAMPLE_HEADERS = re.compile(r"^\s*(your code should pass these tests:|for example:?|examples?:?)\s*$", re.I)
 
