@@ -10,6 +10,7 @@ from typing import Any, Literal
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "mistral")
 RopeType = Literal["default", "linear", "llama3"]
 RematPolicy = Literal["none", "full", "dots", "dots_no_batch"]
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 class ConfigError(ValueError):
@@ -52,6 +53,13 @@ class ModelConfig:
     param_dtype: str = "float32"
     dtype: str = "float32"  # compute dtype
     remat: RematPolicy = "none"
+    # LoRA adapters (training only; `lora_rank` 0 means none). Each targeted projection gets
+    # float32 `lora_a` [in, r] and `lora_b` [r, out] beside its kernel, adding
+    # (lora_alpha / lora_rank) * x @ a @ b to its output; export merges them into the kernel.
+    lora_rank: int = 0
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
 
     def __post_init__(self):
         if self.model_type not in SUPPORTED_MODEL_TYPES:
@@ -63,6 +71,16 @@ class ModelConfig:
                 f"num_attention_heads={self.num_heads} is not a multiple of "
                 f"num_key_value_heads={self.num_kv_heads}"
             )
+        unknown = set(self.lora_targets) - set(LORA_TARGETS)
+        if unknown:
+            raise ConfigError(f"unknown LoRA target modules {sorted(unknown)}; choose from "
+                              f"{', '.join(LORA_TARGETS)}")
+        if self.lora_rank < 0 or not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError("lora_rank must be >= 0 and lora_dropout in [0, 1)")
+
+    @property
+    def lora_scale(self) -> float:
+        return self.lora_alpha / self.lora_rank if self.lora_rank else 0.0
 
     def replace(self, **changes) -> ModelConfig:
         return dataclasses.replace(self, **changes)

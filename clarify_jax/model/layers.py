@@ -37,6 +37,9 @@ class Projection(nn.Module):
     bias_axes: tuple[str, ...] | None = None
     param_dtype: str = "float32"
     dtype: str = "float32"
+    lora_rank: int = 0  # > 0: add a LoRA adapter (see ModelConfig)
+    lora_scale: float = 1.0
+    lora_dropout: float = 0.0
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -44,14 +47,30 @@ class Projection(nn.Module):
                         self.param_dtype)
         inner, outer = self.shape[:self.in_dims], self.shape[self.in_dims:]
         lead = x.shape[:x.ndim - self.in_dims]
-        y = jnp.dot(x.reshape(-1, math.prod(inner)).astype(self.dtype),
-                    kernel.astype(self.dtype).reshape(math.prod(inner), math.prod(outer)))
+        x2d = x.reshape(-1, math.prod(inner)).astype(self.dtype)
+        y = jnp.dot(x2d, kernel.astype(self.dtype).reshape(math.prod(inner), math.prod(outer)))
+        if self.lora_rank:
+            y = y + self._lora(x2d, inner, outer)
         y = y.reshape(*lead, *outer)
         if self.bias_shape is not None:
             bias = logical_param(self, "bias", nn.initializers.zeros, self.bias_shape, self.bias_axes,
                           self.param_dtype)
             y = y + bias.astype(self.dtype)
         return y
+
+    def _lora(self, x2d: jax.Array, inner, outer) -> jax.Array:
+        """scale * dropout(x) @ a @ b. `a` starts random and `b` at zero, so a new adapter leaves
+        the model unchanged; both are float32 (small, and trained even when the base is bf16).
+        Dropout is active only when the caller passes a "dropout" rng (training)."""
+        r, in_axes, out_axes = self.lora_rank, self.axes[:self.in_dims], self.axes[self.in_dims:]
+        a = logical_param(self, "lora_a", nn.initializers.normal(1.0 / math.sqrt(math.prod(inner))),
+                          (*inner, r), (*in_axes, "lora_rank"), "float32")
+        b = logical_param(self, "lora_b", nn.initializers.zeros, (r, *outer), ("lora_rank", *out_axes),
+                          "float32")
+        if self.lora_dropout and self.has_rng("dropout"):
+            x2d = nn.Dropout(self.lora_dropout, deterministic=False)(x2d)
+        low = jnp.dot(x2d, a.astype(self.dtype).reshape(-1, r))
+        return jnp.dot(low, b.astype(self.dtype).reshape(r, -1)) * jnp.asarray(self.lora_scale, self.dtype)
 
 
 class RMSNorm(nn.Module):
@@ -75,6 +94,13 @@ def attention_mask(q_pos, q_seg, k_pos, k_seg, sliding_window: int | None) -> ja
     if sliding_window is not None:
         mask &= q_pos[:, :, None] - k_pos[:, None, :] < sliding_window
     return mask
+
+
+def lora_options(cfg: ModelConfig, module_name: str) -> dict[str, Any]:
+    """Projection kwargs that give `module_name` a LoRA adapter when the config targets it."""
+    if not cfg.lora_rank or module_name not in cfg.lora_targets:
+        return {}
+    return dict(lora_rank=cfg.lora_rank, lora_scale=cfg.lora_scale, lora_dropout=cfg.lora_dropout)
 
 
 def _heads_first(q, k, v):
@@ -131,7 +157,7 @@ class Attention(nn.Module):
             bias = (heads, h) if cfg.attention_bias else None
             return Projection("BTD,DNH->BTNH", (d, heads, h), ("embed", head_axis, "head_dim"),
                               bias_shape=bias, bias_axes=(head_axis, "head_dim"), name=name,
-                              **dtypes)(x)
+                              **dtypes, **lora_options(cfg, name))(x)
 
         q = apply_rope(proj("q_proj", n, "heads"), cos, sin)
         key = apply_rope(proj("k_proj", k, "kv_heads"), cos, sin)
@@ -149,7 +175,7 @@ class Attention(nn.Module):
         else:
             out = dot_product_attention(q, key, value, mask)
         out = Projection("BTNH,NHD->BTD", (n, h, d), ("heads", "head_dim", "embed"), in_dims=2,
-                         name="o_proj", **dtypes)(out)
+                         name="o_proj", **dtypes, **lora_options(cfg, "o_proj"))(out)
         return out, layer_cache
 
 
@@ -162,10 +188,13 @@ class MLP(nn.Module):
         cfg = self.cfg
         dtypes = dict(param_dtype=cfg.param_dtype, dtype=cfg.dtype)
         shape, axes = (cfg.hidden_size, cfg.intermediate_size), ("embed", "mlp")
-        gate = Projection("BTD,DF->BTF", shape, axes, name="gate_proj", **dtypes)(x)
-        up = Projection("BTD,DF->BTF", shape, axes, name="up_proj", **dtypes)(x)
+        gate = Projection("BTD,DF->BTF", shape, axes, name="gate_proj", **dtypes,
+                          **lora_options(cfg, "gate_proj"))(x)
+        up = Projection("BTD,DF->BTF", shape, axes, name="up_proj", **dtypes,
+                        **lora_options(cfg, "up_proj"))(x)
         hidden = maybe_constrain(self.sharding, jax.nn.silu(gate) * up, ("batch", "length", "mlp"))
-        return Projection("BTF,FD->BTD", shape[::-1], axes[::-1], name="down_proj", **dtypes)(hidden)
+        return Projection("BTF,FD->BTD", shape[::-1], axes[::-1], name="down_proj", **dtypes,
+                          **lora_options(cfg, "down_proj"))(hidden)
 
 
 class DecoderLayer(nn.Module):

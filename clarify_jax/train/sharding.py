@@ -21,6 +21,7 @@ DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("vocab", "tensor"),
     ("layers", None),
     ("norm", None),
+    ("lora_rank", None),
 )
 
 
