@@ -34,7 +34,10 @@ class Decoder(nn.Module):
         cfg = self.cfg
         embedding = logical_param(self, "embedding", nn.initializers.normal(0.02),
                            (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), cfg.param_dtype)
-        x = jnp.take(embedding, tokens, axis=0).astype(cfg.dtype)
+        # Gather from a table whole along `embed`: a gather from an fsdp-sharded table gives
+        # embed-sharded rows, which XLA can only turn into batch-sharded ones by replicating.
+        table = maybe_constrain(self.sharding, embedding, ("vocab", None))
+        x = jnp.take(table, tokens, axis=0).astype(cfg.dtype)
         x = maybe_constrain(self.sharding, x, ("batch", "length", "act_embed"))
         cos, sin = rope_tables(cfg, positions)
 
@@ -44,7 +47,7 @@ class Decoder(nn.Module):
         stack = nn.scan(
             layer,
             variable_axes={"params": 0},
-            split_rngs={"params": True},
+            split_rngs={"params": True, "dropout": True},
             in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
             length=cfg.num_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},
@@ -87,17 +90,36 @@ def _dummy_inputs(cfg: ModelConfig):
 
 def init_params(cfg: ModelConfig, rng: jax.Array) -> Params:
     """Random params (normal(0.02) kernels, unit norms, zero biases) in `cfg.param_dtype`."""
+    return _jitted_init(cfg, rng)
+
+
+def _init_params(cfg: ModelConfig, rng: jax.Array) -> Params:
     variables = Decoder(cfg).init(rng, *_dummy_inputs(cfg))
     return _to_hf_tree(nn.meta.unbox(variables["params"]))
 
 
+# Jitted: run eagerly, flax's init dispatches every op of the scanned layers one by one (seconds).
+_jitted_init = jax.jit(_init_params, static_argnums=0)
+
+
 def param_shapes(cfg: ModelConfig) -> Params:
     """ShapeDtypeStructs of the params, without allocating them (works for a 7B config on a laptop)."""
-    return jax.eval_shape(functools.partial(init_params, cfg), jax.random.key(0))
+    return jax.tree.map(lambda x: x, _param_shapes(cfg))  # a fresh tree: callers may edit it
 
 
 def param_axes(cfg: ModelConfig) -> Params:
     """The logical axis names of every param dimension, as PartitionSpecs of names."""
+    return jax.tree.map(lambda x: x, _param_axes(cfg), is_leaf=lambda x: isinstance(x, PartitionSpec))
+
+
+# Tracing the scanned init takes about a second; the train step asks for these repeatedly.
+@functools.lru_cache(maxsize=16)
+def _param_shapes(cfg: ModelConfig) -> Params:
+    return jax.eval_shape(functools.partial(_init_params, cfg), jax.random.key(0))
+
+
+@functools.lru_cache(maxsize=16)
+def _param_axes(cfg: ModelConfig) -> Params:
     boxed = jax.eval_shape(lambda: Decoder(cfg).init(jax.random.key(0), *_dummy_inputs(cfg)))
     return _to_hf_tree(nn.get_partition_spec(boxed)["params"])
 
@@ -115,20 +137,28 @@ def _default_layout(tokens, positions, segment_ids):
     return positions.astype(jnp.int32), segment_ids.astype(jnp.int32)
 
 
-@functools.partial(jax.jit, static_argnames=("cfg", "sharding"))
-def forward(cfg: ModelConfig, params: Params, tokens: jax.Array, positions: jax.Array | None = None,
-            segment_ids: jax.Array | None = None, sharding: LogicalSharding | None = None) -> jax.Array:
-    """Logits [B, T, V] (float32) for tokens [B, T].
+def apply_decoder(cfg: ModelConfig, params: Params, tokens: jax.Array, positions: jax.Array | None = None,
+                  segment_ids: jax.Array | None = None, sharding: LogicalSharding | None = None,
+                  dropout_rng: jax.Array | None = None) -> jax.Array:
+    """Logits [B, T, V] (float32) for tokens [B, T]; the traceable body of `forward`.
 
     positions: [B, T] (default 0..T-1). segment_ids: [B, T]; tokens attend only within their
     segment, and segment 0 marks padding. A packed row holds several sequences, each with its own
-    segment id and positions restarting at 0.
+    segment id and positions restarting at 0. `dropout_rng` turns on LoRA dropout (training).
     """
     positions, segment_ids = _default_layout(tokens, positions, segment_ids)
     mask = attention_mask(positions, segment_ids, positions, segment_ids, cfg.sliding_window)
+    rngs = None if dropout_rng is None else {"dropout": dropout_rng}
     logits, _ = Decoder(cfg, sharding).apply({"params": _from_hf_tree(params)}, tokens, positions,
-                                             mask, None, jnp.int32(0))
+                                             mask, None, jnp.int32(0), rngs=rngs)
     return logits
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "sharding"))
+def forward(cfg: ModelConfig, params: Params, tokens: jax.Array, positions: jax.Array | None = None,
+            segment_ids: jax.Array | None = None, sharding: LogicalSharding | None = None) -> jax.Array:
+    """Jitted `apply_decoder` without dropout: logits [B, T, V] (float32) for tokens [B, T]."""
+    return apply_decoder(cfg, params, tokens, positions, segment_ids, sharding)
 
 
 def init_cache(cfg: ModelConfig, batch: int, max_length: int, dtype: str | None = None) -> Cache:
