@@ -31,12 +31,8 @@ def restore_params(directory: str | Path, cfg: ModelConfig,
     directory = Path(directory).absolute()
     if not directory.exists():
         raise FileNotFoundError(f"{directory}: no such checkpoint")
-    checkpointer = ocp.StandardCheckpointer()
-    stored = checkpointer.metadata(directory)
-    stored = getattr(stored, "item_metadata", stored)
-    stored = getattr(stored, "tree", stored)
     expected = param_shapes(cfg)
-    _check_shapes(directory, stored, expected)
+    check_checkpoint_shapes(directory, expected)
     if sharding is None:
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         shardings = jax.tree.map(lambda _: device, expected)
@@ -45,17 +41,29 @@ def restore_params(directory: str | Path, cfg: ModelConfig,
     dtype = jnp.dtype(cfg.param_dtype)
     target = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, dtype, sharding=sh),
                           expected, shardings)
-    return checkpointer.restore(directory, target)
+    return ocp.StandardCheckpointer().restore(directory, target)
 
 
-def _check_shapes(directory: Path, stored, expected) -> None:
+def check_checkpoint_shapes(directory: Path, expected) -> None:
+    """A clear error, before anything is read, when the orbax checkpoint in `directory` does not
+    hold exactly the params of `expected` (a pytree of shapes)."""
+    if not directory.exists():
+        raise FileNotFoundError(f"{directory}: no such checkpoint")
+    stored = ocp.StandardCheckpointer().metadata(directory)
+    stored = getattr(getattr(stored, "item_metadata", stored), "tree", stored)
     flat_stored = {jax.tree_util.keystr(k): v for k, v in
                    jax.tree_util.tree_flatten_with_path(stored)[0]}
+    names = set()
     for key, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]:
         name = jax.tree_util.keystr(key)
+        names.add(name)
         if name not in flat_stored:
-            raise CheckpointMismatch(f"{directory}: param {name} is missing from the checkpoint")
+            raise CheckpointMismatch(f"{directory}: param {name} is missing from the checkpoint "
+                                     "(made for another model or LoRA setting?)")
         shape = tuple(getattr(flat_stored[name], "shape", ()) or ())
         if shape != tuple(leaf.shape):
             raise CheckpointMismatch(f"{directory}: param {name} has shape {list(shape)}, "
                                      f"the config asks for {list(leaf.shape)}")
+    extra = sorted(set(flat_stored) - names)
+    if extra:
+        raise CheckpointMismatch(f"{directory}: holds params the config does not have, e.g. {extra[0]}")

@@ -22,17 +22,26 @@ def token_cross_entropy(logits: jax.Array, targets: jax.Array) -> tuple[jax.Arra
     return cross_entropy, correct
 
 
-def joint_loss(logits: jax.Array, batch: dict[str, jax.Array], weights: dict[str, float]
-               ) -> tuple[jax.Array, dict[str, jax.Array]]:
+def kind_counts(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
+    return {kind: batch[f"{kind}_mask"].astype(jnp.float32).sum() for kind in LOSS_KINDS}
+
+
+def joint_loss(logits: jax.Array, batch: dict[str, jax.Array], weights: dict[str, float],
+               counts: dict[str, jax.Array] | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The scalar loss and per-kind metrics (loss, token count, accuracy) for a packed batch with
-    `targets`, `clarify_mask` and `code_mask` (as the input pipeline makes them)."""
+    `targets`, `clarify_mask` and `code_mask` (as the input pipeline makes them).
+
+    `counts` (tokens per kind) default to this batch's. For a micro-batch of gradient
+    accumulation pass the whole batch's counts: the micro-batches' losses and metrics then add up
+    to exactly those of the whole batch."""
     cross_entropy, correct = token_cross_entropy(logits, batch["targets"])
+    counts = kind_counts(batch) if counts is None else counts
     total = jnp.float32(0.0)
     metrics = {}
     for kind in LOSS_KINDS:
         mask = batch[f"{kind}_mask"].astype(jnp.float32)
         count = mask.sum()
-        denominator = jnp.maximum(count, 1.0)  # a batch without this kind contributes nothing
+        denominator = jnp.maximum(counts[kind], 1.0)  # a batch without this kind contributes nothing
         kind_loss = (cross_entropy * mask).sum() / denominator
         total = total + weights.get(kind, 0.0) * kind_loss
         metrics[f"loss/{kind}"] = kind_loss
