@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Literal
@@ -53,7 +54,8 @@ class Export:
     that transformers' AutoModelForCausalLM.from_pretrained loads."""
 
     source: Path
-    """A directory written by `convert`, or a Hugging Face model directory."""
+    """A directory written by `convert`, a Hugging Face model directory, or a training run from
+    `train` (its latest checkpoint; or name one: RUN/checkpoints/STEP). LoRA adapters are merged."""
     out: Path
     """Output Hugging Face directory (created)."""
     dtype: Dtype | None = None
@@ -142,6 +144,30 @@ class TokenizerTools:
     """Tokenizer tools; see `clarify-jax tokenizer train --help`."""
 
 
+TRAIN_DESCRIPTION = """Fine-tune on synthesized dialogues with the joint loss (clarify and code turns
+weighted), in stages; LoRA or full; sharded over a data,fsdp,tensor mesh. Pick a preset (from
+configs/), then override any field. Writes OUT/checkpoints, OUT/metrics.jsonl, OUT/tensorboard and
+OUT/plots/loss.png; SIGTERM saves and stops; --resume continues from the latest checkpoint."""
+
+
+@dataclasses.dataclass
+class Train:
+    """Fine-tune a model; see `clarify-jax train --help` for the presets."""
+
+    config: object
+
+    def run(self) -> None:
+        from clarify_jax.train.loop import train
+        summary = train(self.config)
+        print(json.dumps(summary, indent=2))
+
+
+@dataclasses.dataclass
+class TrainPresets:
+    """Fine-tune a model: `clarify-jax train PRESET --model DIR --out DIR [overrides]`;
+    `clarify-jax train --help` lists the presets."""
+
+
 # `clarify-jax tokenizer <action>`: a second level of subcommands.
 TOKENIZER_SUBCOMMANDS = {"train": TokenizerTrain}
 
@@ -150,12 +176,18 @@ SUBCOMMANDS = {
     "export": Export,
     "synthesize": Synthesize,
     "tokenizer": TokenizerTools,
+    "train": TrainPresets,
 }
 
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["tokenizer"]:
+    if argv[:1] == ["train"]:
+        from clarify_jax.train.presets import load_presets
+        config = tyro.extras.overridable_config_cli(
+            load_presets(), prog="clarify-jax train", args=argv[1:], description=TRAIN_DESCRIPTION)
+        command = Train(config)
+    elif argv[:1] == ["tokenizer"]:
         command = tyro.extras.subcommand_cli_from_dict(
             TOKENIZER_SUBCOMMANDS, prog="clarify-jax tokenizer", args=argv[1:],
             description=TokenizerTools.__doc__)

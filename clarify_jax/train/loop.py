@@ -1,0 +1,264 @@
+"""`clarify-jax train`: stages of jitted steps on the joint loss, with checkpoints, resume and logs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from clarify_jax.data.pipeline import make_global_batch
+from clarify_jax.hf.pretrained import TOKENIZER_FILES
+from clarify_jax.hf.tokenizer import Tokenizer
+from clarify_jax.model.config import ModelConfig
+from clarify_jax.train.config import TrainConfig
+from clarify_jax.train.flops import peak_flops, training_flops_per_token
+from clarify_jax.train.inputs import TrainInputs
+from clarify_jax.train.lora import init_lora_params
+from clarify_jax.train.mesh import make_mesh
+from clarify_jax.train.metrics_log import MetricsLog, plot_losses
+from clarify_jax.train.optimizer import make_optimizer
+from clarify_jax.train.run_checkpoints import RunCheckpoints
+from clarify_jax.train.sharding import LogicalSharding
+from clarify_jax.train.step import Trainer, loss_weights
+
+RUN_CONFIG_FILE = "train_config.json"
+MODEL_DIR = "model"  # config.json and tokenizer files of the trained model, for export
+
+
+class TrainConfigError(ValueError):
+    """A training config that cannot run on these devices or this data."""
+
+
+def initialize_distributed(config: TrainConfig) -> None:
+    d = config.distributed
+    if not d.initialize:
+        return
+    if d.cpu_collectives != "none":
+        jax.config.update("jax_cpu_collectives_implementation", d.cpu_collectives)
+    jax.distributed.initialize(coordinator_address=d.coordinator_address, num_processes=d.num_processes,
+                               process_id=d.process_id)
+
+
+def check_batch(config: TrainConfig, sharding: LogicalSharding) -> None:
+    """Batch sizes that the mesh, the hosts and the accumulation can split evenly."""
+    batch, accum = config.data.batch_size, config.grad_accum
+    shards = math.prod(sharding.mesh.shape[a] for a in ("data", "fsdp"))
+    if accum < 1 or batch % accum:
+        raise TrainConfigError(f"data.batch_size {batch} is not divisible by grad_accum {accum}")
+    if (batch // accum) % shards:
+        raise TrainConfigError(
+            f"micro-batch of {batch // accum} rows (batch_size {batch} / grad_accum {accum}) is not "
+            f"divisible by the {shards} batch shards of mesh {config.mesh} (data x fsdp)")
+    if batch % jax.process_count():
+        raise TrainConfigError(f"data.batch_size {batch} is not divisible by the {jax.process_count()} hosts")
+    if not config.stages or any(stage.steps < 1 for stage in config.stages):
+        raise TrainConfigError("every stage needs steps >= 1")
+
+
+def model_config(config: TrainConfig) -> ModelConfig:
+    cfg = ModelConfig.from_hf_file(config.model)
+    lora = config.lora
+    return cfg.replace(param_dtype=config.param_dtype, dtype=config.compute_dtype, remat=config.remat,
+                       lora_rank=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                       lora_targets=tuple(lora.targets))
+
+
+class _Preemption:
+    """SIGTERM (a TPU VM being preempted) sets a flag; the loop saves and stops at the next step.
+    On several hosts the flag is agreed on collectively, so all of them stop at the same step."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def should_stop(self) -> bool:
+        if jax.process_count() == 1:
+            return self.requested
+        from jax.experimental import multihost_utils
+        flags = multihost_utils.process_allgather(np.int32(self.requested))
+        return bool(np.max(flags))
+
+    def restore(self):
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Runs (or resumes) the configured stages; returns a summary of the run."""
+    initialize_distributed(config)
+    mesh = make_mesh(config.mesh)
+    sharding = LogicalSharding(mesh)
+    check_batch(config, sharding)
+    cfg = model_config(config)
+    tokenizer = Tokenizer(config.tokenizer or config.model)
+    inputs = TrainInputs(config.data, tokenizer, config.seed)
+    inputs.check_mixtures(config.stages)
+    optimizer, schedule = make_optimizer(config.stages, config.optimizer)
+    trainer = Trainer(cfg, sharding, optimizer, schedule, config.grad_accum, config.seed)
+
+    out = Path(config.out)
+    checkpoints = RunCheckpoints(out, keep=config.keep_checkpoints)
+    try:
+        return _run(config, cfg, trainer, inputs, checkpoints)
+    finally:
+        checkpoints.close()
+
+
+def _run(config: TrainConfig, cfg: ModelConfig, trainer: Trainer, inputs: TrainInputs,
+         checkpoints: RunCheckpoints) -> dict[str, Any]:
+    out = Path(config.out)
+    is_main = jax.process_index() == 0
+    latest = checkpoints.latest_step()
+    if latest is not None and not config.resume:
+        raise TrainConfigError(f"{out} already holds checkpoints (latest step {latest}): pass --resume "
+                               "to continue that run, or choose another --out")
+    frozen = _load_frozen(config, cfg, trainer)
+    step, data_stage, iterator = 0, None, None
+    if config.resume and latest is not None:
+        meta = checkpoints.read_meta(latest)
+        step, data_stage = latest, meta.get("stage")
+        if data_stage == config.stage_at(step):
+            iterator = inputs.stage_iterator(config.stages[data_stage], data_stage)
+        state, _ = checkpoints.restore(latest, trainer.abstract_state(), iterator)
+        print(f"resumed from {checkpoints.directory / str(latest)} (step {latest})")
+    else:
+        state = trainer.init_state(_initial_trainable(config, cfg, trainer))
+    if is_main:
+        _write_run_files(config, out)
+
+    log = MetricsLog(out, resume_step=step if config.resume else None, enabled=is_main)
+    preemption = _Preemption()
+    flops_per_token = training_flops_per_token(cfg, config.data.seq_len, frozen_base=trainer.lora)
+    peak = peak_flops()
+    bar = tqdm(total=config.total_steps, initial=step, desc="train", disable=not (config.progress and is_main))
+    summary: dict[str, Any] = {"preempted": False}
+    try:
+        while step < config.total_steps:
+            index = config.stage_at(step)
+            stage = config.stages[index]
+            if iterator is None or data_stage != index:
+                iterator, data_stage = inputs.stage_iterator(stage, index), index
+            weights = loss_weights(stage.clarify_weight, stage.code_weight)
+            stage_end = config.stage_start(index) + stage.steps
+            window_start, window_steps = None, 0
+            while step < stage_end:
+                batch = make_global_batch(next(iterator), trainer.sharding)
+                state, metrics = trainer.train_step(state, frozen, batch, weights)
+                step += 1
+                window_steps += 1
+                if window_start is None:  # the first step compiles: time from its end
+                    jax.block_until_ready(state)
+                    window_start, window_steps = time.perf_counter(), 0
+                bar.update(1)
+                if step % config.log_every == 0 or step == stage_end:
+                    record = _train_record(metrics, index, stage.name, window_steps, window_start,
+                                           config, flops_per_token, peak)
+                    log.write("train", step, record)
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record.get('tokens_per_s', 0):.0f}")
+                    window_start, window_steps = time.perf_counter(), 0
+                if config.eval_every and step % config.eval_every == 0 and step < config.total_steps:
+                    log.write("validation", step, _evaluate(trainer, state, frozen, inputs, config, stage))
+                    window_start, window_steps = time.perf_counter(), 0
+                if config.checkpoint_every and step % config.checkpoint_every == 0:
+                    checkpoints.save(state, iterator, _meta(config, index))
+                if preemption.should_stop():
+                    if config.checkpoint_every == 0 or step % config.checkpoint_every:
+                        checkpoints.save(state, iterator, _meta(config, index))
+                    checkpoints.wait()
+                    print(f"\nSIGTERM: saved step {step} under {checkpoints.directory}; rerun with --resume")
+                    summary["preempted"] = True
+                    return dict(summary, step=step)
+        if inputs.validation:
+            record = _evaluate(trainer, state, frozen, inputs, config, config.stages[-1])
+            log.write("validation", step, record)
+            summary["validation"] = record
+        if checkpoints.latest_step() != step:
+            checkpoints.save(state, iterator, _meta(config, config.stage_at(step - 1)))
+        checkpoints.wait()
+        if is_main:
+            summary["plot"] = str(plot_losses(log.path, out / "plots" / "loss.png"))
+        return dict(summary, step=step)
+    finally:
+        bar.close()
+        log.close()
+        preemption.restore()
+
+
+def _load_frozen(config: TrainConfig, cfg: ModelConfig, trainer: Trainer):
+    """The frozen LoRA base (loaded on every run, resume included); {} for full fine-tuning."""
+    if not trainer.lora:
+        return {}
+    from clarify_jax.convert import load_any
+    _, base = load_any(config.model, dtype=config.param_dtype, sharding=trainer.sharding)
+    return base
+
+
+def _initial_trainable(config: TrainConfig, cfg: ModelConfig, trainer: Trainer):
+    if trainer.lora:
+        return init_lora_params(cfg, jax.random.key(config.seed), trainer.param_shardings[0])
+    from clarify_jax.convert import load_any
+    _, params = load_any(config.model, dtype=config.param_dtype, sharding=trainer.sharding)
+    return params
+
+
+def _train_record(metrics, stage_index, stage_name, window_steps, window_start, config, flops_per_token,
+                  peak) -> dict[str, Any]:
+    record = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    record.update(stage=stage_index, stage_name=stage_name)
+    if window_start is not None and window_steps:
+        elapsed = time.perf_counter() - window_start
+        tokens_per_s = window_steps * config.data.batch_size * config.data.seq_len / elapsed
+        record.update(step_time_s=elapsed / window_steps, tokens_per_s=tokens_per_s,
+                      flops_per_s=tokens_per_s * flops_per_token)
+        if peak:
+            record["mfu"] = record["flops_per_s"] / (peak * jax.device_count())
+    return record
+
+
+def _evaluate(trainer: Trainer, state, frozen, inputs: TrainInputs, config: TrainConfig, stage) -> dict:
+    """Mean cross-entropy and accuracy per kind over the validation set, and the stage's weighted loss."""
+    totals: dict[str, float] = {}
+    for host_batch in inputs.validation_batches(config.eval_batches):
+        sums = trainer.eval_step(state["params"], frozen, make_global_batch(host_batch, trainer.sharding))
+        for key, value in jax.device_get(sums).items():
+            totals[key] = totals.get(key, 0.0) + float(value)
+    record: dict[str, Any] = {}
+    weighted = 0.0
+    for kind, weight in (("clarify", stage.clarify_weight), ("code", stage.code_weight)):
+        tokens = totals.get(f"tokens/{kind}", 0.0)
+        record[f"tokens/{kind}"] = tokens
+        if tokens:
+            record[f"loss/{kind}"] = totals[f"cross_entropy/{kind}"] / tokens
+            record[f"accuracy/{kind}"] = totals[f"correct/{kind}"] / tokens
+            weighted += weight * record[f"loss/{kind}"]
+    record["loss"] = weighted
+    return record
+
+
+def _meta(config: TrainConfig, stage_index: int) -> dict[str, Any]:
+    return {"stage": stage_index, "model": str(Path(config.model).absolute()),
+            "lora": dataclasses.asdict(config.lora), "param_dtype": config.param_dtype}
+
+
+def _write_run_files(config: TrainConfig, out: Path) -> None:
+    """The run's config, and the model's config.json and tokenizer files under out/model/, so a
+    checkpoint of this run can be exported to Hugging Face format on its own."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / RUN_CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n")
+    model_out = out / MODEL_DIR
+    model_out.mkdir(exist_ok=True)
+    for source in (Path(config.model), Path(config.tokenizer or config.model)):
+        for name in ("config.json", "generation_config.json") + TOKENIZER_FILES:
+            if (source / name).exists():
+                shutil.copyfile(source / name, model_out / name)
