@@ -6,6 +6,9 @@ It answers the synthesis prompts (which carry <task>, <type>, <problem> ... tags
   that conflicts with one of the text (a precise term replaced by its opposite);
 - ambiguous: replace precise terms by vague ones (largest -> extreme), or else numbers by "some";
 and writes questions that target exactly what it changed, and answers that restore it.
+
+Given HumanEvalComm's evaluator prompt instead, it grades and answers the questions
+(`clarify_jax.backends.rules_evaluator`).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
+from clarify_jax.backends import rules_evaluator
 from clarify_jax.backends.base import BackendError, Message
 from clarify_jax.pyparse import literal_eval
 
@@ -245,12 +249,18 @@ def answers_for(change: Change, original: str) -> str:
 
 
 class RulesBackend:
-    """Deterministic rewrites, questions and answers; no model, no network."""
+    """Deterministic rewrites, questions and answers, and the HumanEvalComm evaluator's grades;
+    no model, no network."""
 
     name = "rules"
 
     def complete(self, messages: list[Message]) -> str:
         text = messages[-1]["content"]
+        if rules_evaluator.is_evaluator_prompt(text):
+            try:
+                return rules_evaluator.answer_evaluator_prompt(text)
+            except ValueError as e:
+                raise BackendError(f"rules evaluator: {e}") from None
         task, kind, problem = _tag(text, "task"), _tag(text, "type"), _tag(text, "problem")
         if task not in ("rewrite", "questions", "answers") or kind not in REWRITERS or problem is None:
             raise BackendError("the rules backend needs a prompt with <task>rewrite|questions|answers</task>, "

@@ -27,7 +27,7 @@ KIND_IDS = {"prompt": KIND_PROMPT, "clarify": KIND_CLARIFY, "code": KIND_CODE}
 # the problem, and a fixed prefix saying whether the problem is clear before the answer.
 ROUND1_INSTRUCTION = ("You are an expert software developer who writes high quality code. With below "
                       "information, please either generate Python3 code (Respond directly with code only "
-                      "with markdown), or ask clarifying questions:\n")
+                      "with markdown), or ask clarifying questions: \n")  # sic: a space before the newline
 CLEAR_PREFIX = ("This is a clear problem requiring no clarifications. Let's generate the required Python3 "
                 "code directly in markdown.\n")
 CLARIFY_PREFIX = ("I have a few clarifying questions. Please respond with the necessary details so I can "

