@@ -1,0 +1,14 @@
+"""The jitted KV-cache sampler and the interactive chat built on it."""
+
+from clarify_jax.sample.sampler import (
+    DEFAULT_BUCKETS,
+    Completion,
+    SampleOutput,
+    Sampler,
+    bucket_length,
+    generate,
+)
+from clarify_jax.sample.sampling import SamplerError, SamplingConfig, TokenChoice, choose_tokens
+
+__all__ = ["DEFAULT_BUCKETS", "Completion", "SampleOutput", "Sampler", "SamplerError", "SamplingConfig",
+           "TokenChoice", "bucket_length", "choose_tokens", "generate"]

@@ -1,0 +1,230 @@
+"""The batched sampler: prompts right-padded to a few length buckets, one jitted prefill, then one
+`lax.while_loop` of decode steps over the KV cache; stop ids end rows on the device, stop strings
+are applied on the host.
+
+Layout of a call. Every prompt but its last token is prefilled into the cache (slots 0..T-1, T a
+bucket length, padding stored as empty slots); the logits of that prefill are never used, so XLA
+drops the LM head over all T positions. Each loop step then feeds one token per row at the
+shared slot T + step and the row's own position, and samples the next one: step 0 feeds the
+prompt's last token, so the first new token comes out of the same loop body as all the others.
+With n samples per prompt the prefilled cache is repeated n times instead of prefilling n copies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from clarify_jax.model.config import ModelConfig
+from clarify_jax.model.transformer import CACHE_AXES, Cache, Params, forward_with_cache, init_cache
+from clarify_jax.sample.sampling import SamplerError, SamplingConfig, TokenChoice, choose_tokens
+from clarify_jax.train.sharding import LogicalSharding
+
+DEFAULT_BUCKETS = tuple(2**i for i in range(5, 16))  # prefill lengths 32 .. 32768
+STOP_ID_SLOTS = 8  # stop ids are padded to a multiple of this, so their number rarely recompiles
+EMPTY = -1  # output slots after a row finished (and the padding of the stop-id array)
+
+
+@flax.struct.dataclass
+class DecodeState:
+    """The while_loop carry."""
+
+    step: jax.Array  # output column written next
+    last: jax.Array  # [R] token fed at this step
+    done: jax.Array  # [R] the row produced a stop id (or is batch padding)
+    output: jax.Array  # [R, max_new_tokens] sampled ids; EMPTY after a row is done
+    cache: Cache
+
+
+@dataclasses.dataclass(frozen=True)
+class Completion:
+    tokens: list[int]
+    """Generated ids, without the stop id; after a stop string, up to the token that completed it."""
+    text: str | None
+    """Decoded tokens, cut before the first stop string (None when the sampler has no tokenizer)."""
+    finish_reason: str  # "eos" (a stop id), "stop" (a stop string) or "length" (max_new_tokens)
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleOutput:
+    completions: list[list[Completion]]  # [prompt][sample]
+    steps: int  # decode steps the loop ran
+
+    @property
+    def texts(self) -> list[list[str | None]]:
+        return [[c.text for c in row] for row in self.completions]
+
+    @property
+    def tokens(self) -> list[list[list[int]]]:
+        return [[c.tokens for c in row] for row in self.completions]
+
+
+def _constrain_cache(cache: Cache, sharding: LogicalSharding | None) -> Cache:
+    if sharding is None:
+        return cache
+    return {name: sharding.constrain(x, tuple(CACHE_AXES[name])) for name, x in cache.items()}
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "choice", "max_new_tokens", "num_samples",
+                                             "cache_dtype", "sharding"))
+def generate(cfg: ModelConfig, params: Params, prefix: jax.Array, last: jax.Array, lengths: jax.Array,
+             active: jax.Array, stop_ids: jax.Array, key: jax.Array, temperature: jax.Array,
+             top_p: jax.Array, *, choice: TokenChoice, max_new_tokens: int, num_samples: int = 1,
+             cache_dtype: str | None = None, sharding: LogicalSharding | None = None
+             ) -> tuple[jax.Array, jax.Array]:
+    """Sampled ids [P * num_samples, max_new_tokens] (row p * num_samples + j is sample j of
+    prompt p; EMPTY after a stop id) and the number of steps run.
+
+    prefix [P, T]: each prompt without its last token, right-padded; last [P]: the last tokens;
+    lengths [P]: prompt lengths; active [P]: False for rows that only pad the batch; stop_ids [S].
+    """
+    rows, width = prefix.shape
+    cache = _constrain_cache(init_cache(cfg, rows, width + max_new_tokens, cache_dtype), sharding)
+    segments = (jnp.arange(width)[None, :] < (lengths - 1)[:, None]).astype(jnp.int32)
+    _, cache = forward_with_cache(cfg, params, prefix, cache, segment_ids=segments, sharding=sharding)
+    if num_samples > 1:
+        cache = {"k": jnp.repeat(cache["k"], num_samples, axis=1),
+                 "v": jnp.repeat(cache["v"], num_samples, axis=1),
+                 "pos": jnp.repeat(cache["pos"], num_samples, axis=0), "index": cache["index"]}
+        last, lengths, active = (jnp.repeat(x, num_samples) for x in (last, lengths, active))
+    state = DecodeState(step=jnp.int32(0), last=last, done=~active,
+                        output=jnp.full((last.shape[0], max_new_tokens), EMPTY, jnp.int32),
+                        cache=_constrain_cache(cache, sharding))
+
+    def unfinished(s: DecodeState):
+        return (s.step < max_new_tokens) & ~jnp.all(s.done)
+
+    def decode_step(s: DecodeState) -> DecodeState:
+        positions = (lengths - 1 + s.step)[:, None]
+        logits, cache = forward_with_cache(cfg, params, jnp.maximum(s.last, 0)[:, None], s.cache,
+                                           positions=positions, sharding=sharding)
+        token = choose_tokens(logits[:, 0], jax.random.fold_in(key, s.step), temperature, top_p, choice)
+        token = jnp.where(s.done, EMPTY, token)
+        output = jax.lax.dynamic_update_slice(s.output, token[:, None], (0, s.step))
+        return DecodeState(step=s.step + 1, last=token, done=s.done | jnp.isin(token, stop_ids),
+                           output=output, cache=_constrain_cache(cache, sharding))
+
+    state = jax.lax.while_loop(unfinished, decode_step, state)
+    return state.output, state.step
+
+
+def bucket_length(n: int, buckets: Sequence[int], limit: int) -> int:
+    """The smallest bucket that holds n (n itself when none does), at most `limit`, at least 1."""
+    fitting = [b for b in buckets if b >= n]
+    return max(1, min(min(fitting) if fitting else n, limit))
+
+
+def _batch_rows(n: int) -> int:
+    return 1 << (n - 1).bit_length()  # the next power of two: few batch shapes, divisible meshes
+
+
+def _eos_ids(cfg: ModelConfig) -> tuple[int, ...]:
+    eos = cfg.eos_token_id
+    return () if eos is None else (eos,) if isinstance(eos, int) else tuple(eos)
+
+
+class Sampler:
+    """Generates from a model whose params the caller has loaded (and placed, when sharded).
+
+    Shapes compile once per (prefill bucket, padded batch, max_new_tokens, num_samples, greedy /
+    top-k / top-p switch); temperature, top_p's value and the seed are traced and never recompile.
+    """
+
+    def __init__(self, cfg: ModelConfig, params: Params, tokenizer=None, *,
+                 buckets: Sequence[int] = DEFAULT_BUCKETS, max_length: int | None = None,
+                 stop_token_ids: Sequence[int] = (), sharding: LogicalSharding | None = None,
+                 cache_dtype: str | None = None, skip_special_tokens: bool = True):
+        """tokenizer: anything with `decode(ids, skip_special_tokens=...)`; without one there is
+        no text and no stop strings. max_length: prompt plus new tokens (default: the config's
+        max_position_embeddings), which bounds the cache. stop_token_ids: ids that end a
+        completion besides the config's EOS, e.g. a chat model's end-of-turn token."""
+        self.cfg, self.params, self.tokenizer = cfg, params, tokenizer
+        self.buckets = tuple(sorted(buckets))
+        self.max_length = max_length or cfg.max_position_embeddings
+        self.stop_token_ids = tuple(dict.fromkeys(_eos_ids(cfg) + tuple(stop_token_ids)))
+        self.sharding, self.cache_dtype = sharding, cache_dtype
+        self.skip_special_tokens = skip_special_tokens
+
+    def sample(self, prompts: Sequence[Sequence[int]], config: SamplingConfig | None = None,
+               rng: jax.Array | int | None = None, **overrides) -> SampleOutput:
+        """Completions for token-id prompts of any lengths. `overrides` replace fields of `config`
+        (e.g. `sample(prompts, max_new_tokens=64, temperature=0.8)`); rng: a PRNG key or a seed
+        (default 0), so that a run is reproducible unless the caller varies it."""
+        config = dataclasses.replace(config or SamplingConfig(), **overrides)
+        config.validate()
+        if config.stop and self.tokenizer is None:
+            raise SamplerError("stop strings need a tokenizer to decode the tokens")
+        prompts = [[int(t) for t in p] for p in prompts]
+        if not prompts:
+            return SampleOutput([], 0)
+        self._check(prompts, config)
+        width = bucket_length(max(map(len, prompts)) - 1, self.buckets,
+                              self.max_length - config.max_new_tokens)
+        rows = _batch_rows(len(prompts))
+        prefix = np.zeros((rows, width), np.int32)
+        last, lengths = np.zeros(rows, np.int32), np.ones(rows, np.int32)
+        for i, p in enumerate(prompts):
+            prefix[i, :len(p) - 1], last[i], lengths[i] = p[:-1], p[-1], len(p)
+        stop_ids = tuple(dict.fromkeys(self.stop_token_ids + tuple(config.stop_token_ids)))
+        padded_ids = np.full(-(-max(len(stop_ids), 1) // STOP_ID_SLOTS) * STOP_ID_SLOTS, EMPTY, np.int32)
+        padded_ids[:len(stop_ids)] = stop_ids
+        if rng is None or isinstance(rng, int):
+            rng = jax.random.key(rng or 0)
+        output, steps = generate(
+            self.cfg, self.params, prefix, last, lengths, np.arange(rows) < len(prompts), padded_ids, rng,
+            np.float32(config.temperature or 1.0), np.float32(config.top_p),
+            choice=TokenChoice.of(config, self.cfg.vocab_size), max_new_tokens=config.max_new_tokens,
+            num_samples=config.num_samples, cache_dtype=self.cache_dtype, sharding=self.sharding)
+        output, n = np.asarray(output), config.num_samples
+        completions = [[self._finish(output[p * n + j].tolist(), set(stop_ids), config.stop)
+                        for j in range(n)] for p in range(len(prompts))]
+        return SampleOutput(completions, int(steps))
+
+    def _check(self, prompts: list[list[int]], config: SamplingConfig) -> None:
+        vocab = self.cfg.vocab_size
+        for i, p in enumerate(prompts):
+            if not p:
+                raise SamplerError(f"prompt {i} is empty: a completion needs at least one token to follow")
+            if min(p) < 0 or max(p) >= vocab:
+                raise SamplerError(f"prompt {i} has token ids outside the vocabulary [0, {vocab})")
+            if len(p) + config.max_new_tokens > self.max_length:
+                raise SamplerError(
+                    f"prompt {i} has {len(p)} tokens; with max_new_tokens={config.max_new_tokens} it "
+                    f"needs {len(p) + config.max_new_tokens} positions, more than max_length="
+                    f"{self.max_length} (shorten the prompt, lower max_new_tokens or raise max_length)")
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=self.skip_special_tokens)
+
+    # Stop strings are applied here, on the host, after the loop: a string can be produced by
+    # many different token sequences and can straddle token boundaries (byte-level BPE pieces,
+    # sentencepiece's leading spaces), so only the decoded text decides whether it appeared, and
+    # detokenizing inside the jitted loop is not possible. Rows that hit a stop string therefore
+    # keep decoding until a stop id or max_new_tokens; keep max_new_tokens close to what the task
+    # needs, or add the end-of-turn token to stop_token_ids so the loop can end early.
+    def _finish(self, ids: list[int], stop_ids: set[int], stop: tuple[str, ...]) -> Completion:
+        cut = next((i for i, t in enumerate(ids) if t in stop_ids or t == EMPTY), None)
+        reason = "length" if cut is None else "eos"
+        ids = ids if cut is None else ids[:cut]
+        if self.tokenizer is None:
+            return Completion(ids, None, reason)
+        text = self.decode(ids)
+        at = _first_stop(text, stop)
+        if at is None:
+            return Completion(ids, text, reason)
+        lo, hi = 1, len(ids)  # the shortest token prefix whose text contains a stop string
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (mid + 1, hi) if _first_stop(self.decode(ids[:mid]), stop) is None else (lo, mid)
+        return Completion(ids[:lo], text[:at], "stop")
+
+
+def _first_stop(text: str, stop: tuple[str, ...]) -> int | None:
+    found = [i for i in (text.find(s) for s in stop) if i >= 0]
+    return min(found) if found else None

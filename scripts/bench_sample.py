@@ -1,0 +1,131 @@
+"""Greedy decoding speed of our jitted sampler vs transformers `generate` (PyTorch) on the same weights.
+
+Prints one JSON object with, per batch size: time to first token (a prefill plus one decode step:
+`max_new_tokens=1`), decode tokens/s (the new tokens after the first, over the time they added:
+batch * (N - 1) / (t(N) - t(1))), both implementations, and their ratio (ours over reference,
+above 1 means ours is faster). Medians over --reps rounds, the two implementations alternating
+within each round so that both see the same machine load (ratios are medians of per-round ratios);
+whether both produced the same tokens is reported too.
+
+    python scripts/bench_sample.py                           # ~134M llama, prompts of 128, 32 new tokens
+    python scripts/bench_sample.py --layers 2 --new-tokens 16 --reps 2   # quick
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+
+import tyro
+
+
+@dataclasses.dataclass
+class Bench:
+    hidden: int = 768
+    layers: int = 12
+    heads: int = 12
+    kv_heads: int = 12
+    intermediate: int = 2048
+    vocab: int = 32000
+    prompt: int = 128
+    """Prompt length (all prompts of a batch have it, so transformers needs no padding)."""
+    new_tokens: int = 32
+    batches: tuple[int, ...] = (1, 16)
+    reps: int = 3
+    """Timed runs per implementation and measurement; the median is reported."""
+    dtype: str = "float32"
+    torch_attention: str = "sdpa"
+    torch_threads: int | None = None
+    """Threads of the reference (default: torch's, one per core). On a loaded machine torch's
+    OpenMP barriers wait on descheduled threads; 1 thread can then be faster."""
+
+
+def main(args: Bench) -> dict:
+    import jax
+    import numpy as np
+    import torch
+    import transformers
+
+    from clarify_jax import hf, model
+    from clarify_jax.sample import Sampler
+
+    config = transformers.LlamaConfig(
+        vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
+        max_position_embeddings=2048, bos_token_id=None, eos_token_id=None, pad_token_id=0)
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
+    torch.manual_seed(0)
+    reference = transformers.LlamaForCausalLM(config).eval()
+    reference.config._attn_implementation = args.torch_attention
+    with tempfile.TemporaryDirectory() as tmp:
+        reference.save_pretrained(tmp)
+        cfg, params = hf.load_pretrained(tmp, dtype=args.dtype)
+    reference = reference.to(getattr(torch, args.dtype))
+    # No EOS on either side: every run produces exactly the tokens asked for.
+    sampler = Sampler(cfg, params, buckets=(args.prompt,))
+
+    results = {}
+    for batch in args.batches:
+        prompts = np.random.default_rng(batch).integers(3, args.vocab, (batch, args.prompt))
+        torch_prompts = torch.as_tensor(prompts, dtype=torch.long)
+
+        def ours(n):
+            return np.asarray(sampler.sample(prompts.tolist(), max_new_tokens=n).tokens)[:, 0]
+
+        def theirs(n):
+            with torch.inference_mode():
+                out = reference.generate(torch_prompts, attention_mask=torch.ones_like(torch_prompts),
+                                         do_sample=False, max_new_tokens=n, min_new_tokens=n)
+            return out[:, args.prompt:].numpy()
+
+        runs = {"ours": ours, "reference": theirs}
+        same = (ours(args.new_tokens) == theirs(args.new_tokens)).all()  # also the warm-up (compiles ours)
+        ours(1), theirs(1)
+        times = {name: {"first": [], "full": []} for name in runs}
+        for _ in range(args.reps):  # alternating, so that both see the same machine load
+            for n, key in ((1, "first"), (args.new_tokens, "full")):
+                for name, run in runs.items():
+                    start = time.perf_counter()
+                    run(n)
+                    times[name][key].append(time.perf_counter() - start)
+        row = {}
+        for name, t in times.items():
+            t["decode"] = decode = [batch * (args.new_tokens - 1) / (full - first)
+                                    for first, full in zip(t["first"], t["full"])]
+            row[name] = {"time_to_first_token_s": statistics.median(t["first"]),
+                         "decode_tokens_per_s": statistics.median(decode),
+                         "total_s": statistics.median(t["full"])}
+        mine, ref = times["ours"], times["reference"]
+        row["ratio_decode_tokens_per_s"] = statistics.median(
+            o / r for o, r in zip(mine["decode"], ref["decode"]))
+        row["ratio_time_to_first_token"] = statistics.median(
+            r / o for o, r in zip(mine["first"], ref["first"]))
+        row["same_tokens"] = bool(same)
+        results[f"batch_{batch}"] = row
+    result = {
+        "benchmark": "greedy_sampling",
+        "model": {"params": model.count_params(params), "hidden": args.hidden, "layers": args.layers,
+                  "vocab": args.vocab, "heads": args.heads, "kv_heads": args.kv_heads,
+                  "intermediate": args.intermediate},
+        "prompt": args.prompt, "new_tokens": args.new_tokens, "dtype": args.dtype, "reps": args.reps,
+        "note": "ratios: medians over rounds of ours/reference decode tokens/s and of reference/ours "
+                "time to first token (above 1: ours faster)",
+        **results,
+        "ours_impl": f"clarify_jax Sampler, jax {jax.__version__} ({jax.default_backend()})",
+        "reference_impl": f"transformers {transformers.__version__} generate ({args.torch_attention}), "
+                          f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                    "load_average_1_5_15_min": os.getloadavg()},
+    }
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Bench))
