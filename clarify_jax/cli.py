@@ -11,6 +11,8 @@ from typing import Literal
 import tyro
 
 from clarify_jax.backends.openai_http import OpenAIConfig
+from clarify_jax.evaluate.evaluate_command import EvaluateConfig
+from clarify_jax.sample.chat import ChatConfig
 
 Dtype = Literal["float32", "bfloat16"]
 
@@ -121,6 +123,27 @@ class Synthesize:
 
 
 @dataclasses.dataclass
+class Evaluate(EvaluateConfig):
+    __doc__ = EvaluateConfig.__doc__
+
+    def run(self) -> None:
+        from clarify_jax.evaluate.evaluate_command import evaluate_command
+        summary = evaluate_command(self)
+        print(json.dumps(summary, indent=2))
+        print(f"tables: {self.out / 'results.md'}")
+
+
+@dataclasses.dataclass
+class Chat(ChatConfig):
+    """Talk to a local model in the terminal: describe a problem, answer its questions, get the code.
+    Commands: /reset starts over, /quit (or Ctrl-D) ends; paste several lines between two \"\"\" lines."""
+
+    def run(self) -> None:
+        from clarify_jax.sample.chat import chat_command
+        chat_command(self)
+
+
+@dataclasses.dataclass
 class TokenizerTrain:
     """Train a sentencepiece BPE tokenizer on a corpus and write it as a Hugging Face tokenizer
     directory (tokenizer.model, tokenizer_config.json) for small models such as the CPU demo's."""
@@ -175,6 +198,8 @@ SUBCOMMANDS = {
     "convert": Convert,
     "export": Export,
     "synthesize": Synthesize,
+    "evaluate": Evaluate,
+    "chat": Chat,
     "tokenizer": TokenizerTools,
     "train": TrainPresets,
 }
