@@ -247,15 +247,22 @@ def _evaluate(trainer: Trainer, state, frozen, inputs: TrainInputs, config: Trai
 
 
 def _meta(config: TrainConfig, stage_index: int) -> dict[str, Any]:
+    """What a checkpoint needs beside its arrays: the stage whose iterator it holds, the base model
+    (LoRA export merges into it), the LoRA settings and the whole run config."""
     return {"stage": stage_index, "model": str(Path(config.model).absolute()),
-            "lora": dataclasses.asdict(config.lora), "param_dtype": config.param_dtype}
+            "lora": dataclasses.asdict(config.lora), "param_dtype": config.param_dtype,
+            "config": _config_json(config)}
+
+
+def _config_json(config: TrainConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
 def _write_run_files(config: TrainConfig, out: Path) -> None:
     """The run's config, and the model's config.json and tokenizer files under out/model/, so a
     checkpoint of this run can be exported to Hugging Face format on its own."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / RUN_CONFIG_FILE).write_text(json.dumps(dataclasses.asdict(config), indent=2, default=str) + "\n")
+    (out / RUN_CONFIG_FILE).write_text(json.dumps(_config_json(config), indent=2) + "\n")
     model_out = out / MODEL_DIR
     model_out.mkdir(exist_ok=True)
     for source in (Path(config.model), Path(config.tokenizer or config.model)):
