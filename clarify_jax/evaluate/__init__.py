@@ -1,1 +1,1 @@
-"""Evaluation: sandboxed execution of generated code (benchmarks and metrics come later)."""
+"""Evaluation: sandboxed execution of generated code, HumanEvalComm and HumanEval / MBPP runs and metrics."""
