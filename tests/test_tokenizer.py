@@ -65,3 +65,12 @@ def test_missing_tokenizer_is_a_clear_error(tmp_path):
     (tmp_path / "tokenizer_config.json").write_text("{\n  \"bos_token\": ,\n}")
     with pytest.raises(TokenizerError, match="tokenizer_config.json: line 2: invalid JSON"):
         Tokenizer(tmp_path)
+
+
+@pytest.mark.parametrize("fixture", ["byte_level_dir", "sentencepiece_dir"])
+def test_ids_past_the_vocabulary_are_dropped_when_decoding(request, fixture):
+    # Models pad their embedding past the tokenizer (Qwen2.5) and a sampler can pick those rows.
+    tokenizer = Tokenizer(request.getfixturevalue(fixture))
+    ids = tokenizer.encode("def add(a, b):", add_special_tokens=False)
+    padded = ids[:2] + [tokenizer.vocab_size, tokenizer.vocab_size + 7] + ids[2:]
+    assert tokenizer.decode(padded) == tokenizer.decode(ids) == "def add(a, b):"

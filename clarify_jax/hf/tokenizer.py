@@ -128,7 +128,10 @@ class Tokenizer:
         return ids, offsets
 
     def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        """Text of `ids`. Ids past the tokenizer's vocabulary are dropped: models pad their
+        embedding beyond it (Qwen2.5: 152,064 rows for 151,665 tokens) and may sample there."""
         ids = [int(i) for i in ids]
+        ids = [i for i in ids if 0 <= i < self.vocab_size]
         if self._fast is not None:
             return self._fast.decode(ids, skip_special_tokens=skip_special_tokens)
         if skip_special_tokens:
