@@ -103,13 +103,16 @@ def lora_options(cfg: ModelConfig, module_name: str) -> dict[str, Any]:
     return dict(lora_rank=cfg.lora_rank, lora_scale=cfg.lora_scale, lora_dropout=cfg.lora_dropout)
 
 
+def _query_heads_first(q, kv_heads: int):
+    """q [B,T,N,H] -> [B,K,G,T,H], the N heads grouped by the K kv heads they share."""
+    b, t, n, h = q.shape
+    return q.reshape(b, t, kv_heads, n // kv_heads, h).transpose(0, 2, 3, 1, 4)
+
+
 def _heads_first(q, k, v):
     """q [B,T,N,H] -> [B,K,G,T,H]; k, v [B,S,K,H] -> [B,K,S,H]. Batched matmuls over (B, K, G)
     with contiguous [T, H] x [H, S] operands run markedly faster on XLA:CPU."""
-    b, t, n, h = q.shape
-    kv_heads = k.shape[2]
-    q = q.reshape(b, t, kv_heads, n // kv_heads, h).transpose(0, 2, 3, 1, 4)
-    return q, k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
+    return _query_heads_first(q, k.shape[2]), k.transpose(0, 2, 1, 3), v.transpose(0, 2, 1, 3)
 
 
 def _attend(q, k, v, mask):
@@ -148,7 +151,10 @@ class Attention(nn.Module):
     sharding: LogicalSharding | None = None
 
     @nn.compact
-    def __call__(self, x, cos, sin, mask, layer_cache: dict[str, Any] | None, cache_index):
+    def __call__(self, x, cos, sin, mask, kv_cache: dict[str, Any] | None, layer, cache_index):
+        """kv_cache: None (the plain forward: causal attention within x) or the whole stack's cache, k and v
+        [L, B, K, S, H] (heads first); this layer writes its new keys and values at
+        (layer, :, :, cache_index) in place and attends over its slice. Returns (out, kv_cache)."""
         cfg = self.cfg
         d, n, k, h = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         dtypes = dict(param_dtype=cfg.param_dtype, dtype=cfg.dtype)
@@ -163,20 +169,23 @@ class Attention(nn.Module):
         key = apply_rope(proj("k_proj", k, "kv_heads"), cos, sin)
         value = proj("v_proj", k, "kv_heads")
         q = maybe_constrain(self.sharding, q, ("batch", "length", "heads", "head_dim"))
-        if layer_cache is not None:
-            # Write this chunk at the shared slot index, then attend over the whole cache.
-            at = (0, cache_index, 0, 0)
-            key = jax.lax.dynamic_update_slice(layer_cache["k"], key.astype(layer_cache["k"].dtype), at)
-            value = jax.lax.dynamic_update_slice(layer_cache["v"], value.astype(layer_cache["v"].dtype), at)
-            layer_cache = {"k": key, "v": value}
-            key, value = key.astype(cfg.dtype), value.astype(cfg.dtype)
-        if layer_cache is None:
+        if kv_cache is None:
             out = causal_attention(q, key, value, mask)
         else:
-            out = dot_product_attention(q, key, value, mask)
+            # Write only this chunk's keys and values, [B,T,K,H] -> [1,B,K,T,H], at the layer and
+            # the shared slot index: the [L, ...] buffers are a scan carry, so XLA updates them in
+            # place. Then attend over this layer's slice, already heads first (no transposes).
+            # (Reading the slice before the write made XLA copy both whole buffers at every step.)
+            at = (layer, 0, 0, cache_index, 0)
+            kv_cache = {name: jax.lax.dynamic_update_slice(
+                kv_cache[name], new.astype(kv_cache[name].dtype).transpose(0, 2, 1, 3)[None], at)
+                for name, new in (("k", key), ("v", value))}
+            key, value = (jax.lax.dynamic_index_in_dim(kv_cache[name], layer, 0, keepdims=False)
+                          .astype(cfg.dtype) for name in ("k", "v"))
+            out = _heads_last(_attend(_query_heads_first(q, k), key, value, mask))
         out = Projection("BTNH,NHD->BTD", (n, h, d), ("heads", "head_dim", "embed"), in_dims=2,
                          name="o_proj", **dtypes, **lora_options(cfg, "o_proj"))(out)
-        return out, layer_cache
+        return out, kv_cache
 
 
 class MLP(nn.Module):
@@ -198,18 +207,20 @@ class MLP(nn.Module):
 
 
 class DecoderLayer(nn.Module):
-    """Pre-norm attention and SwiGLU blocks; the signature fits `nn.scan` (carry, scanned, broadcast)."""
+    """Pre-norm attention and SwiGLU blocks; the signature fits `nn.scan`: the carry is
+    (x, kv_cache), the whole stack's KV cache or None, the scanned input the layer index."""
 
     cfg: ModelConfig
     sharding: LogicalSharding | None = None
 
     @nn.compact
-    def __call__(self, x, layer_cache, cos, sin, mask, cache_index):
+    def __call__(self, carry, layer, cos, sin, mask, cache_index):
         cfg = self.cfg
+        x, kv_cache = carry
         norm = dict(eps=cfg.rms_norm_eps, param_dtype=cfg.param_dtype, dtype=cfg.dtype)
-        attn_out, layer_cache = Attention(cfg, self.sharding, name="self_attn")(
-            RMSNorm(name="input_layernorm", **norm)(x), cos, sin, mask, layer_cache, cache_index)
+        attn_out, kv_cache = Attention(cfg, self.sharding, name="self_attn")(
+            RMSNorm(name="input_layernorm", **norm)(x), cos, sin, mask, kv_cache, layer, cache_index)
         x = x + attn_out
         x = x + MLP(cfg, self.sharding, name="mlp")(RMSNorm(name="post_attention_layernorm", **norm)(x))
         x = maybe_constrain(self.sharding, x, ("batch", "length", "act_embed"))
-        return x, layer_cache
+        return (x, kv_cache), None

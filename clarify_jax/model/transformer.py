@@ -16,7 +16,7 @@ from clarify_jax.model.rope import rope_tables
 from clarify_jax.train.sharding import LogicalSharding, maybe_constrain
 
 Params = dict[str, Any]
-Cache = dict[str, jax.Array]  # k, v: [L, B, S, K, H]; pos: [B, S] (-1 = empty); index: next slot
+Cache = dict[str, jax.Array]  # k, v: [L, B, K, S, H] (heads first); pos: [B, S] (-1 = empty); index: next slot
 
 REMAT_POLICIES = {
     "full": jax.checkpoint_policies.nothing_saveable,
@@ -52,7 +52,12 @@ class Decoder(nn.Module):
             length=cfg.num_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},
         )
-        x, kv_cache = stack(cfg, self.sharding, name="layers")(x, kv_cache, cos, sin, mask, cache_index)
+        # The cache rides in the carry (not as a scanned input and output): each layer writes its
+        # new keys and values into the [L, ...] buffers in place, instead of the scan slicing,
+        # updating and restacking whole per-layer caches at every step.
+        layer_ids = None if kv_cache is None else jnp.arange(cfg.num_layers, dtype=jnp.int32)
+        (x, kv_cache), _ = stack(cfg, self.sharding, name="layers")(
+            (x, kv_cache), layer_ids, cos, sin, mask, cache_index)
         x = RMSNorm(cfg.rms_norm_eps, cfg.param_dtype, cfg.dtype, name="norm")(x)
         if cfg.tie_word_embeddings:
             head = embedding.T
@@ -163,7 +168,7 @@ def forward(cfg: ModelConfig, params: Params, tokens: jax.Array, positions: jax.
 
 def init_cache(cfg: ModelConfig, batch: int, max_length: int, dtype: str | None = None) -> Cache:
     """An empty KV cache of `max_length` slots per row."""
-    shape = (cfg.num_layers, batch, max_length, cfg.num_kv_heads, cfg.head_dim)
+    shape = (cfg.num_layers, batch, cfg.num_kv_heads, max_length, cfg.head_dim)  # heads first
     dtype = jnp.dtype(dtype or cfg.dtype)
     return {
         "k": jnp.zeros(shape, dtype),
@@ -174,8 +179,8 @@ def init_cache(cfg: ModelConfig, batch: int, max_length: int, dtype: str | None 
 
 
 CACHE_AXES = {
-    "k": PartitionSpec("layers", "batch", "length", "kv_heads", "head_dim"),
-    "v": PartitionSpec("layers", "batch", "length", "kv_heads", "head_dim"),
+    "k": PartitionSpec("layers", "batch", "kv_heads", "length", "head_dim"),
+    "v": PartitionSpec("layers", "batch", "kv_heads", "length", "head_dim"),
     "pos": PartitionSpec("batch", "length"),
     "index": PartitionSpec(),
 }
