@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 import tyro
@@ -20,6 +21,7 @@ def load_presets(directory: Path = CONFIGS_DIR) -> dict[str, tuple[str, TrainCon
     for path in sorted(directory.glob("*.py")) if directory.is_dir() else ():
         spec = importlib.util.spec_from_file_location(f"clarify_jax_configs.{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module  # dataclasses in the module look themselves up there
         spec.loader.exec_module(module)
         for name, preset in getattr(module, "PRESETS", {}).items():
             if name in presets:
