@@ -1,8 +1,8 @@
 """The Hugging Face config.json of the 7B models that the `finetune_7b` presets are sized for.
 
-Training reads the real config from `--model`; these copies (identical to the published files'
-shape fields, and to tests/test_real_configs.py) let `scripts/memory_estimate.py` and
-tests/test_presets.py size the presets without a download. No PRESETS here.
+Training reads the real config from `--model`; these copies (the published files' shape fields)
+let `scripts/memory_estimate.py` and the tests size the presets and count parameters without a
+download. No PRESETS here.
 """
 
 HF_CONFIGS = {

@@ -1,35 +1,20 @@
 """Shapes and parameter counts of the 7B models users fine-tune, without allocating them."""
 
+import importlib.util
+
 import jax
 import pytest
 
 from clarify_jax import model
+from clarify_jax.train.presets import CONFIGS_DIR
 
-DEEPSEEK_CODER_67B_INSTRUCT = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 32256,
-    "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
-    "num_attention_heads": 32, "num_key_value_heads": 32, "hidden_act": "silu",
-    "max_position_embeddings": 16384, "rms_norm_eps": 1e-06, "rope_theta": 100000,
-    "rope_scaling": {"type": "linear", "factor": 4.0}, "tie_word_embeddings": False,
-    "bos_token_id": 32013, "eos_token_id": 32021, "torch_dtype": "bfloat16",
-}
-CODELLAMA_7B_INSTRUCT = {
-    "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": 32016,
-    "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
-    "num_attention_heads": 32, "num_key_value_heads": 32, "hidden_act": "silu",
-    "max_position_embeddings": 16384, "rms_norm_eps": 1e-05, "rope_theta": 1000000,
-    "rope_scaling": None, "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2,
-    "torch_dtype": "bfloat16",
-}
-QWEN25_CODER_7B_INSTRUCT = {
-    "architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "vocab_size": 152064,
-    "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-    "num_attention_heads": 28, "num_key_value_heads": 4, "hidden_act": "silu",
-    "max_position_embeddings": 32768, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0,
-    "sliding_window": 131072, "use_sliding_window": False, "max_window_layers": 28,
-    "tie_word_embeddings": False, "bos_token_id": 151643, "eos_token_id": 151645,
-    "torch_dtype": "bfloat16",
-}
+# The published config.json files (shape fields), kept once in configs/models.py for the presets.
+_spec = importlib.util.spec_from_file_location("clarify_jax_configs_models", CONFIGS_DIR / "models.py")
+_models = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_models)
+DEEPSEEK_CODER_67B_INSTRUCT = _models.HF_CONFIGS["deepseek-coder-6.7b-instruct"]
+CODELLAMA_7B_INSTRUCT = _models.HF_CONFIGS["CodeLlama-7b-Instruct"]
+QWEN25_CODER_7B_INSTRUCT = _models.HF_CONFIGS["Qwen2.5-Coder-7B-Instruct"]
 
 
 @pytest.mark.parametrize("hf_config,published", [

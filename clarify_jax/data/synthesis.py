@@ -15,7 +15,6 @@ import concurrent.futures
 import dataclasses
 import hashlib
 import json
-import os
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -27,6 +26,7 @@ from tqdm.auto import tqdm
 from clarify_jax.backends.base import BackendError, ChatBackend
 from clarify_jax.data.problem import Problem
 from clarify_jax.data.sources import is_valid_python
+from clarify_jax.jsonl_log import append_record, complete_lines
 
 REWRITE_TYPES = ("ambiguous", "inconsistent", "incomplete")
 TYPE_ORDER = ("original",) + REWRITE_TYPES
@@ -150,25 +150,10 @@ def synthesize_problem(problem: Problem, backend: ChatBackend, prompts: Prompts,
 def read_log(path: Path) -> dict[str, dict[str, Any]]:
     """problem id -> its latest entry. A last line cut by a crash is dropped from the file."""
     entries: dict[str, dict[str, Any]] = {}
-    if not path.exists():
-        return entries
-    data = path.read_bytes()
-    complete = data[:data.rfind(b"\n") + 1]
-    if len(complete) != len(data):
-        with open(path, "r+b") as f:
-            f.truncate(len(complete))
-    for line in complete.decode("utf-8").splitlines():
-        if line.strip():
-            entry = json.loads(line)
-            entries[entry["problem_id"]] = entry
+    for _, line in complete_lines(path):
+        entry = json.loads(line)
+        entries[entry["problem_id"]] = entry
     return entries
-
-
-def append_log(path: Path, entry: dict[str, Any]) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 # ---- splitting and mixing ----
@@ -263,7 +248,7 @@ def run_synthesis(problems: list[Problem], backend: ChatBackend, out: Path, *,
                    for p in todo]
         for future in concurrent.futures.as_completed(futures):
             entry = future.result()
-            append_log(log_path, entry)
+            append_record(log_path, entry)
             entries[entry["problem_id"]] = entry
             failures += len(entry["failed"]) + len(entry["rejected"])
             bar.update(1)

@@ -30,6 +30,7 @@ from tqdm.auto import tqdm
 from clarify_jax.backends.base import BackendError, ChatBackend, Message
 from clarify_jax.evaluate.humanevalcomm import Batch
 from clarify_jax.evaluate.sandbox import Limits
+from clarify_jax.jsonl_log import append_record, complete_lines
 
 LOG_FILE, RUN_FILE, SUMMARY_FILE, TABLE_FILE = "results.jsonl", "run.json", "summary.json", "results.md"
 
@@ -55,16 +56,7 @@ class Suite:
 def read_records(path: Path) -> dict[str, dict]:
     """id -> record of a results log; a last line cut by a crash is removed from the file."""
     records: dict[str, dict] = {}
-    if not path.exists():
-        return records
-    data = path.read_bytes()
-    complete = data[:data.rfind(b"\n") + 1]
-    if len(complete) != len(data):
-        with open(path, "r+b") as f:
-            f.truncate(len(complete))
-    for number, line in enumerate(complete.decode("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, line in complete_lines(path):
         try:
             record = json.loads(line)
         except json.JSONDecodeError as e:
@@ -73,13 +65,6 @@ def read_records(path: Path) -> dict[str, dict]:
             raise ValueError(f"{path}:{number}: expected a JSON object with a string 'id'")
         records.setdefault(record["id"], record)  # the first complete record of an item wins
     return records
-
-
-def append_record(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 # ---- backends as batch functions --------------------------------------------------------------
