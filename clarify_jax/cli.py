@@ -66,12 +66,39 @@ class Export:
     """Largest safetensors file; more tensors go to further shards with an index."""
     mesh: str | None = None
     """Spread the params over the devices while exporting (data,fsdp,tensor sizes, e.g. 1,-1,1)."""
+    push_to_hub: str | None = None
+    """Then upload OUT to this Hugging Face model repository (user/name or org/name; created if
+    missing). The token is read from the HF_TOKEN environment variable."""
+    private: bool = False
+    """Create the repository private (an existing repository keeps its visibility)."""
+    commit_message: str = "Upload model exported by clarify-jax"
+    """Message of the Hub commit."""
+    eval_summary: tuple[Path, ...] = ()
+    """summary.json files (or their folders) of `clarify-jax evaluate` runs, shown as evaluation
+    tables in the model card (several: one row per model, e.g. the base model and this one)."""
+    base_model: str | None = None
+    """Hub id of the model the training started from, for the card (default: inferred from the
+    run's --model where possible)."""
 
     def run(self) -> None:
+        from clarify_jax.hf.model_card import load_eval_summary, write_model_card
+        # Checked before the export, which can take long: a push must not fail only at its end.
+        token = None
+        if self.push_to_hub:
+            from clarify_jax.hf.hub import check_push
+            token = check_push(self.push_to_hub)
+        summaries = [load_eval_summary(path) for path in self.eval_summary]
         from clarify_jax.convert import export_to_hf
         out = export_to_hf(self.source, self.out, dtype=self.dtype,
                            max_shard_size=self.max_shard_size, sharding=_sharding(self.mesh))
-        print(f"wrote {out}")
+        card = write_model_card(out, self.source, repo_id=self.push_to_hub, eval_summaries=summaries,
+                                base_model=self.base_model)
+        print(f"wrote {out} (model card: {card})")
+        if self.push_to_hub:
+            from clarify_jax.hf.hub import push_folder
+            url = push_folder(out, self.push_to_hub, token=token, private=self.private,
+                              commit_message=self.commit_message)
+            print(f"uploaded to {self.push_to_hub}: {url}")
 
 
 @dataclasses.dataclass
