@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo demo-roundtrip bench clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,9 @@ test: setup
 
 demo: setup
 	$(BIN)/python scripts/demo.py
+
+demo-roundtrip: setup
+	$(BIN)/python scripts/hf_roundtrip_demo.py
 
 bench: setup
 	$(BIN)/python scripts/bench_forward.py
