@@ -89,7 +89,8 @@ def load_training_checkpoint(source: Path, dtype: str | None = None,
         shardings = jax.tree.map(lambda _: device, shapes)
     else:
         shardings = sharding.tree(param_axes(cfg), shapes)
-    abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings)
+    abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+                            shapes, shardings)
     trainable_abstract, _ = split_lora(abstract) if cfg.lora_rank else (abstract, None)
     trainable = restore_params_item(step_dir, trainable_abstract)
     if not cfg.lora_rank:

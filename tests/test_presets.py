@@ -36,7 +36,8 @@ def test_grid_names_every_model_mode_and_chip():
     assert {"deepseek-6.7b-lora-v5p-8", "qwen2.5-coder-7b-full-8xh100"} <= expected
     models = memory_estimate.load_config_module("models").HF_CONFIGS
     # test_real_configs checks these dicts against the published parameter counts.
-    assert set(models) == {"deepseek-coder-6.7b-instruct", "CodeLlama-7b-Instruct", "Qwen2.5-Coder-7B-Instruct"}
+    assert set(models) == {"deepseek-coder-6.7b-instruct", "CodeLlama-7b-Instruct",
+                           "Qwen2.5-Coder-7B-Instruct"}
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))

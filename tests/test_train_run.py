@@ -90,10 +90,12 @@ def test_tiny_model_overfits_a_tiny_set(inputs, tmp_path):
     rows = shortest_rows(inputs, ("original",)) + shortest_rows(inputs, ("ambiguous", "incomplete"))
     (tmp_path / "two.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     args = train_args(inputs, tmp_path / "run", "--stages.0.steps", "90", "--stages.0.learning-rate", "1e-2",
-                      "--stages.0.warmup-steps", "5", "--stages.0.code-weight", "1.0", "--stages.1.steps", "10",
+                      "--stages.0.warmup-steps", "5", "--stages.0.code-weight", "1.0",
+                      "--stages.1.steps", "10",
                       "--stages.1.learning-rate", "1e-3", "--checkpoint-every", "0", "--eval-every", "0",
                       "--data.batch-size", "2", "--mesh", "1,1,1")
-    args[args.index("--data.sources") + 1:args.index("--data.validation")] = [f"both={tmp_path / 'two.jsonl'}"]
+    sources = slice(args.index("--data.sources") + 1, args.index("--data.validation"))
+    args[sources] = [f"both={tmp_path / 'two.jsonl'}"]
     process = start_train(inputs, args, devices=1)
     assert process.wait(timeout=600) == 0, process.stdout.read()
     records = [r for r in read_records(tmp_path / "run" / "metrics.jsonl") if r["split"] == "train"]
@@ -148,7 +150,8 @@ def test_config_errors_before_anything_compiles(inputs, tmp_path, capsys):
         (["--data.batch-size", "8", "--lora.targets", "q_proj", "attn"],
          "unknown LoRA target modules ['attn']"),
         (["--data.batch-size", "8", "--stages.0.mixture", "clear=1,other=2"], "'other=2' is not name=weight"),
-        (["--data.batch-size", "8", "--data.sources", "x=/nonexistent.jsonl"], "/nonexistent.jsonl does not exist"),
+        (["--data.batch-size", "8", "--data.sources", "x=/nonexistent.jsonl"],
+         "/nonexistent.jsonl does not exist"),
     ]
     for extra, message in cases:
         with pytest.raises(SystemExit) as exit_info:

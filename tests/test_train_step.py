@@ -95,7 +95,8 @@ def test_zero_clarify_weight_gives_no_gradient_from_clarify_tokens(single_device
 
 
 def test_lora_trains_adapters_and_leaves_the_base_bit_identical():
-    cfg = CFG.replace(lora_rank=4, lora_alpha=8.0, lora_dropout=0.1, lora_targets=("q_proj", "v_proj", "down_proj"))
+    cfg = CFG.replace(lora_rank=4, lora_alpha=8.0, lora_dropout=0.1,
+                      lora_targets=("q_proj", "v_proj", "down_proj"))
     trainer = make_trainer(cfg)
     params = init_params(cfg, jax.random.key(0))
     before = jax.device_get(params)

@@ -16,7 +16,8 @@ from clarify_jax.model.rope import rope_tables
 from clarify_jax.train.sharding import LogicalSharding, maybe_constrain
 
 Params = dict[str, Any]
-Cache = dict[str, jax.Array]  # k, v: [L, B, K, S, H] (heads first); pos: [B, S] (-1 = empty); index: next slot
+# k, v: [L, B, K, S, H] (heads first); pos: [B, S] (-1 = empty); index: the next slot
+Cache = dict[str, jax.Array]
 
 REMAT_POLICIES = {
     "full": jax.checkpoint_policies.nothing_saveable,

@@ -141,7 +141,8 @@ def _run(config: TrainConfig, cfg: ModelConfig, trainer: Trainer, inputs: TrainI
     preemption = _Preemption()
     flops_per_token = training_flops_per_token(cfg, config.data.seq_len, frozen_base=trainer.lora)
     peak = peak_flops()
-    bar = tqdm(total=config.total_steps, initial=step, desc="train", disable=not (config.progress and is_main))
+    bar = tqdm(total=config.total_steps, initial=step, desc="train",
+               disable=not (config.progress and is_main))
     summary: dict[str, Any] = {"preempted": False}
     try:
         while step < config.total_steps:
@@ -165,7 +166,8 @@ def _run(config: TrainConfig, cfg: ModelConfig, trainer: Trainer, inputs: TrainI
                     record = _train_record(metrics, index, stage.name, window_steps, window_start,
                                            config, flops_per_token, peak)
                     log.write("train", step, record)
-                    bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record.get('tokens_per_s', 0):.0f}")
+                    bar.set_postfix(loss=f"{record['loss']:.4f}",
+                                    tok_s=f"{record.get('tokens_per_s', 0):.0f}")
                     window_start, window_steps = time.perf_counter(), 0
                 if config.eval_every and step % config.eval_every == 0 and step < config.total_steps:
                     log.write("validation", step, _evaluate(trainer, state, frozen, inputs, config, stage))
