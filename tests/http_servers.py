@@ -9,7 +9,22 @@ import threading
 import time
 
 
-class ChatServer:
+class LocalServer:
+    """A ThreadingHTTPServer on 127.0.0.1 (set `self.httpd` in __init__), served from a thread
+    while the `with` block runs."""
+
+    httpd: http.server.ThreadingHTTPServer
+
+    def __enter__(self):
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class ChatServer(LocalServer):
     """/v1/chat/completions answering with `reply(messages)`; `script` lists status codes to send
     first (e.g. [429, 500]); every request is recorded."""
 
@@ -46,14 +61,6 @@ class ChatServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @contextlib.contextmanager

@@ -25,11 +25,12 @@ import yaml
 
 from clarify_jax.evaluate.metrics import humanevalcomm_metrics, pass_at_k_metrics
 from clarify_jax.hf.model_card import build_model_card, load_eval_summary
+from tests.http_servers import LocalServer
 
 REPO = "alice/clarify-tiny"
 
 
-class FakeHub:
+class FakeHub(LocalServer):
     def __init__(self):
         self.requests: list[dict] = []
         # repo id -> {"create": its payload, "files": {path: bytes}, "commits": [...]}
@@ -107,14 +108,6 @@ class FakeHub:
         oid = hashlib.sha1(raw).hexdigest()
         repo["commits"].append({"revision": match.group(3), "header": header})
         return 200, {"commitUrl": f"{self.url}/{match.group(1)}/commit/{oid}", "commitOid": oid}
-
-    def __enter__(self):
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def run_cli(*args, env):

@@ -94,6 +94,17 @@ common_option() {
     esac
 }
 
+# The options of the scripts that act on the checkout on the workers (--worker, --remote-dir),
+# then those of every script.
+worker_option() {
+    SHIFT=2
+    case $1 in
+        --worker) need_value "$@"; WORKER=$2 ;;
+        --remote-dir) need_value "$@"; TPU_REMOTE_DIR=$2 ;;
+        *) common_option "$@" ;;
+    esac
+}
+
 # require VALUE OPTION [ENV_VAR]: a clear error when a required setting is empty.
 require() {
     if [[ -z $1 ]]; then

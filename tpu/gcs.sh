@@ -47,11 +47,9 @@ split_equals "$@"
 set -- ${ARGS[@]+"${ARGS[@]}"}
 while (($#)); do
     case $1 in
-        --worker) need_value "$@"; WORKER=$2; shift 2 ;;
         --cp) CP=1; shift ;;
         --delete) DELETE=1; shift ;;
-        --remote-dir) need_value "$@"; TPU_REMOTE_DIR=$2; shift 2 ;;
-        -*) common_option "$@"; shift "$SHIFT" ;;
+        -*) worker_option "$@"; shift "$SHIFT" ;;
         *) POSITIONAL+=("$1"); shift ;;
     esac
 done

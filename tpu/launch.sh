@@ -55,15 +55,13 @@ set -- ${ARGS[@]+"${ARGS[@]}"}
 while (($#)); do
     case $1 in
         --) shift; COMMAND=("$@"); break ;;
-        --worker) need_value "$@"; WORKER=$2; shift 2 ;;
         --env)
             (($# >= 2)) || die "--env needs KEY=VALUE"
             [[ $2 =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] || die "--env needs KEY=VALUE, got '$2'"
             ENV_WORDS+=("${2%%=*}=$(quote "${2#*=}")"); shift 2 ;;
         --foreground) FOREGROUND=1; shift ;;
         --log-dir) need_value "$@"; LOG_DIR=$2; shift 2 ;;
-        --remote-dir) need_value "$@"; TPU_REMOTE_DIR=$2; shift 2 ;;
-        -*) common_option "$@"; shift "$SHIFT" ;;
+        -*) worker_option "$@"; shift "$SHIFT" ;;
         *) die "unexpected argument '$1': put the command to run after -- (see --help)" ;;
     esac
 done

@@ -36,13 +36,11 @@ split_equals "$@"
 set -- ${ARGS[@]+"${ARGS[@]}"}
 while (($#)); do
     case $1 in
-        --worker) need_value "$@"; WORKER=$2; shift 2 ;;
         --lines) need_value "$@"; LINES=$2; shift 2 ;;
         --follow) FOLLOW=1; shift ;;
         --fetch) need_value "$@"; FETCH=$2; shift 2 ;;
         --log-dir) need_value "$@"; LOG_DIR=$2; shift 2 ;;
-        --remote-dir) need_value "$@"; TPU_REMOTE_DIR=$2; shift 2 ;;
-        *) common_option "$@"; shift "$SHIFT" ;;
+        *) worker_option "$@"; shift "$SHIFT" ;;
     esac
 done
 

@@ -47,8 +47,6 @@ split_equals "$@"
 set -- ${ARGS[@]+"${ARGS[@]}"}
 while (($#)); do
     case $1 in
-        --worker) need_value "$@"; WORKER=$2; shift 2 ;;
-        --remote-dir) need_value "$@"; TPU_REMOTE_DIR=$2; shift 2 ;;
         --git-url) need_value "$@"; GIT_URL=$2; shift 2 ;;
         --git-ref) need_value "$@"; GIT_REF=$2; shift 2 ;;
         --python) need_value "$@"; PYTHON=$2; shift 2 ;;
@@ -56,7 +54,7 @@ while (($#)); do
         --torch-index) (($# >= 2)) || die "--torch-index needs a value ('' for none)"
             TORCH_INDEX=$2; shift 2 ;;
         --no-check) CHECK=0; shift ;;
-        *) common_option "$@"; shift "$SHIFT" ;;
+        *) worker_option "$@"; shift "$SHIFT" ;;
     esac
 done
 

@@ -46,13 +46,11 @@ split_equals "$@"
 set -- ${ARGS[@]+"${ARGS[@]}"}
 while (($#)); do
     case $1 in
-        --worker) need_value "$@"; WORKER=$2; shift 2 ;;
         --grace) need_value "$@"; GRACE=$2; shift 2 ;;
         --kill) KILL=1; shift ;;
         --any-process) ANY=1; shift ;;
         --log-dir) need_value "$@"; LOG_DIR=$2; shift 2 ;;
-        --remote-dir) need_value "$@"; TPU_REMOTE_DIR=$2; shift 2 ;;
-        *) common_option "$@"; shift "$SHIFT" ;;
+        *) worker_option "$@"; shift "$SHIFT" ;;
     esac
 done
 
