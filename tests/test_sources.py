@@ -106,3 +106,33 @@ def test_download_fetches_once_into_the_cache(shared_data, tmp_path):
     # The server is gone: a second call must be served from the cache.
     again = sources.download("mbpp", tmp_path / "cache", url=f"{base}/sanitized-mbpp.json")
     assert again == path and len(list(sources.read_mbpp(again))) == 427
+
+
+def test_mbpp_docstring_style_reads_like_humaneval(shared_data):
+    tests_style = list(sources.read_mbpp(shared_data / "mbpp" / "mbpp.jsonl"))
+    doc_style = list(sources.read_mbpp(shared_data / "mbpp" / "mbpp.jsonl", style="docstring"))
+    assert [p.id for p in doc_style] == [p.id for p in tests_style]
+    assert [p.tests for p in doc_style] == [p.tests for p in tests_style]  # only the prompt changes
+    prime = next(p for p in doc_style if p.id == "mbpp/3")
+    assert prime.prompt == (
+        "import math\n\n\ndef is_not_prime(n):\n"
+        '    """ Write a python function to identify non-prime numbers.\n'
+        "    >>> is_not_prime(2)\n    False\n    >>> is_not_prime(10)\n    True\n"
+        "    >>> is_not_prime(35)\n    True\n"
+        '    """\n')
+    # The prompt with the reference body is a program that passes the problem's own tests.
+    namespace: dict = {}
+    exec(prime.prompt + "    import math\n    return any(n % i == 0 for i in range(2, int(math.sqrt(n)) + 1))\n",
+         namespace)
+    for test in prime.tests:
+        exec(test, namespace)
+
+
+def test_mbpp_docstring_style_falls_back_where_tests_are_not_examples():
+    code = "def f(x):\n    return x\n"
+    assert sources.docstring_prompt("Echo.", code, ["assert f(1) == 1"], "f") == (
+        'def f(x):\n    """ Echo.\n    >>> f(1)\n    1\n    """\n')
+    assert sources.docstring_prompt("Echo.", code, ["assert f(1)"], "f") is None  # not call == value
+    assert sources.docstring_prompt("Echo.", code, ["assert g(1) == 1"], "g") is None  # no such def
+    with pytest.raises(ValueError, match="docstrings"):
+        list(sources.read_mbpp("unused.jsonl", style="docstrings"))

@@ -81,10 +81,54 @@ def _entry_point(code: str, test: str) -> str | None:
 
 # ---- MBPP ----
 
-def read_mbpp(path: str | Path, lenient: bool = False, report: ReadReport | None = None
-              ) -> Iterator[Problem]:
+MBPP_STYLES = ("tests", "docstring")
+
+
+def _example(test: str) -> tuple[str, str] | None:
+    """(call, expected) of a test written `assert f(...) == expected`, else None."""
+    try:
+        node = parse(test.strip()).body[0]
+    except (SyntaxError, ValueError, IndexError):
+        return None
+    if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare)
+            and len(node.test.ops) == 1 and isinstance(node.test.ops[0], ast.Eq)
+            and isinstance(node.test.left, ast.Call)):
+        return None
+    return ast.unparse(node.test.left), ast.unparse(node.test.comparators[0])
+
+
+def docstring_prompt(text: str, code: str, tests: list[str], entry_point: str | None) -> str | None:
+    """An MBPP task written as HumanEval writes its prompts: the reference's imports, the entry
+    point's signature and a docstring with the task and its tests as `>>>` examples. None when
+    the signature or an example cannot be read from the code and tests."""
+    try:
+        module = parse(code)
+    except (SyntaxError, ValueError):
+        return None
+    function = next((n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == entry_point),
+                    None)
+    examples = [_example(t) for t in tests]
+    if function is None or not examples or None in examples:
+        return None
+    imports = [ast.unparse(n) for n in module.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    returns = f" -> {ast.unparse(function.returns)}" if function.returns else ""
+    lines = [*imports, "", ""] if imports else []
+    lines += [f"def {function.name}({ast.unparse(function.args)}){returns}:", f'    """ {text.strip()}']
+    for call, expected in examples:
+        lines += [f"    >>> {call}", f"    {expected}"]
+    return "\n".join(lines + ['    """', ""])
+
+
+def read_mbpp(path: str | Path, lenient: bool = False, report: ReadReport | None = None,
+              style: str = "tests") -> Iterator[Problem]:
     """MBPP full (`mbpp.jsonl`: text, code, test_list, test_setup_code) or sanitized
-    (`sanitized-mbpp.json`: a JSON list with prompt, code, test_list, test_imports)."""
+    (`sanitized-mbpp.json`: a JSON list with prompt, code, test_list, test_imports).
+
+    `style` "tests" writes MBPP's usual prompt (the task, then its asserts); "docstring" writes
+    it as HumanEval does (signature, docstring, `>>>` examples), falling back to "tests" where the
+    tests are not all `assert call == expected`."""
+    if style not in MBPP_STYLES:
+        raise ValueError(f"MBPP prompt style {style!r}: expected one of {', '.join(MBPP_STYLES)}")
     path = Path(path)
     if path.suffix == ".json":
         try:
@@ -108,10 +152,13 @@ def read_mbpp(path: str | Path, lenient: bool = False, report: ReadReport | None
         if not tests or not all(isinstance(t, str) for t in tests):
             raise DataError(path, where, "test_list", "expected a non-empty list of assert strings")
         setup = row.get("test_setup_code") or "\n".join(row.get("test_imports") or [])
+        code = code.replace("\r\n", "\n")
+        entry_point = _entry_point(code, tests[0])
+        prompt = docstring_prompt(text, code, tests, entry_point) if style == "docstring" else None
         # MBPP's usual prompt: the task, then the tests the code must pass.
-        prompt = f"{text.strip()}\nYour code should pass these tests:\n" + "\n".join(tests)
+        prompt = prompt or f"{text.strip()}\nYour code should pass these tests:\n" + "\n".join(tests)
         return Problem(id=f"mbpp/{task_id}", source="mbpp", prompt=prompt,
-                       entry_point=_entry_point(code, tests[0]), solutions=(code.replace("\r\n", "\n"),),
+                       entry_point=entry_point, solutions=(code,),
                        tests=tuple(tests), test_setup=setup)
 
     return _read(rows, convert, path, lenient, report)
@@ -363,7 +410,7 @@ def download(name: str, cache_dir: str | Path, url: str | None = None, timeout_s
 
 
 def read_source(name: str, path: str | Path | None, mapping: str = "", lenient: bool = False,
-                report: ReadReport | None = None) -> Iterator[Problem]:
+                report: ReadReport | None = None, mbpp_style: str = "tests") -> Iterator[Problem]:
     if name not in SOURCES:
         raise ValueError(f"unknown source {name!r}; known: {', '.join(SOURCES)}")
     if name == "humaneval":
@@ -374,5 +421,7 @@ def read_source(name: str, path: str | Path | None, mapping: str = "", lenient: 
         raise FileNotFoundError(f"{path}: no such file or directory")
     if name == "jsonl":
         return read_jsonl(path, mapping, lenient=lenient, report=report)
-    reader = {"mbpp": read_mbpp, "apps": read_apps, "humanevalcomm": read_humanevalcomm}[name]
+    if name == "mbpp":
+        return read_mbpp(path, lenient, report, style=mbpp_style)
+    reader = {"apps": read_apps, "humanevalcomm": read_humanevalcomm}[name]
     return reader(path, lenient, report)
