@@ -89,6 +89,14 @@ def test_paper_format_options(model_dir):
     assert tokenizer.decode(ids[kinds == KIND_CODE]).lstrip().startswith(CLEAR_PREFIX + "```python")
 
 
+def test_first_turn_only_keeps_the_first_exchange(model_dir):
+    _, path = model_dir
+    tokenizer = Tokenizer(path)
+    ids, kinds = render_dialogue(DIALOGUE, tokenizer, RenderOptions(first_turn_only=True))
+    assert tokenizer.decode(ids) == render_text(DIALOGUE[:2], tokenizer)
+    assert KIND_CODE not in kinds and KIND_CLARIFY in kinds
+
+
 def test_sentencepiece_tokenizer_and_builtin_format(tmp_path):
     path = tokenizer_dirs.sentencepiece_dir(tmp_path / "spm", {"bos_token": "<s>", "eos_token": "</s>"})
     tokenizer = Tokenizer(path)

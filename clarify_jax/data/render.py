@@ -51,6 +51,9 @@ class RenderOptions:
     """Put the HumanEvalComm round-1 instruction before the first user turn's problem."""
     answer_prefix: bool = False
     """Start the first assistant turn with the fixed clear / clarify prefix."""
+    first_turn_only: bool = False
+    """Keep only the first user turn and the first answer (code, or the clarifying questions),
+    not the rest of a confirm-then-code dialogue: single-turn rows, as the paper trains on."""
 
 
 def _raise(message: str):
@@ -85,6 +88,9 @@ def render_text(messages: list[dict[str, Any]], tokenizer: Tokenizer,
 
 def apply_options(dialogue: list[dict[str, Any]], options: RenderOptions) -> list[dict[str, Any]]:
     turns = [dict(t) for t in dialogue]
+    if options.first_turn_only:
+        first_answer = next((i for i, t in enumerate(turns) if t["role"] == "assistant"), len(turns) - 1)
+        turns = turns[:first_answer + 1]
     if options.round1_instruction:
         first_user = next(t for t in turns if t["role"] == "user")
         first_user["content"] = ROUND1_INSTRUCTION + first_user["content"]

@@ -29,6 +29,9 @@ class DataConfig:
     """Put the HumanEvalComm round-1 instruction before each problem (the paper's best format)."""
     answer_prefix: bool = True
     """Start each first answer with the paper's clear / clarify prefix."""
+    first_turn_only: bool = False
+    """Train on the first exchange of each dialogue only (problem -> code or questions), not on the
+    answers and the code that follow the questions."""
     too_long: Literal["truncate", "drop"] = "truncate"
     prefetch_workers: int = 0
     """Render in this many worker processes (0: in the training process)."""
