@@ -27,15 +27,17 @@ def _sharding(mesh: str | None):
 
 @dataclasses.dataclass
 class Convert:
-    """Convert a Hugging Face model directory into an orbax checkpoint of the params.
+    """Convert a Hugging Face model directory, or a GGUF file, into an orbax checkpoint of the params.
 
     The output directory gets `params/` (orbax) plus the source's config.json,
-    generation_config.json and tokenizer files, so `export` can turn it back into an HF model.
+    generation_config.json and tokenizer files (for a GGUF file: rebuilt from its metadata, the
+    tokenizer as tokenizer.json), so `export` can turn it back into an HF model.
     """
 
     model: Path
     """Hugging Face model directory: config.json and model.safetensors (or sharded
-    files with model.safetensors.index.json)."""
+    files with model.safetensors.index.json); or a GGUF file (llama or qwen2 architecture; F32,
+    F16, BF16, Q8_0, Q4_0/1, Q5_0/1 and K-quant tensors are dequantized)."""
     out: Path
     """Output directory (created)."""
     dtype: Dtype = "bfloat16"

@@ -1,4 +1,4 @@
-"""Move a model between Hugging Face directories and orbax params checkpoints.
+"""Move a model between Hugging Face directories (or GGUF files, inbound) and orbax params checkpoints.
 
 A converted directory holds the HF metadata (config.json, generation_config.json, tokenizer
 files) beside `params/`, an orbax checkpoint of the params pytree. A training run directory
@@ -15,7 +15,8 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
-from clarify_jax.hf.pretrained import TOKENIZER_FILES, load_pretrained, save_pretrained
+from clarify_jax.hf.gguf_io import GGUFModel, is_gguf
+from clarify_jax.hf.pretrained import TOKENIZER_FILES, load_gguf, load_pretrained, save_pretrained
 from clarify_jax.model.config import ModelConfig
 from clarify_jax.model.transformer import Params
 from clarify_jax.train.checkpoints import restore_params, save_params
@@ -31,7 +32,16 @@ def is_params_checkpoint(path: Path) -> bool:
 
 def hf_to_checkpoint(model_dir: str | Path, out_dir: str | Path, dtype: str = "bfloat16",
                      sharding: LogicalSharding | None = None, progress: bool = True) -> Path:
+    """Convert an HF directory, or a GGUF file (dequantized; its config and tokenizer rebuilt as
+    HF files), into `out_dir`/params plus the HF metadata files."""
     model_dir, out = Path(model_dir), Path(out_dir)
+    if is_gguf(model_dir):
+        gguf = GGUFModel(model_dir)
+        # Config and tokenizer first: a vocabulary that cannot be rebuilt fails before the long part.
+        gguf.write_hf_metadata(gguf.model_config(param_dtype=dtype, dtype=dtype), out)
+        _, params = load_gguf(gguf, dtype=dtype, sharding=sharding, progress=progress)
+        save_params(out / PARAMS_DIR, params)
+        return out
     _, params = load_pretrained(model_dir, dtype=dtype, sharding=sharding, progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     save_params(out / PARAMS_DIR, params)

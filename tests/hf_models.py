@@ -22,9 +22,9 @@ VARIANTS = {
 }
 
 
-def build_tiny_model(variant: str, seed: int = 0):
+def build_tiny_model(variant: str, seed: int = 0, **overrides):
     config_class, extra = VARIANTS[variant]
-    config = getattr(transformers, config_class)(**TINY, **extra)
+    config = getattr(transformers, config_class)(**{**TINY, **extra, **overrides})
     config._attn_implementation = "eager"
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32)

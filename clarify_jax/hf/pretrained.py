@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -18,6 +20,9 @@ from clarify_jax.model.config import ModelConfig
 from clarify_jax.model.transformer import Params, param_axes, param_shapes
 from clarify_jax.train.sharding import LogicalSharding
 
+if TYPE_CHECKING:
+    from clarify_jax.hf.gguf_io import GGUFModel
+
 log = logging.getLogger(__name__)
 
 INDEX_FILE = "model.safetensors.index.json"
@@ -25,6 +30,16 @@ SINGLE_FILE = "model.safetensors"
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
                    "special_tokens_map.json", "added_tokens.json", "chat_template.jinja",
                    "vocab.json", "merges.txt")
+
+
+class TensorFile(Protocol):
+    """Where HF-named tensors are read from: a safetensors file, or a GGUF file (`gguf_io`)."""
+
+    path: Path
+
+    def shape(self, name: str) -> tuple[int, ...]: ...
+
+    def get(self, name: str) -> np.ndarray: ...
 
 
 def _open_files(model_dir: Path) -> dict[str, SafetensorsFile]:
@@ -64,17 +79,42 @@ def _open_files(model_dir: Path) -> dict[str, SafetensorsFile]:
 def load_pretrained(path: str | Path, dtype: str = "float32", compute_dtype: str | None = None,
                     sharding: LogicalSharding | None = None, progress: bool = False,
                     **config_overrides) -> tuple[ModelConfig, Params]:
-    """(config, params) from an HF directory; params in `dtype`, streamed one tensor at a time.
+    """(config, params) from an HF directory or a GGUF file; params in `dtype`, streamed one
+    tensor at a time.
 
     With `sharding`, each stacked tensor goes straight to its place on the mesh, so host memory
     holds one tensor (stacked over layers) beyond what the devices hold.
     """
     model_dir = Path(path)
+    if model_dir.is_file():
+        from clarify_jax.hf.gguf_io import GGUFModel, is_gguf
+        if is_gguf(model_dir):
+            return load_gguf(GGUFModel(model_dir), dtype, compute_dtype, sharding, progress,
+                             **config_overrides)
     if not model_dir.is_dir():
         raise CheckpointError(f"{model_dir}: not a directory")
     cfg = ModelConfig.from_hf_file(model_dir, param_dtype=dtype, dtype=compute_dtype or dtype,
                                    **config_overrides)
-    located = _open_files(model_dir)
+    return cfg, load_params(cfg, _open_files(model_dir), model_dir, "config.json", dtype, sharding,
+                            progress)
+
+
+def load_gguf(gguf: GGUFModel, dtype: str = "float32", compute_dtype: str | None = None,
+              sharding: LogicalSharding | None = None, progress: bool = False,
+              **config_overrides) -> tuple[ModelConfig, Params]:
+    """(config, params) from an opened GGUF file, dequantized to `dtype`."""
+    cfg = gguf.model_config(param_dtype=dtype, dtype=compute_dtype or dtype, **config_overrides)
+    return cfg, load_params(cfg, gguf.tensor_files(), gguf.path, "the GGUF metadata", dtype,
+                            sharding, progress)
+
+
+def load_params(cfg: ModelConfig, located: Mapping[str, TensorFile], origin: Path, described_by: str,
+                dtype: str = "float32", sharding: LogicalSharding | None = None,
+                progress: bool = False) -> Params:
+    """Params of `cfg` from HF-named tensors (name -> the file that holds it), stacked over layers.
+
+    `origin` and `described_by` (what says which tensors there must be) name the source in errors.
+    """
     shapes, axes = param_shapes(cfg), param_axes(cfg)
     maps = tensor_maps(cfg)
     target = np.dtype(jnp.dtype(dtype))
@@ -84,7 +124,7 @@ def load_pretrained(path: str | Path, dtype: str = "float32", compute_dtype: str
         stacked = np.empty(leaf.shape, target)
         slice_shape = leaf.shape[1:] if m.per_layer else leaf.shape
         for i, name in enumerate(m.hf_names(cfg)):
-            tensor = _read(located, name, m, slice_shape, model_dir)
+            tensor = _read(located, name, m, slice_shape, origin, described_by)
             if m.per_layer:
                 stacked[i] = m.from_hf(tensor, slice_shape)
             else:
@@ -95,19 +135,20 @@ def load_pretrained(path: str | Path, dtype: str = "float32", compute_dtype: str
     unused = [n for n in located if n not in expected and not n.endswith(IGNORED_SUFFIXES)
               and not (cfg.tie_word_embeddings and n == "lm_head.weight")]
     if unused:
-        log.warning("%s: %d tensors not used by a %s model, e.g. %s", model_dir, len(unused),
+        log.warning("%s: %d tensors not used by a %s model, e.g. %s", origin, len(unused),
                     cfg.model_type, unused[:3])
-    return cfg, params
+    return params
 
 
-def _read(located, name: str, m: TensorMap, slice_shape, model_dir: Path) -> np.ndarray:
+def _read(located: Mapping[str, TensorFile], name: str, m: TensorMap, slice_shape, origin: Path,
+          described_by: str) -> np.ndarray:
     if name not in located:
-        raise CheckpointError(f"{model_dir}: tensor {name!r} is missing (config.json asks for it)")
+        raise CheckpointError(f"{origin}: tensor {name!r} is missing ({described_by} asks for it)")
     f = located[name]
     want = m.hf_shape(slice_shape)
     if f.shape(name) != want:
         raise CheckpointError(f"{f.path}: tensor {name!r} has shape {list(f.shape(name))}, "
-                              f"config.json implies {list(want)}")
+                              f"{described_by} implies {list(want)}")
     return f.get(name)
 
 
