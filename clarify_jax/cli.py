@@ -10,7 +10,6 @@ from typing import Literal
 
 import tyro
 
-from clarify_jax.backends.openai_http import OpenAIConfig
 from clarify_jax.evaluate.evaluate_command import EvaluateConfig
 from clarify_jax.sample.chat import ChatConfig
 
@@ -125,9 +124,30 @@ class Synthesize:
     cache_dir: Path = Path("~/.cache/clarify_jax")
     mapping: str = ""
     """For --source jsonl: our field=their column, e.g. 'id=task_id,prompt=text,solution=code,tests=test_list'."""
-    backend: Literal["rules", "openai"] = "rules"
-    """rules: deterministic rewrites, offline; openai: any OpenAI-compatible chat server."""
-    openai: OpenAIConfig = dataclasses.field(default_factory=OpenAIConfig)
+    backend: str = "rules"
+    """Who rewrites, asks and answers (the spec syntax of `evaluate --model`): rules (deterministic,
+    offline), openai:<model>[@<base_url>] (any OpenAI-compatible chat server; default URL
+    http://127.0.0.1:8000/v1) or local:<dir> (this project's sampler on a Hugging Face directory, a
+    `convert` output or a training run)."""
+    temperature: float = 0.0
+    """openai, local: sampling temperature (0: greedy)."""
+    max_tokens: int = 1024
+    """openai, local: longest reply."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """openai: environment variable with the API key (no Authorization header when unset)."""
+    request_timeout_s: float = 120.0
+    """openai: seconds per request."""
+    max_retries: int = 6
+    """openai: retries after 429, 5xx, timeouts and connection errors."""
+    batch_size: int = 16
+    """local: conversations per sampler call; each round (rewrites, questions, answers) takes
+    batch_size // len(types) problems."""
+    mesh: str | None = None
+    """local: sizes of data,fsdp,tensor to spread the params over the devices, e.g. 1,-1,1."""
+    dtype: str | None = None
+    """local: params and compute dtype (default: the stored one; float32 for HF directories)."""
+    max_length: int | None = None
+    """local: prompt plus reply tokens, bounding the KV cache (default: the model's maximum)."""
     prompts_dir: Path | None = None
     """Folder with rewrite.txt / questions.txt / answers.txt overriding the default prompts."""
     types: tuple[Literal["ambiguous", "inconsistent", "incomplete"], ...] = (
@@ -140,7 +160,7 @@ class Synthesize:
     """Run each reference solution against its tests in the sandbox; failing problems are dropped."""
     test_timeout_s: float = 3.0
     workers: int = 8
-    """Problems synthesized in parallel."""
+    """openai, rules: problems synthesized in parallel (for openai, the requests in flight)."""
     validation_fraction: float = 0.2
     original_share: float | None = None
     """Share of Original rows after mixing, e.g. 0.2 for the paper's 20/80 (default: keep all)."""

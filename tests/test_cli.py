@@ -1,4 +1,4 @@
-"""`clarify-jax convert` and `export` as a user runs them: separate processes, real files."""
+"""`clarify-jax convert`, `export` and `synthesize` as a user runs them: separate processes, real files."""
 
 import json
 import os
@@ -64,3 +64,24 @@ def test_bad_source_is_one_clear_line(tmp_path):
     result = run_cli("convert", "--model", tmp_path / "nowhere", "--out", tmp_path / "out")
     assert result.returncode == 2
     assert result.stderr.strip() == f"clarify-jax: error: {tmp_path / 'nowhere'}: not a directory"
+
+
+def test_synthesize_takes_a_backend_spec(shared_data, tmp_path):
+    help_text = run_cli("synthesize", "--help").stdout
+    for text in ("--backend STR", "openai:<model>[@<base_url>]", "local:<dir>", "--api-key-env",
+                 "--request-timeout-s", "--batch-size"):
+        assert text in help_text
+    source = ("--source", "mbpp", "--input", shared_data / "mbpp" / "sanitized-mbpp.json", "--limit", 2,
+              "--no-check-references")
+    result = run_cli("synthesize", *source, "--out", tmp_path / "bad",
+                     "--backend", "openai:qwen@localhost:8000")
+    assert result.returncode == 2 and not (tmp_path / "bad").exists()
+    assert result.stderr.strip() == (
+        "clarify-jax: error: --backend spec 'openai:qwen@localhost:8000': the base URL after '@' "
+        "('localhost:8000') must start with http:// or https://; expected openai:<model>[@<base_url>], "
+        "local:<checkpoint dir> or rules")
+    result = run_cli("synthesize", *source, "--out", tmp_path / "rules")  # --backend rules by default
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "rules" / "summary.json").read_text())
+    assert summary["attempted"] == 8 and summary["rows"] == dict.fromkeys(
+        ("original", "ambiguous", "inconsistent", "incomplete"), 2)

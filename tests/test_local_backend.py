@@ -2,6 +2,7 @@
 the chat loop keeps the history, resets, quits and survives backend errors."""
 
 import io
+import json
 import sys
 
 import pytest
@@ -168,3 +169,31 @@ def test_round1_instruction_option(model_dir, monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdin", io.StringIO("Sort a list.\n"))
     chat_command(ChatConfig(model=str(model_dir), round1_instruction=True))
     assert recorded.calls == [[{"role": "user", "content": ROUND1_INSTRUCTION + "Sort a list."}]]
+
+
+def test_synthesize_with_a_local_spec_batches_and_counts_every_row(model_dir, shared_data, tmp_path,
+                                                                    monkeypatch):
+    """`synthesize --backend local:DIR`: each round of rewrites (then questions, answers) is one
+    sampler call of batch_size // 3 problems' types, and every row attempted is counted once: kept,
+    rejected by one filter, or failed. The random model's replies lack the tags, so they fail."""
+    from clarify_jax.cli import Synthesize
+    calls, sample = [], Sampler.sample
+
+    def counting(self, prompts, *args, **kwargs):
+        calls.append(len(prompts))
+        return sample(self, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(Sampler, "sample", counting)
+    Synthesize(source="mbpp", input=shared_data / "mbpp" / "sanitized-mbpp.json", out=tmp_path, limit=4,
+               backend=f"local:{model_dir}", max_tokens=MAX_NEW, batch_size=6, max_length=4096,
+               check_references=False).run()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    kept, rejected = sum(summary["rows"].values()), sum(summary["rejected"].values())
+    assert summary["attempted"] == 16 == kept + rejected + summary["failed"]
+    assert summary["rows"]["original"] == 4 and summary["failed"] == 0
+    by_type = summary["rejected_by_type"]
+    assert sum(n for by_filter in by_type.values() for n in by_filter.values()) == rejected
+    assert calls.count(6) >= 2 and len(calls) <= 6 and max(calls) == 6  # 2 problems x 3 types a call
+    rows = [json.loads(line) for name in ("train", "validation")
+            for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+    assert {row["backend"] for row in rows} == {f"local:{model_dir}"}

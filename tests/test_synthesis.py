@@ -12,7 +12,7 @@ import pytest
 from clarify_jax.backends import BackendError, RulesBackend
 from clarify_jax.data import sources
 from clarify_jax.data.reference_checks import check_references
-from clarify_jax.data.synthesis import LOG_FILE, Prompts, mix, read_log, run_synthesis
+from clarify_jax.data.synthesis import FILTERS, LOG_FILE, Prompts, mix, read_log, run_synthesis
 from clarify_jax.data.tfds_store import read_tfds, tfds_settings, write_tfds
 from tests.http_servers import ChatServer
 
@@ -106,40 +106,111 @@ def test_tfds_round_trip_returns_every_row(rules_run, tmp_path):
 
 
 class Scripted:
-    """A backend whose replies to each task are given, to drive the filters."""
+    """A backend whose replies to each task are given (text, or a function of the prompt), to
+    drive the filters; the rules backend answers the rest."""
 
     name = "scripted"
 
-    def __init__(self, rewrite=None, questions=None, fail=False):
-        self.rules, self.rewrite, self.questions, self.fail = RulesBackend(), rewrite, questions, fail
+    def __init__(self, rewrite=None, questions=None, answers=None, fail=False):
+        self.rules, self.fail = RulesBackend(), fail
+        self.replies = {"rewrite": rewrite, "questions": questions, "answers": answers}
 
     def complete(self, messages):
         text = messages[-1]["content"]
         if self.fail:
             raise BackendError("HTTP 503 from the test")
-        if "<task>rewrite</task>" in text and self.rewrite is not None:
-            return self.rewrite(text)
-        if "<task>questions</task>" in text and self.questions is not None:
-            return self.questions
+        for task, reply in self.replies.items():
+            if f"<task>{task}</task>" in text and reply is not None:
+                return reply(text) if callable(reply) else reply
         return self.rules.complete(messages)
 
 
-def test_filters_reject_and_failures_are_retried(mbpp, tmp_path):
+def _problem_of(prompt):
+    return prompt.split("<problem>\n")[1].split("\n</problem>")[0]
+
+
+# A reply to each task that fails exactly one filter.
+FILTERED_REPLIES = {
+    "rewrite_untagged": {"rewrite": lambda p: _problem_of(p) + "\nmaybe sorted"},
+    "rewrite_unclosed": {"rewrite": lambda p: "<rewritten>\n" + _problem_of(p)[:40]},
+    "rewrite_empty": {"rewrite": "Sure.\n<rewritten>\n\n</rewritten>"},
+    "rewrite_echoes_prompt": {
+        "rewrite": lambda p: f"<rewritten>\n<task>rewrite</task>\n{_problem_of(p)}\n</rewritten>"},
+    "rewrite_identical": {"rewrite": lambda p: f"<rewritten>\n  {_problem_of(p)}  \n</rewritten>"},
+    "questions_empty": {"questions": "  \n"},
+    "questions_has_code": {"questions": "def f():\n    return 1?"},
+    "questions_no_question_mark": {"questions": "1. Tell me the order."},
+    "answers_empty": {"answers": "\n"},
+}
+
+
+@pytest.mark.parametrize("reason", sorted(FILTERED_REPLIES))
+def test_each_filter_rejects_and_is_counted(mbpp, tmp_path, reason):
+    summary = run_synthesis(mbpp[:3], Scripted(**FILTERED_REPLIES[reason]), tmp_path, progress=False)
+    assert summary.rejected == {reason: 9} and summary.rows == {"original": 3} and not summary.failed
+    assert summary.rejected_by_type == {t: {reason: 3} for t in ("ambiguous", "inconsistent", "incomplete")}
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert list(written["rejected"]) == list(FILTERS)  # every filter, zeros included, in order
+    assert written["rejected"][reason] == 9 and sum(written["rejected"].values()) == 9
+    assert written["attempted"] == 12 == sum(written["rows"].values()) + 9
+    (reply,) = FILTERED_REPLIES[reason].values()
+    rejected = [r for entry in read_log(tmp_path / LOG_FILE).values() for r in entry["rejected"]]
+    assert len(rejected) == 9 and all(isinstance(r["reply"], str) for r in rejected)  # what it wrote
+    if isinstance(reply, str):
+        assert {r["reply"] for r in rejected} == {reply}
+
+
+def test_reference_filters_and_failures_are_retried(mbpp, tmp_path):
     problems = mbpp[:3]
-    same = lambda text: text.split("<problem>\n")[1].split("\n</problem>")[0]  # noqa: E731
-    summary = run_synthesis(problems, Scripted(rewrite=same), tmp_path / "a", progress=False)
-    assert summary.rejected == {"rewrite_identical": 9} and summary.rows == {"original": 3}
-    summary = run_synthesis(problems, Scripted(questions="def f():\n    return 1?"), tmp_path / "b",
-                            progress=False)
-    assert summary.rejected == {"questions_invalid": 9}
     checks = {problems[0].id: False}
-    summary = run_synthesis(problems, RulesBackend(), tmp_path / "c", reference_checks=checks, progress=False)
-    assert summary.rejected == {"reference_fails_tests": 4} and summary.rows["original"] == 2
+    summary = run_synthesis(problems, RulesBackend(), tmp_path / "c", reference_checks=checks,
+                            types=("ambiguous",), progress=False)
+    assert summary.rejected == {"reference_fails_tests": 2}
+    assert summary.rows == {"original": 2, "ambiguous": 2}
+    assert summary.attempted == 6
 
     summary = run_synthesis(problems, Scripted(fail=True), tmp_path / "d", progress=False)
-    assert summary.failed == 9 and summary.rows == {"original": 3}
+    assert summary.failed == 9 and summary.rows == {"original": 3} and summary.attempted == 12
+    assert len(summary.errors) == 5 and summary.errors[0].endswith("ambiguous: HTTP 503 from the test")
     summary = run_synthesis(problems, RulesBackend(), tmp_path / "d", progress=False)  # the rerun
-    assert summary.failed == 0 and summary.rows == {t: 3 for t in TYPES}
+    assert summary.failed == 0 and summary.rows == {t: 3 for t in TYPES} and not summary.errors
+
+
+class Batching(Scripted):
+    """Scripted, with `complete_many`: records the size of every call; a conversation holding
+    `too_long` fails its whole batch, as the local backend's cache check does."""
+
+    def __init__(self, too_long=None, **replies):
+        super().__init__(**replies)
+        self.batches, self.too_long = [], too_long
+
+    def complete(self, messages):
+        raise AssertionError("a batching backend is asked in batches")
+
+    def complete_many(self, chats):
+        self.batches.append(len(chats))
+        if self.too_long and any(self.too_long in chat[-1]["content"] for chat in chats):
+            raise BackendError("conversation renders to too many tokens")
+        return [super(Batching, self).complete(chat) for chat in chats]
+
+
+def test_a_batching_backend_gets_whole_rounds(mbpp, tmp_path):
+    backend = Batching()
+    summary = run_synthesis(mbpp[:7], backend, tmp_path / "a", batch_size=9, progress=False)
+    # 3 problems per round (9 // 3 types): rounds of 9, 9 and 3 conversations, three rounds each.
+    assert backend.batches == [9] * 6 + [3] * 3
+    assert summary.rows == {t: 7 for t in TYPES}
+    expected = read_rows(tmp_path / "a" / "train.jsonl")
+    run_synthesis(mbpp[:7], RulesBackend(), tmp_path / "b", progress=False)
+    assert read_rows(tmp_path / "b" / "train.jsonl") == [
+        {**row, "backend": "rules"} for row in expected]  # the same rows as one at a time
+
+    # A batch that fails is asked again one conversation at a time: only the culprit fails.
+    culprit = mbpp[1].prompt.splitlines()[0]
+    backend = Batching(too_long=culprit)
+    summary = run_synthesis(mbpp[:3], backend, tmp_path / "c", batch_size=9, progress=False)
+    assert backend.batches[:4] == [9, 1, 1, 1] and summary.failed == 3 and summary.attempted == 12
+    assert summary.rows == {"original": 3, "ambiguous": 2, "inconsistent": 2, "incomplete": 2}
 
 
 def test_a_cut_last_log_line_is_dropped_and_redone(mbpp, tmp_path):
@@ -155,9 +226,9 @@ def test_a_cut_last_log_line_is_dropped_and_redone(mbpp, tmp_path):
 
 def _synthesize_cli(out, base_url, limit):
     return [sys.executable, "-m", "clarify_jax.cli", "synthesize", "--source", "mbpp", "--input",
-            str(out.parent / "mbpp.json"), "--out", str(out), "--backend", "openai",
-            "--openai.base-url", base_url, "--openai.model", "rules-over-http", "--workers", "2",
-            "--limit", str(limit), "--no-check-references"]
+            str(out.parent / "mbpp.json"), "--out", str(out),
+            "--backend", f"openai:rules-over-http@{base_url}", "--workers", "2", "--limit", str(limit),
+            "--no-check-references"]
 
 
 def test_killed_run_resumes_to_the_same_files(shared_data, tmp_path):

@@ -17,13 +17,13 @@ import hashlib
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from clarify_jax.backends.base import BackendError, ChatBackend
+from clarify_jax.backends.base import BackendError, ChatBackend, Message
 from clarify_jax.data.problem import Problem
 from clarify_jax.data.sources import is_valid_python
 from clarify_jax.jsonl_log import append_record, complete_lines
@@ -72,33 +72,113 @@ def fenced(code: str) -> str:
     return f"```python\n{code.strip()}\n```"
 
 
-def extract_rewritten(reply: str) -> str:
-    match = re.search(r"<rewritten>\n?(.*?)\n?</rewritten>", reply, re.S)
-    return (match.group(1) if match else reply).strip("\n")
+# ---- filters: each rejected row is counted under the first filter it fails ----
 
+REFERENCE_FILTERS = ("no_reference_solution", "code_does_not_parse", "reference_fails_tests")
+REWRITE_FILTERS = ("rewrite_untagged", "rewrite_unclosed", "rewrite_empty", "rewrite_echoes_prompt",
+                   "rewrite_identical")
+QUESTION_FILTERS = ("questions_empty", "questions_has_code", "questions_no_question_mark")
+ANSWER_FILTERS = ("answers_empty",)
+FILTERS = REFERENCE_FILTERS + REWRITE_FILTERS + QUESTION_FILTERS + ANSWER_FILTERS
 
 CODE_LINE = re.compile(r"^\s*(def |class |import |from \w[\w.]* import |return |```)", re.M)
+PROMPT_TAGS = re.compile(r"</?(task|type|problem|rewritten|questions)>")
 
 
-def is_questions_only(text: str) -> bool:
-    """Clarifying questions: at least one question and no code."""
-    return "?" in text and not CODE_LINE.search(text)
+def extract_rewritten(reply: str) -> str | None:
+    """The text between <rewritten> and </rewritten>; None when the reply lacks the pair."""
+    match = re.search(r"<rewritten>\n?(.*?)\n?</rewritten>", reply, re.S)
+    return match.group(1).strip("\n") if match else None
 
 
 def _normalized(text: str) -> str:
     return " ".join(text.split())
 
 
-def synthesize_problem(problem: Problem, backend: ChatBackend, prompts: Prompts,
-                       reference_ok: bool | None, types: Iterable[str] = REWRITE_TYPES) -> dict[str, Any]:
-    """One log entry: the kept rows, the rejected (type, filter) and the failed (type, error)."""
-    provenance = {"problem_id": problem.id, "source": problem.source, "backend": backend.name,
+def rewrite_problem(reply: str, original: str) -> tuple[str | None, str | None]:
+    """(the rewritten problem, None) or (None, the filter it fails)."""
+    rewritten = extract_rewritten(reply)
+    if rewritten is None:  # "unclosed": usually a reply cut at max_tokens
+        return None, "rewrite_unclosed" if "<rewritten>" in reply else "rewrite_untagged"
+    if not rewritten.strip():
+        return None, "rewrite_empty"
+    if PROMPT_TAGS.search(rewritten) and not PROMPT_TAGS.search(original):
+        return None, "rewrite_echoes_prompt"  # the prompt's own sections copied into the problem
+    if _normalized(rewritten) == _normalized(original):
+        return None, "rewrite_identical"
+    return rewritten, None
+
+
+def questions_filter(text: str) -> str | None:
+    """Clarifying questions are at least one question and no code; else the filter they fail."""
+    if not text.strip():
+        return "questions_empty"
+    if CODE_LINE.search(text):
+        return "questions_has_code"
+    if "?" not in text:
+        return "questions_no_question_mark"
+    return None
+
+
+# ---- asking a backend: one conversation at a time, or in batches ----
+
+Reply = str | BackendError
+Ask = Callable[[list[list[Message]]], list[Reply]]
+
+
+def ask_one_at_a_time(backend: ChatBackend) -> Ask:
+    def ask(chats: list[list[Message]]) -> list[Reply]:
+        replies: list[Reply] = []
+        for chat in chats:
+            try:
+                replies.append(backend.complete(chat))
+            except BackendError as e:
+                replies.append(e)
+        return replies
+    return ask
+
+
+def ask_in_batches(backend: ChatBackend) -> Ask:
+    """The backend's `complete_many`; when a batch fails, its conversations are asked again one by
+    one, so that only the ones at fault (e.g. too long for the cache) fail."""
+    def ask(chats: list[list[Message]]) -> list[Reply]:
+        if not chats:
+            return []
+        try:
+            return list(backend.complete_many(chats))
+        except BackendError as e:
+            if len(chats) == 1:
+                return [e]
+            return [reply for chat in chats for reply in ask([chat])]
+    return ask
+
+
+# ---- synthesis in three rounds: rewrite, questions, answers ----
+
+@dataclasses.dataclass
+class _Job:
+    """One rewrite type of one problem, carried through the rounds."""
+
+    entry: dict[str, Any]
+    problem: Problem
+    kind: str
+    code: str
+    provenance: dict[str, str]
+    rewritten: str = ""
+    questions: str = ""
+    answers: str = ""
+
+    @property
+    def fields(self) -> dict[str, str]:
+        return {"type": self.kind, "definition": DEFINITIONS[self.kind], "problem": self.problem.prompt}
+
+
+def _start(problem: Problem, backend_name: str, prompts: Prompts, reference_ok: bool | None,
+           types: tuple[str, ...]) -> tuple[dict[str, Any], list[_Job]]:
+    """The problem's log entry with its Original row (or its rejection), and its rewrite jobs."""
+    provenance = {"problem_id": problem.id, "source": problem.source, "backend": backend_name,
                   "prompt_version": prompts.version}
     entry: dict[str, Any] = {"problem_id": problem.id, "rows": [], "rejected": [], "failed": []}
-
-    def reject(kind: str, reason: str) -> None:
-        entry["rejected"].append({"type": kind, "reason": reason})
-
     solution = problem.solutions[0] if problem.solutions else None
     reason = None
     if solution is None:
@@ -108,41 +188,72 @@ def synthesize_problem(problem: Problem, backend: ChatBackend, prompts: Prompts,
     elif reference_ok is False:
         reason = "reference_fails_tests"
     if reason:  # every row of this problem ends in this code, so none is usable
-        for kind in TYPE_ORDER:
-            reject(kind, reason)
-        return entry
+        entry["rejected"] = [{"type": kind, "reason": reason} for kind in ("original",) + types]
+        return entry, []
     code = fenced(solution)
     entry["rows"].append({"id": f"{problem.id}#original", "type": "original", "problem": problem.prompt,
                           "answer": code, **provenance,
                           "dialogue": [{"role": "user", "content": problem.prompt},
                                        {"role": "assistant", "kind": "code", "content": code}]})
-    for kind in types:
-        fields = {"type": kind, "definition": DEFINITIONS[kind], "problem": problem.prompt}
-        try:
-            rewritten = extract_rewritten(backend.complete(prompts.render("rewrite", **fields)))
-            if not rewritten.strip() or _normalized(rewritten) == _normalized(problem.prompt):
-                reject(kind, "rewrite_identical")
-                continue
-            questions = backend.complete(prompts.render("questions", rewritten=rewritten, **fields)).strip()
-            if not is_questions_only(questions):
-                reject(kind, "questions_invalid")
-                continue
-            answers = backend.complete(prompts.render("answers", rewritten=rewritten, questions=questions,
-                                                      **fields)).strip()
-            if not answers:
-                reject(kind, "answers_empty")
-                continue
-        except BackendError as e:
-            entry["failed"].append({"type": kind, "error": str(e)})
+    return entry, [_Job(entry, problem, kind, code, provenance) for kind in types]
+
+
+def _round(jobs: list[_Job], ask: Ask, chat: Callable[[_Job], list[Message]],
+           accept: Callable[[_Job, str], str | None]) -> list[_Job]:
+    """Ask for every job at once; keep the jobs whose reply `accept` takes (it returns the filter
+    a reply fails, else None); record the rejected (with the reply, to see what a model wrote)
+    and the failed in their entries."""
+    kept = []
+    for job, reply in zip(jobs, ask([chat(job) for job in jobs])):
+        if isinstance(reply, BackendError):
+            job.entry["failed"].append({"type": job.kind, "error": str(reply)})
             continue
-        entry["rows"].append({
-            "id": f"{problem.id}#{kind}", "type": kind, "problem": rewritten, "answer": questions,
-            **provenance,
-            "dialogue": [{"role": "user", "content": rewritten},
-                         {"role": "assistant", "kind": "clarify", "content": questions},
-                         {"role": "user", "content": answers},
-                         {"role": "assistant", "kind": "code", "content": code}]})
-    return entry
+        reason = accept(job, reply)
+        if reason:
+            job.entry["rejected"].append({"type": job.kind, "reason": reason, "reply": reply})
+        else:
+            kept.append(job)
+    return kept
+
+
+def synthesize_problems(problems: list[Problem], ask: Ask, prompts: Prompts, backend_name: str,
+                        reference_checks: dict[str, bool] | None = None,
+                        types: tuple[str, ...] = REWRITE_TYPES) -> list[dict[str, Any]]:
+    """One log entry per problem: the kept rows, the rejected (type, filter, reply) and the failed
+    (type, error). Each round asks for all the problems' types at once, so a batching backend
+    generates them together."""
+    checks = reference_checks or {}
+    started = [_start(p, backend_name, prompts, checks.get(p.id), types) for p in problems]
+    jobs = [job for _, problem_jobs in started for job in problem_jobs]
+
+    def take_rewrite(job: _Job, reply: str) -> str | None:
+        rewritten, reason = rewrite_problem(reply, job.problem.prompt)
+        job.rewritten = rewritten or ""
+        return reason
+
+    def take_questions(job: _Job, reply: str) -> str | None:
+        job.questions = reply.strip()
+        return questions_filter(job.questions)
+
+    jobs = _round(jobs, ask, lambda job: prompts.render("rewrite", **job.fields), take_rewrite)
+    jobs = _round(jobs, ask, lambda job: prompts.render("questions", rewritten=job.rewritten, **job.fields),
+                  take_questions)
+    def take_answers(job: _Job, reply: str) -> str | None:
+        job.answers = reply.strip()
+        return None if job.answers else "answers_empty"
+
+    jobs = _round(jobs, ask, lambda job: prompts.render("answers", rewritten=job.rewritten,
+                                                        questions=job.questions, **job.fields),
+                  take_answers)
+    for job in jobs:
+        job.entry["rows"].append({
+            "id": f"{job.problem.id}#{job.kind}", "type": job.kind, "problem": job.rewritten,
+            "answer": job.questions, **job.provenance,
+            "dialogue": [{"role": "user", "content": job.rewritten},
+                         {"role": "assistant", "kind": "clarify", "content": job.questions},
+                         {"role": "user", "content": job.answers},
+                         {"role": "assistant", "kind": "code", "content": job.code}]})
+    return [entry for entry, _ in started]
 
 
 # ---- the resumable log ----
@@ -189,15 +300,27 @@ def mix(rows: list[dict[str, Any]], original_share: float | None, seed: int) -> 
 
 @dataclasses.dataclass
 class RunSummary:
+    """Every row attempted (a problem's Original and each rewrite type) is kept, rejected by one
+    filter or failed in the backend: attempted == sum(rows) + sum(rejected) + failed."""
+
     problems: int = 0
+    attempted: int = 0
     rows: Counter = dataclasses.field(default_factory=Counter)  # per type, after filters
     rejected: Counter = dataclasses.field(default_factory=Counter)  # per filter
+    rejected_by_type: dict[str, Counter] = dataclasses.field(default_factory=dict)  # per type, per filter
     failed: int = 0  # backend failures, retried on the next run
+    errors: list[str] = dataclasses.field(default_factory=list)  # the first few backend errors
     splits: dict[str, Counter] = dataclasses.field(default_factory=dict)  # per split, per type
 
     def to_json(self) -> dict[str, Any]:
-        return {"problems": self.problems, "rows": dict(self.rows), "rejected": dict(self.rejected),
-                "failed": self.failed, "splits": {k: dict(v) for k, v in self.splits.items()}}
+        # Every filter, in the order they apply, so a zero shows that a filter ran and took nothing.
+        rejected = {f: self.rejected[f] for f in FILTERS} | {r: n for r, n in self.rejected.items()
+                                                            if r not in FILTERS}
+        return {"problems": self.problems, "attempted": self.attempted, "rows": dict(self.rows),
+                "rejected": rejected,
+                "rejected_by_type": {k: dict(v) for k, v in self.rejected_by_type.items()},
+                "failed": self.failed, "errors": self.errors,
+                "splits": {k: dict(v) for k, v in self.splits.items()}}
 
 
 def write_splits(problems: list[Problem], entries: dict[str, dict[str, Any]], out: Path,
@@ -208,8 +331,13 @@ def write_splits(problems: list[Problem], entries: dict[str, dict[str, Any]], ou
         entry = entries.get(problem.id)
         if entry is None:
             continue
+        summary.attempted += len(entry["rows"]) + len(entry["rejected"]) + len(entry["failed"])
         summary.failed += len(entry["failed"])
-        summary.rejected.update(r["reason"] for r in entry["rejected"])
+        errors = [f"{problem.id} {f['type']}: {f['error']}" for f in entry["failed"]]
+        summary.errors += errors[:5 - len(summary.errors)]
+        for rejection in entry["rejected"]:
+            summary.rejected[rejection["reason"]] += 1
+            summary.rejected_by_type.setdefault(rejection["type"], Counter())[rejection["reason"]] += 1
         rows = sorted(entry["rows"], key=lambda r: TYPE_ORDER.index(r["type"]))
         summary.rows.update(r["type"] for r in rows)
         by_split[split_of(problem.id, validation_fraction, seed)].extend(rows)
@@ -227,9 +355,14 @@ def write_splits(problems: list[Problem], entries: dict[str, dict[str, Any]], ou
 def run_synthesis(problems: list[Problem], backend: ChatBackend, out: Path, *,
                   prompts: Prompts | None = None, types: tuple[str, ...] = REWRITE_TYPES,
                   reference_checks: dict[str, bool] | None = None, workers: int = 8,
-                  validation_fraction: float = 0.2, original_share: float | None = None,
-                  seed: int = 0, progress: bool = True) -> RunSummary:
-    """Synthesize what the log in `out` lacks, then write train.jsonl and validation.jsonl."""
+                  batch_size: int | None = None, validation_fraction: float = 0.2,
+                  original_share: float | None = None, seed: int = 0, progress: bool = True) -> RunSummary:
+    """Synthesize what the log in `out` lacks, then write train.jsonl and validation.jsonl.
+
+    A backend with `complete_many` (the local sampler) gets batches: each round (rewrites, then
+    questions, then answers) of batch_size // len(types) problems is one call, made from this
+    thread. Other backends (HTTP) get `workers` problems in flight, each asking one at a time.
+    batch_size defaults to the backend's own `batch_size` (else 16)."""
     out.mkdir(parents=True, exist_ok=True)
     prompts = prompts or Prompts.load()
     log_path = out / LOG_FILE
@@ -239,20 +372,34 @@ def run_synthesis(problems: list[Problem], backend: ChatBackend, out: Path, *,
         duplicate = next(i for i, n in Counter(ids).items() if n > 1)
         raise ValueError(f"problem id {duplicate!r} appears more than once in the source")
     todo = [p for p in problems if p.id not in entries or entries[p.id]["failed"]]
-    checks = reference_checks or {}
     bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc="synthesizing",
                disable=not progress, unit="problem")
     failures = 0
-    with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
-        futures = [pool.submit(synthesize_problem, p, backend, prompts, checks.get(p.id), types)
-                   for p in todo]
-        for future in concurrent.futures.as_completed(futures):
-            entry = future.result()
-            append_record(log_path, entry)
-            entries[entry["problem_id"]] = entry
-            failures += len(entry["failed"]) + len(entry["rejected"])
-            bar.update(1)
-            bar.set_postfix(rejected_or_failed=failures)
+
+    def record(entry: dict[str, Any]) -> None:
+        nonlocal failures
+        append_record(log_path, entry)
+        entries[entry["problem_id"]] = entry
+        failures += len(entry["failed"]) + len(entry["rejected"])
+        bar.update(1)
+        bar.set_postfix(rejected_or_failed=failures)
+
+    def synthesize(chunk: list[Problem], ask: Ask) -> list[dict[str, Any]]:
+        return synthesize_problems(chunk, ask, prompts, backend.name, reference_checks, types)
+
+    if callable(getattr(backend, "complete_many", None)):
+        ask = ask_in_batches(backend)
+        batch_size = batch_size or getattr(backend, "batch_size", None) or 16
+        per_call = max(1, batch_size // max(1, len(types)))
+        for begin in range(0, len(todo), per_call):
+            for entry in synthesize(todo[begin:begin + per_call], ask):
+                record(entry)
+    else:
+        ask = ask_one_at_a_time(backend)
+        with concurrent.futures.ThreadPoolExecutor(max(1, workers)) as pool:
+            futures = [pool.submit(synthesize, [p], ask) for p in todo]
+            for future in concurrent.futures.as_completed(futures):
+                record(future.result()[0])
     bar.close()
     summary = write_splits(problems, entries, out, validation_fraction, original_share, seed)
     (out / "summary.json").write_text(json.dumps(summary.to_json(), indent=2) + "\n")
