@@ -124,6 +124,10 @@ class Synthesize:
     cache_dir: Path = Path("~/.cache/clarify_jax")
     mapping: str = ""
     """For --source jsonl: our field=their column, e.g. 'id=task_id,prompt=text,solution=code,tests=test_list'."""
+    mbpp_style: Literal["tests", "docstring"] = "tests"
+    """For --source mbpp: tests writes MBPP's own prompt (the task, then its asserts); docstring
+    writes it as HumanEval (and HumanEvalComm) do: the signature, then a docstring with the task and
+    its tests as >>> examples."""
     backend: str = "rules"
     """Who rewrites, asks and answers (the spec syntax of `evaluate --model`): rules (deterministic,
     offline), openai:<model>[@<base_url>] (any OpenAI-compatible chat server; default URL

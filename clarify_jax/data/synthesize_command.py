@@ -23,7 +23,8 @@ def synthesize(cfg) -> None:
     if cfg.download:
         path = download(cfg.source, cfg.cache_dir)
     report = ReadReport()
-    problems = list(itertools.islice(read_source(cfg.source, path, cfg.mapping, cfg.lenient, report),
+    problems = list(itertools.islice(read_source(cfg.source, path, cfg.mapping, cfg.lenient, report,
+                                                 mbpp_style=cfg.mbpp_style),
                                      cfg.limit))
     if report.skipped:
         print(f"skipped {report.skipped} malformed rows, e.g.:\n  " + "\n  ".join(report.errors[:5]))
@@ -43,7 +44,8 @@ def synthesize(cfg) -> None:
                             original_share=cfg.original_share, seed=cfg.seed)
     rows = {split: [json.loads(line) for line in open(cfg.out / f"{split}.jsonl", encoding="utf-8")]
             for split in ("train", "validation")}
-    settings = {"source": cfg.source, "input": str(path), "backend": backend.name,
+    settings = {"source": cfg.source, "input": str(path), "mbpp_style": cfg.mbpp_style,
+                "backend": backend.name,
                 "backend_options": {k: getattr(cfg, k) for k in WRITING_OPTIONS[spec.kind]},
                 "prompt_version": prompts.version, "types": list(cfg.types), "seed": cfg.seed,
                 "validation_fraction": cfg.validation_fraction, "original_share": cfg.original_share,
