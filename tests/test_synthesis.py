@@ -75,6 +75,26 @@ def test_rewrites_target_what_changed(mbpp):
     assert questions == "1. What do you mean by 'special': 'composite' or 'prime'?"
 
 
+def test_incomplete_rewrites_cut_either_the_examples_or_the_description():
+    from clarify_jax.backends.rules import answers_for, make_incomplete, questions_for
+    def prompt(name):
+        return (f"def {name}(xs):\n"
+                '    """ Write a function to sort a given matrix in ascending order of row sums.\n'
+                f"    >>> {name}([[2], [1]])\n    [[1], [2]]\n"
+                '    """\n')
+    changes = {name: make_incomplete(prompt(name)) for name in ("f", "g", "h", "k", "m", "n")}
+    cut = [c for c in changes.values() if ">>>" in c.text]
+    dropped = [c for c in changes.values() if ">>>" not in c.text]
+    assert cut and dropped  # the variant is chosen per problem, both occur
+    kept = changes[next(n for n, c in changes.items() if c in cut)]
+    assert '    """ Write a function to sort.\n' in kept.text  # half the words, no dangling "a given"
+    assert kept.removed == ["a given matrix in ascending order of row sums."]
+    assert questions_for(kept).startswith("1. The statement seems to leave out a condition")
+    assert "a given matrix in ascending order of row sums." in answers_for(kept, "")
+    assert all("Write a function to sort a given matrix in ascending order" in c.text for c in dropped)
+    assert make_incomplete(prompt("f")) == make_incomplete(prompt("f"))  # deterministic
+
+
 def test_splits_are_by_problem_without_leakage(rules_run):
     out, _, checks = rules_run
     train = {r["problem_id"] for r in read_rows(out / "train.jsonl")}

@@ -14,6 +14,7 @@ Given HumanEvalComm's evaluator prompt instead, it grades and answers the questi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import re
 
 from clarify_jax.backends import rules_evaluator
@@ -83,9 +84,42 @@ def _sentences(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
 
 
+DANGLING = {"a", "an", "the", "of", "to", "from", "in", "into", "for", "with", "and", "or", "by", "using",
+            "given", "on", "at", "is", "are", "that", "which", "if", "whether", "all", "each", "every"}
+
+
+def _cut_description(lines: list[str], examples: set[int]) -> Change | None:
+    """The description cut to its first words, the examples kept: the statement no longer says
+    what to compute, as in HumanEvalComm's incomplete prompts ("Return common." for "Return sorted
+    unique common elements for two lists.")."""
+    quotes = ('"""', "'''")
+    described = [i for i, line in enumerate(lines) if i not in examples and line.strip()
+                 and not _is_code_line(line) and line.strip() not in quotes
+                 and not EXAMPLE_HEADERS.match(line)]
+    words = " ".join(lines[i].strip().removeprefix('"""').removeprefix("'''") for i in described).split()
+    if len(words) < 6:
+        return None
+    first = lines[described[0]]
+    indent = first[:len(first) - len(first.lstrip())]
+    opening = next((q + " " for q in quotes if first.strip().startswith(q)), "")
+    keep = max(5, len(words) // 2)
+    while keep > 3 and words[keep - 1].lower() in DANGLING:  # "find the." -> "find."
+        keep -= 1
+    shortened = indent + opening + " ".join(words[:keep]).rstrip(",;:.") + "."
+    out = [shortened if i == described[0] else line for i, line in enumerate(lines)
+           if i == described[0] or i not in described]
+    return Change("incomplete", "\n".join(out), removed=[" ".join(words[keep:])])
+
+
 def make_incomplete(problem: str) -> Change:
     lines = problem.split("\n")
     blocks = _example_blocks(lines)
+    # Half the problems (a stable choice) lose the key part of their description instead of their
+    # examples: both are incompleteness in the paper's sense, and a model must notice either.
+    if blocks and hashlib.sha256(problem.encode()).digest()[0] % 2:
+        cut = _cut_description(lines, {i for start, end in blocks for i in range(start, end)})
+        if cut is not None:
+            return cut
     if blocks:
         drop = {i for start, end in blocks for i in range(start, end)}
         drop |= {i for i, line in enumerate(lines) if EXAMPLE_HEADERS.match(line)}
