@@ -20,7 +20,6 @@ Everything goes to demo_out/ (deleted first). Phase timings are printed.
 from __future__ import annotations
 
 import ast
-import contextlib
 import gzip
 import json
 import os
@@ -33,6 +32,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+from steps import TIMINGS, cli, phase  # noqa: E402 (scripts/ is on sys.path)
+
 OUT = Path("demo_out")
 DATA, BENCH, MODEL, RUN = OUT / "data", OUT / "heldout", OUT / "model", OUT / "run"
 EVAL_BEFORE, EVAL_AFTER, EXPORT = OUT / "eval_before", OUT / "eval_after", OUT / "hf_export"
@@ -44,31 +45,6 @@ VOCAB = 2048              # sentencepiece pieces
 SEQ_LEN, BATCH = 1024, 4  # tokens per packed row, rows per step
 STEPS = (90, 60)          # stage 1 (clarify-heavy 20/80 mix), stage 2 (joint 50/50)
 CATEGORY_ORDER = ("original", "1a", "1c", "1p", "2ac", "2ap", "2cp")
-
-TIMINGS: list[tuple[str, float]] = []
-
-
-@contextlib.contextmanager
-def phase(name: str):
-    print(f"\n{'=' * 100}\n== {name}\n{'=' * 100}", flush=True)
-    start = time.monotonic()
-    yield
-    seconds = time.monotonic() - start
-    TIMINGS.append((name, seconds))
-    print(f"-- {name}: {seconds:.1f} s", flush=True)
-
-
-def cli(*args) -> None:
-    """Run a `clarify-jax` subcommand in this process, as a user would type it."""
-    from clarify_jax.cli import main
-    args = [str(a) for a in args]
-    print("$ clarify-jax " + " ".join(args), flush=True)
-    try:
-        main(args)
-    except SystemExit as e:
-        if e.code not in (0, None):
-            raise RuntimeError(f"clarify-jax {args[0]} failed with exit status {e.code}") from None
-
 
 def read_jsonl(path: Path) -> list[dict]:
     with open(path, encoding="utf-8") as f:
@@ -170,38 +146,6 @@ def pct(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
-def comm_rate_chart(before: dict, after: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    def rates(summary):
-        m = summary["metrics"]
-        groups = {"original": m.get("original"), **m["categories"], "overall": m["overall"]}
-        return groups
-
-    b, a = rates(before), rates(after)
-    names = [c for c in (*CATEGORY_ORDER, "overall") if b.get(c) or a.get(c)]
-    x = np.arange(len(names))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
-    for ax, key, title in zip(axes, ("communication_rate", "good_question_rate"),
-                              ("Communication Rate: round-1 replies with no code block",
-                               "Good Question Rate: questions graded 3 by the evaluator")):
-        for offset, (label, data) in zip((-0.2, 0.2), (("before training", b), ("after training", a))):
-            values = [100 * ((data.get(n) or {}).get(key) or 0) for n in names]
-            ax.bar(x + offset, values, 0.4, label=label)
-        ax.set_xticks(x, names)
-        ax.set_ylabel("%")
-        ax.set_ylim(0, 119)
-        ax.set_title(title, fontsize=10)
-        ax.legend(loc="upper center", ncol=2, fontsize=8)
-    fig.suptitle("Held-out HumanEvalComm-style items per category (original = unmodified prompt)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def loss_summary(run: Path) -> dict:
     """First and last logged train loss per kind, and the validation losses."""
     rows = read_jsonl(run / "metrics.jsonl")
@@ -212,16 +156,6 @@ def loss_summary(run: Path) -> dict:
             if values:
                 out[prefix + key] = (values[0], values[-1])
     return out
-
-
-def example_replies(eval_dir: Path, n: int = 3) -> list[dict]:
-    """One reply to an unmodified prompt, the first graded 3 and the first graded 1 or 2."""
-    rows = read_jsonl(eval_dir / "results.jsonl")
-    picks = [next((r for r in rows if test(r)), None) for test in (
-        lambda r: r["category"] == "original",
-        lambda r: r["category"] != "original" and r["question_quality"] == 3,
-        lambda r: r["category"] != "original" and r["question_quality"] in (1, 2))]
-    return [r for r in picks if r is not None]
 
 
 def write_report(before: dict, after: dict, facts: dict) -> str:
@@ -380,7 +314,8 @@ def main() -> None:
     with phase("9. report"):
         before = json.loads((EVAL_BEFORE / "summary.json").read_text())
         after = json.loads((EVAL_AFTER / "summary.json").read_text())
-        comm_rate_chart(before, after, OUT / "communication_rate.png")
+        from clarify_jax.evaluate.compare import communication_chart, example_replies
+        communication_chart({"before training": before, "after training": after}, OUT / "communication_rate.png")
         losses = loss_summary(RUN)
         facts = {
             "eval_problems": len(heldout), "losses": losses, "examples": example_replies(EVAL_AFTER),
