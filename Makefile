@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo demo-roundtrip bench smollm2 clean
+.PHONY: setup test demo demo-roundtrip reproduce-small bench smollm2 clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,12 @@ demo: setup
 demo-roundtrip: setup
 	$(BIN)/python scripts/hf_roundtrip_demo.py
 
+# The paper's experiment at small scale on SmolLM2-135M-Instruct (CPU, about an hour); FULL=1
+# evaluates all 164 HumanEvalComm problems. DATA names the folder with mbpp/ and humanevalcomm/.
+DATA ?= ../shared/data
+reproduce-small: setup
+	$(BIN)/python scripts/reproduce_small.py --data-dir $(DATA) $(if $(FULL),--full)
+
 bench: setup
 	$(BIN)/python scripts/bench_forward.py
 
@@ -38,4 +44,4 @@ $(SMOLLM2_DIR)/params: $(STAMP)
 	$(BIN)/clarify-jax convert --model "$$($(BIN)/python -m clarify_jax.hf.smollm2)" --out $(SMOLLM2_DIR) --dtype float32
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo_out
+	rm -rf $(VENV) build *.egg-info demo_out reproduce_out

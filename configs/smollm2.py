@@ -1,0 +1,40 @@
+"""SmolLM2-135M-Instruct on a 2-core CPU: the recipe `make reproduce-small` trains with.
+
+Chosen by measurement (README, "Reproducing the paper at small scale", and the issue notes): the
+rows and sources are the reproduction's MBPP synthesis, given on the command line as
+`--data.sources clear=DATA/train.jsonl:original clarify=DATA/train.jsonl:ambiguous,inconsistent,incomplete`.
+"""
+
+import tyro
+
+from clarify_jax.train.config import DataConfig, LoraConfig, OptimizerConfig, Stage, TrainConfig
+
+ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def _smollm2(stages: tuple[Stage, ...], lora: LoraConfig) -> TrainConfig:
+    return TrainConfig(
+        model=tyro.MISSING, out=tyro.MISSING, stages=stages,
+        data=DataConfig(seq_len=512, batch_size=4, first_turn_only=True),
+        optimizer=OptimizerConfig(b2=0.999, weight_decay=0.0, schedule="cosine", final_lr_ratio=0.1),
+        lora=lora, param_dtype="float32", compute_dtype="float32",
+        eval_every=0, checkpoint_every=20, log_every=5,
+    )
+
+
+PRESETS = {
+    "smollm2-135m-lora": (
+        "SmolLM2-135M-Instruct, LoRA r=16 on every projection, one balanced stage (1 clear : 1 "
+        "clarify row) of single-turn rows, lr 1e-3, 40 steps of 4 x 512 tokens.",
+        _smollm2((Stage(name="clarify-aware", steps=40, mixture="clear=1,clarify=1",
+                        learning_rate=1e-3, warmup_steps=5),),
+                 LoraConfig(rank=16, alpha=32.0, targets=ALL_PROJECTIONS)),
+    ),
+    "smollm2-135m-full": (
+        "SmolLM2-135M-Instruct, full fine-tuning, one balanced stage (1 clear : 1 clarify row) of "
+        "single-turn rows, lr 5e-5, 40 steps of 4 x 512 tokens.",
+        _smollm2((Stage(name="clarify-aware", steps=40, mixture="clear=1,clarify=1",
+                        learning_rate=5e-5, warmup_steps=5),),
+                 LoraConfig(rank=0)),
+    ),
+}
