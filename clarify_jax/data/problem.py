@@ -23,6 +23,9 @@ class Problem:
     tests: tuple[str, ...] = ()
     test_setup: str = ""
     io_tests: tuple[tuple[str, str], ...] = ()
+    benchmark_cases: tuple[tuple[str, str, str], ...] = ()
+    """HumanEvalComm's own `test_case` entries as (input, output, relation) strings, for its
+    harness (`clarify_jax.evaluate.benchmark_harness`); `tests` holds the same cases as asserts."""
     variants: dict[str, str] = dataclasses.field(default_factory=dict, hash=False)
 
     @property

@@ -232,9 +232,10 @@ def read_humanevalcomm(path: str | Path, lenient: bool = False, report: ReadRepo
         cases = _field(row, "test_case", path, line, list)
         variants = {v: row[f"prompt{v}"] for v in HUMANEVALCOMM_VARIANTS if row.get(f"prompt{v}")}
         tests = tuple(_humanevalcomm_test(case, entry, path, line) for case in cases)
+        raw = tuple((str(c["input"]), str(c.get("output", "")), c["relation"]) for c in cases)
         return Problem(id=name, source="humanevalcomm", prompt=_field(row, "prompt", path, line),
                        entry_point=entry, solutions=(_field(row, "solution", path, line),),
-                       tests=tests, test_setup=f"candidate = {entry}", variants=variants)
+                       tests=tests, test_setup=f"candidate = {entry}", benchmark_cases=raw, variants=variants)
 
     return _read(_json_lines(path), convert, path, lenient, report)
 

@@ -36,6 +36,7 @@ _STARTUP_ALLOWANCE_S = 1.0
 _CLEANUP_GRACE_S = 2.0
 _MESSAGE_CHARS = 300
 _RECORDS_CAP = 4 << 20
+_SCRIPT_STDOUT_CHARS = 1 << 14  # per script record: test outputs are short; records share _RECORDS_CAP
 _CLONE_NEWNS, _CLONE_NEWNET = 0x00020000, 0x40000000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 2, 4, 32, 4096, 16384
 _MS_PRIVATE = 1 << 18
@@ -135,6 +136,46 @@ def run_program(code: str, limits: Limits = Limits(), stdin: str | None = None) 
     result = ProgramResult(returncode=raw.exit_code, **raw.info(raw.timed_out))
     result.stderr = result.stderr or raw.launch_error
     return result
+
+
+@dataclasses.dataclass
+class ScriptOutcome:
+    """One script run in a fresh interpreter: "ok" (it ended; see returncode), "timeout" or "exception"
+    (it could not be run or read), and its stdout, stripped (cut at `max_output_bytes`: truncated)."""
+
+    index: int
+    status: str
+    returncode: int | None = None
+    stdout: str = ""
+    truncated: bool = False
+
+
+@dataclasses.dataclass
+class ScriptsResult(_RunInfo):
+    scripts: list[ScriptOutcome] = dataclasses.field(default_factory=list)
+
+
+def run_scripts(files: dict[str, str], scripts: list[str], limits: Limits = Limits(),
+                script_name: str = "call_demo.py") -> ScriptsResult:
+    """Write `files` into one sandbox's scratch dir, then run each script there as
+    `python <script_name>` in a fresh interpreter (the scratch dir first on sys.path, as for any
+    script), with `limits.timeout_s` of wall time per script, interpreter start included:
+    HumanEvalComm's harness, which runs every test as its own process importing the solution."""
+    scripts = list(scripts)
+    wall_s = (limits.timeout_s + 0.5) * len(scripts) + 2 * _STARTUP_ALLOWANCE_S
+    job = {"files": dict(files), "scripts": scripts, "script_name": script_name}
+    raw = _run_in_sandbox("scripts", job, "", limits, wall_s, stdin=None)
+    reported = {}
+    for record in map(_json_dict, raw.records[1:]):
+        index = record.get("index")
+        if type(index) is int and 0 <= index < len(scripts) and index not in reported:
+            reported[index] = ScriptOutcome(index, str(record.get("status")), record.get("returncode"),
+                                            str(record.get("stdout", "")), bool(record.get("truncated")))
+    setup_error = _json_dict(raw.records[0]).get("setup_error") or raw.launch_error
+    unreported = "timeout" if raw.timed_out and not setup_error else "exception"
+    outcomes = [reported.get(i) or ScriptOutcome(i, unreported) for i in range(len(scripts))]
+    timed_out = raw.timed_out or any(o.status == "timeout" for o in outcomes)
+    return ScriptsResult(scripts=outcomes, **raw.info(timed_out))
 
 
 def run_many(jobs: list[tuple[str, list[str]]], limits: Limits = Limits(), workers: int | None = None):
@@ -430,6 +471,8 @@ def _sandboxed_child(config: dict):
         except OSError as exc:
             _write_all(2, f"sandbox: cannot start {sys.executable}: {exc}\n")
             os._exit(127)
+    if config["mode"] == "scripts":
+        _run_scripts(job, result_fd, config["limits"])
     _run_test_suite(job, result_fd, config["limits"]["timeout_s"])
 
 
@@ -572,6 +615,36 @@ def _run_test_suite(job: dict, result_fd: int, timeout_s: float):
         except OSError:
             os._exit(0)
     os._exit(0)  # skip atexit handlers and non-daemon threads the program may have left
+
+
+def _run_scripts(job: dict, result_fd: int, limits: dict):
+    """The scripts mode: the files, then each script as `python <script_name>` in its own process
+    (subprocess.run with a timeout, as HumanEvalComm's intermedia_analyze.py runs its tests)."""
+    for name, text in job["files"].items():
+        with open(name, "w", **_SOURCE_ENCODING) as f:
+            f.write(text)
+    env = {"PATH": "/usr/bin:/bin", "HOME": os.getcwd(), "LANG": "C.UTF-8", "TMPDIR": os.getcwd()}
+    for index, script in enumerate(job["scripts"]):
+        record = {"index": index, "status": "exception"}
+        try:
+            with open(job["script_name"], "w", **_SOURCE_ENCODING) as f:
+                f.write(script)
+            # -s -E: no user site-packages, no PYTHON* variables; the script's dir stays on sys.path.
+            output = subprocess.run([sys.executable, "-s", "-E", job["script_name"]], capture_output=True,
+                                    text=True, timeout=limits["timeout_s"], env=env, stdin=subprocess.DEVNULL)
+            stdout = output.stdout.strip()
+            cap = min(limits["max_output_bytes"], _SCRIPT_STDOUT_CHARS)
+            record.update(status="ok", returncode=output.returncode, stdout=stdout[:cap],
+                          truncated=len(stdout) > cap)
+        except subprocess.TimeoutExpired:
+            record["status"] = "timeout"
+        except Exception:  # the benchmark's harness counts any other failure as an 'Exception'
+            pass
+        try:
+            _write_all(result_fd, json.dumps(record) + "\n")
+        except OSError:
+            os._exit(0)
+    os._exit(0)
 
 
 def _timed_run(sources, namespace, timeout_s) -> tuple[str, str, str]:
