@@ -50,7 +50,7 @@ def problem_text(messages):
 
 def config(comm_path, out, server, **overrides):
     values = dict(model=f"openai:tiny-coder@{server.base_url}", data=comm_path, out=out,
-                  problems=PROBLEMS, categories=ALL, progress=False, concurrency=4)
+                  problems=PROBLEMS, categories=ALL, progress=False, concurrency=4, protocol="clarify-jax")
     return EvaluateConfig(**(values | overrides))
 
 
@@ -138,7 +138,8 @@ from pathlib import Path
 from clarify_jax.evaluate.evaluate_command import EvaluateConfig, evaluate_command
 evaluate_command(EvaluateConfig(model="openai:tiny-coder@" + sys.argv[1], data=Path(sys.argv[2]),
                                 out=Path(sys.argv[3]), problems=tuple(sys.argv[4].split(",")),
-                                categories=("original", "1a", "1p"), concurrency=2, progress=False))
+                                categories=("original", "1a", "1p"), concurrency=2, progress=False,
+                                protocol="clarify-jax"))
 """
 
 
@@ -249,7 +250,8 @@ def test_a_batching_model_with_the_rules_evaluator(comm_path, tmp_path):
     from clarify_jax.evaluate.runner import run_suite
 
     problems = list(read_humanevalcomm(comm_path))[:4]
-    cfg = EvaluateConfig(model="unused", data=comm_path, categories=("original", "1a", "1p"), batch_size=5)
+    cfg = EvaluateConfig(model="unused", data=comm_path, categories=("original", "1a", "1p"), batch_size=5,
+                         protocol="clarify-jax")
     suite = ec.build_suite(cfg, problems)
     model = BatchingModel(problems)
     summary = run_suite(suite, model, RulesBackend(), tmp_path, identity={}, batch_size=5, progress=False)

@@ -97,6 +97,24 @@ def test_a_conversation_too_long_for_the_cache_is_named(backend):
         LocalBackend(LocalConfig())
 
 
+def test_max_total_tokens_cuts_replies_by_round(backend):
+    """Prompt plus reply capped per round (HumanEvalComm ran its open models with 512, then 1024):
+    the cut reply is the uncut one's first tokens, at least one token."""
+    sampler = backend.sampler
+    full = LocalBackend.from_sampler(sampler, SamplingConfig(max_new_tokens=MAX_NEW), batch_size=2)
+    uncut = full.sample_many(CONVERSATIONS)
+    lengths = [len(full.prompt_ids(c)) for c in CONVERSATIONS]  # conversation 1 has two user turns
+    capped = LocalBackend.from_sampler(sampler, SamplingConfig(max_new_tokens=MAX_NEW), batch_size=2,
+                                       max_total_tokens=(lengths[0] + 5, lengths[1] + 3))
+    texts = capped.complete_many(CONVERSATIONS)
+    budgets = [5, 3, max(1, min(MAX_NEW, lengths[0] + 5 - lengths[2]))]
+    for text, samples, budget in zip(texts, uncut, budgets):
+        assert text == sampler.decode(samples[0].tokens[:budget])
+    assert [capped.reply_budget(c, n, MAX_NEW) for c, n in zip(CONVERSATIONS, lengths)] == budgets
+    with pytest.raises(ValueError, match="max_total_tokens must be positive"):
+        LocalBackend.from_sampler(sampler, max_total_tokens=(0,))
+
+
 class RecordingBackend:
     """Replies with a numbered answer and records every history it was given."""
 

@@ -44,6 +44,11 @@ class LocalConfig:
     """Conversations per sampler call in complete_many."""
     max_length: int | None = None
     """Prompt plus new tokens; bounds the KV cache (default: the model's max_position_embeddings)."""
+    max_total_tokens: tuple[int, ...] = ()
+    """Prompt plus reply at most, by round: the first value for a chat with one user turn, the
+    second for two, ... (the last repeats); () for no such cap. A reply is cut to the room left
+    (at least one token), as transformers' generate(max_length=...) cuts it: HumanEvalComm ran its
+    open models with 512 in round 1 and 1024 in round 2."""
     seed: int = 0
 
     def sampling(self) -> SamplingConfig:
@@ -89,20 +94,26 @@ class LocalBackend:
         config = model if isinstance(model, LocalConfig) else LocalConfig(model=str(model), **options)
         sampling = config.sampling()
         sampling.validate()
-        self._setup(load_sampler(config), sampling, f"local:{config.model}", config.batch_size, config.seed)
+        self._setup(load_sampler(config), sampling, f"local:{config.model}", config.batch_size, config.seed,
+                    config.max_total_tokens)
 
     @classmethod
     def from_sampler(cls, sampler: Sampler, sampling: SamplingConfig = SamplingConfig(), *,
-                     name: str = "local", batch_size: int = 16, seed: int = 0) -> LocalBackend:
+                     name: str = "local", batch_size: int = 16, seed: int = 0,
+                     max_total_tokens: tuple[int, ...] = ()) -> LocalBackend:
         backend = cls.__new__(cls)
-        backend._setup(sampler, sampling, name, batch_size, seed)
+        backend._setup(sampler, sampling, name, batch_size, seed, max_total_tokens)
         return backend
 
-    def _setup(self, sampler: Sampler, sampling: SamplingConfig, name: str, batch_size: int, seed: int):
+    def _setup(self, sampler: Sampler, sampling: SamplingConfig, name: str, batch_size: int, seed: int,
+               max_total_tokens: tuple[int, ...] = ()):
         if sampler.tokenizer is None:
             raise ValueError("the sampler needs the tokenizer to turn tokens into text")
+        if any(int(n) < 1 for n in max_total_tokens):
+            raise ValueError(f"max_total_tokens must be positive, got {max_total_tokens}")
         self.sampler, self.tokenizer, self.sampling = sampler, sampler.tokenizer, sampling
         self.name, self.batch_size = name, batch_size
+        self.max_total_tokens = tuple(int(n) for n in max_total_tokens)
         self._key, self._calls, self._lock = jax.random.key(seed), 0, threading.Lock()
 
     def prompt_ids(self, messages: list[Message]) -> list[int]:
@@ -128,17 +139,40 @@ class LocalBackend:
                 raise BackendError(
                     f"{self.name}: conversation {i} renders to {len(prompt)} tokens; with max_new_tokens="
                     f"{sampling.max_new_tokens} at most {room} fit in max_length={self.sampler.max_length}")
+        budgets = [self.reply_budget(messages, len(prompt), sampling.max_new_tokens)
+                   for messages, prompt in zip(conversations, prompts)]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[list[Completion]] = [[] for _ in prompts]
         for start in range(0, len(order), self.batch_size):
             batch = order[start:start + self.batch_size]
+            # Decoding is causal, so a reply cut to its budget afterwards is the reply generation
+            # would have stopped at; the batch decodes to a power of two over its largest budget
+            # (few loop shapes to compile), at most max_new_tokens.
+            largest = max(budgets[i] for i in batch)
+            batch_sampling = dataclasses.replace(
+                sampling, max_new_tokens=min(sampling.max_new_tokens, 1 << (largest - 1).bit_length()))
             with self._lock:
                 rng = jax.random.fold_in(self._key, self._calls)  # new samples on every call
                 self._calls += 1
                 try:
-                    output = self.sampler.sample([prompts[i] for i in batch], sampling, rng=rng)
+                    output = self.sampler.sample([prompts[i] for i in batch], batch_sampling, rng=rng)
                 except SamplerError as e:
                     raise BackendError(f"{self.name}: {e}") from None
             for i, completions in zip(batch, output.completions):
-                results[i] = completions
+                results[i] = [self._cut(c, budgets[i]) for c in completions]
         return results
+
+    def reply_budget(self, messages: list[Message], prompt_tokens: int, max_new_tokens: int) -> int:
+        """New tokens allowed for this chat: max_new_tokens, or less under max_total_tokens."""
+        if not self.max_total_tokens:
+            return max_new_tokens
+        rounds = sum(m["role"] == "user" for m in messages)
+        total = self.max_total_tokens[min(max(rounds, 1), len(self.max_total_tokens)) - 1]
+        return max(1, min(max_new_tokens, total - prompt_tokens))
+
+    def _cut(self, completion: Completion, budget: int) -> Completion:
+        if len(completion.tokens) <= budget:
+            return completion
+        tokens = completion.tokens[:budget]
+        return dataclasses.replace(completion, tokens=tokens, text=self.sampler.decode(tokens),
+                                   finish_reason="length")

@@ -1,7 +1,8 @@
 """The rules backend playing HumanEvalComm's evaluator LLM: deterministic grades and answers.
 
-It reads the evaluator prompt (the original problem, the modified one and the model's questions,
-each between tags) and measures what the modification changed: the words (crudely stemmed, so
+It reads the evaluator prompt (the original problem, the modified one and the model's questions:
+each between tags in our own prompt, or in the sections of the benchmark's fixed text) and
+measures what the modification changed: the words (crudely stemmed, so
 "closer" meets "close") that occur in only one of the two descriptions; when a change only moved
 words around (two example results swapped), the words of the changed lines; when it changed only
 punctuation (an example output rewritten with other brackets), the changed lines' tokens. Then:
@@ -19,7 +20,13 @@ from __future__ import annotations
 import difflib
 import re
 
+from clarify_jax.prompts import EVALUATOR_TEMPLATE
+
 ORIGINAL_TAG, MODIFIED_TAG, QUESTIONS_TAG = "original_problem", "modified_problem", "questions"
+
+# The benchmark's evaluator text around its three fields, in the order they appear.
+_HEAD, _AFTER_QUESTIONS, _AFTER_MODIFIED, _TAIL = re.split(
+    r"\{clarifying_questions\}|\{problem\}|\{missing_information\}", EVALUATOR_TEMPLATE)
 
 STOPWORDS = frozenset("""
 a an the and or of to in on for with by from as at is are be was were been it its this that these those
@@ -40,7 +47,22 @@ def _tagged(text: str, tag: str, last: bool = False) -> str | None:
 
 
 def is_evaluator_prompt(text: str) -> bool:
-    return all(f"<{tag}>" in text for tag in (ORIGINAL_TAG, MODIFIED_TAG, QUESTIONS_TAG))
+    return all(f"<{tag}>" in text for tag in (ORIGINAL_TAG, MODIFIED_TAG, QUESTIONS_TAG)) or \
+        _benchmark_fields(text) is not None
+
+
+def _benchmark_fields(text: str) -> tuple[str, str, str] | None:
+    """(questions, modified, original) of a prompt in the benchmark's text, None for other text.
+    The separators are searched from the right: the questions (a model's reply) come first and
+    are the only part that could repeat them."""
+    if not (text.startswith(_HEAD) and text.endswith(_TAIL)):
+        return None
+    body = text[len(_HEAD):len(text) - len(_TAIL)]
+    second = body.rfind(_AFTER_MODIFIED)
+    first = body.rfind(_AFTER_QUESTIONS, 0, max(second, 0))
+    if first < 0 or second < 0:
+        return None
+    return body[:first], body[first + len(_AFTER_QUESTIONS):second], body[second + len(_AFTER_MODIFIED):]
 
 
 SUFFIXES = ("ing", "est", "er", "ed", "es", "s", "ly")
@@ -122,6 +144,10 @@ def evaluate(questions: str, original: str, modified: str) -> str:
 
 
 def answer_evaluator_prompt(text: str) -> str:
+    fields = _benchmark_fields(text)
+    if fields is not None:
+        questions, modified, original = fields
+        return evaluate(questions, original, modified)
     original, modified = _tagged(text, ORIGINAL_TAG), _tagged(text, MODIFIED_TAG)
     questions = _tagged(text, QUESTIONS_TAG, last=True)  # last: the reply may quote tags itself
     if original is None or modified is None or questions is None:

@@ -76,10 +76,12 @@ def make_backend(spec: str | BackendSpec, *, what: str = "backend", kinds: tuple
                  api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
                  timeout_s: float = 120.0, max_retries: int = 6,
                  batch_size: int = 16, mesh: str | None = None, dtype: str | None = None,
-                 max_length: int | None = None, seed: int = 0) -> ChatBackend:
+                 max_length: int | None = None, seed: int = 0,
+                 max_total_tokens: tuple[int, ...] = ()) -> ChatBackend:
     """The backend a spec names. temperature and max_tokens apply to openai and local;
     api_key_env, concurrency (requests in flight), timeout_s and max_retries to openai;
-    batch_size (conversations per sampler call), mesh, dtype, max_length and seed to local."""
+    batch_size (conversations per sampler call), mesh, dtype, max_length, seed and max_total_tokens
+    (prompt plus reply by round, see LocalConfig) to local."""
     if isinstance(spec, str):
         spec = parse_spec(spec, what=what, kinds=kinds)
     if spec.kind == "rules":
@@ -96,4 +98,5 @@ def make_backend(spec: str | BackendSpec, *, what: str = "backend", kinds: tuple
         raise FileNotFoundError(f"{what} spec 'local:{spec.target}': {path} is not a directory")
     from clarify_jax.backends.local import LocalBackend  # jax and the model: only when used
     return LocalBackend(path, temperature=temperature, max_new_tokens=max_tokens, batch_size=batch_size,
-                        mesh=mesh, dtype=dtype, max_length=max_length, seed=seed)
+                        mesh=mesh, dtype=dtype, max_length=max_length, seed=seed,
+                        max_total_tokens=tuple(max_total_tokens))

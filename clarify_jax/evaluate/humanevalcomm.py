@@ -7,17 +7,17 @@ evaluator grades the questions (QUALITY 3 good, 2 fair, 1 none) and writes ANSWE
 model sees the dialogue plus the answers and the round-2 instruction, and the first fenced block
 of its reply is tested with the problem's tests under the ORIGINAL entry point.
 
-Two rules decide the numbers, and they follow the benchmark's own scripts (not only its prose),
-so that results sit next to the published table:
+Two rules decide the numbers in both protocols, as the benchmark's scripts apply them:
 - routing: a reply "is code" when, after leading whitespace, it opens with a complete fenced
   block (an opening fence line, at least one character, a closing fence line); what follows the
   closing fence is ignored. Everything else goes to the evaluator.
 - Communication Rate counts replies that contain no complete fenced block at all: a reply that
   mixes prose and a code block is routed to the evaluator but does not count as communicating.
-Also as in the benchmark: the tested code is the first fenced block; code that kept the modified
-prompt's function name (`candidate`) is tested as the original entry point; each test has 3 s.
-One choice differs, switchable: a round-2 reply without any fence is tested as a whole
-(`whole_if_unfenced`), where the benchmark's scripts test empty code.
+
+The rest is a `Protocol`: "benchmark" (the default) reproduces the benchmark's scripts (the
+evaluator's fixed text and its strict parser, the code-only one-round prompt for the original
+problems, the round-1 code block when round 2 has none, and its test harness,
+`benchmark_harness`); "clarify-jax" keeps this project's own choices, each a named option.
 """
 
 from __future__ import annotations
@@ -25,20 +25,26 @@ from __future__ import annotations
 import dataclasses
 import re
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 from clarify_jax.backends.base import BackendError, Message
 from clarify_jax.backends.rules_evaluator import MODIFIED_TAG, ORIGINAL_TAG, QUESTIONS_TAG
 from clarify_jax.data.problem import Problem
-from clarify_jax.data.render import ROUND1_INSTRUCTION
 from clarify_jax.data.sources import HUMANEVALCOMM_VARIANTS
+from clarify_jax.evaluate.benchmark_harness import run_benchmark_tests
 from clarify_jax.evaluate.sandbox import Limits, run_tests
+from clarify_jax.prompts import (
+    ASK_OR_CODE_INSTRUCTION,
+    CODE_ONLY_INSTRUCTION,
+    EVALUATOR_TEMPLATE,
+    OPEN_MODEL_TOTAL_TOKENS,
+    ROUND2_INSTRUCTION,
+)
 
 CATEGORIES = HUMANEVALCOMM_VARIANTS  # 1a 1c 1p 2ac 2ap 2cp 3acp
 ORIGINAL = "original"  # the unmodified prompt, scored like the benchmark's HumanEval column
 
-# The benchmark's round-2 instruction, verbatim (it follows the evaluator's answers in one turn).
-ROUND2_INSTRUCTION = ("\n Given above conversations, generate Python code directly (Markdown) to solve the "
-                      "coding problem:\n")
+ROUND1_INSTRUCTION = ASK_OR_CODE_INSTRUCTION  # both protocols ask the modified problems this way
 
 Batch = Callable[[list[list[Message]]], list[str]]
 
@@ -81,9 +87,59 @@ def extract_code(response: str, whole_if_unfenced: bool = True) -> str:
     return response.strip() if whole_if_unfenced else ""
 
 
+# ---- the two protocols ------------------------------------------------------------------------
+
+OriginalPrompt = Literal["code-only", "ask-or-code"]
+EvaluatorPrompt = Literal["benchmark", "clarify-jax"]
+Parsing = Literal["strict", "lenient"]
+Fallback = Literal["round1-block", "whole-reply", "empty"]
+Harness = Literal["benchmark", "clarify-jax"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """Every choice in which a HumanEvalComm run can differ from another, each a named value."""
+
+    name: str
+    original_prompt: OriginalPrompt
+    """code-only: the unmodified problems get the benchmark's code-only instruction, one round (its
+    HumanEval column); ask-or-code: they get the round-1 instruction of the modified ones and the
+    same two rounds, which measures how often a model asks about a clear problem."""
+    evaluator_prompt: EvaluatorPrompt
+    """benchmark: the benchmark's fixed text; clarify-jax: our wording with tagged sections."""
+    evaluator_parsing: Parsing
+    """strict: the benchmark's regexes (first `QUALITY\\s*=?\\s*(\\d+)`, first ANSWERS=```...```,
+    kept raw; anything else reads as no grade and no answers); lenient: `parse_evaluator`."""
+    round2_fallback: Fallback
+    """Code tested when the round-2 reply has no fenced block: round1-block (the first fenced block
+    of the round-1 reply, as the benchmark's intermedia_analyze.py), whole-reply, or empty."""
+    harness: Harness
+    """benchmark: `benchmark_harness` (one process per test, `candidate(` renamed textually, prints
+    commented out, $input$ relations never run); clarify-jax: the tests as asserts in one sandboxed
+    process with a time limit per test, the renamed function aliased, every relation run."""
+    evaluator_temperature: float
+    """Sampling temperature of an LLM evaluator (the benchmark's: 1.0)."""
+    max_total_tokens: tuple[int, ...]
+    """Local models: prompt plus reply, by round (the benchmark's open models: 512, then 1024)."""
+
+    def settings(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PROTOCOLS = {
+    "benchmark": Protocol("benchmark", original_prompt="code-only", evaluator_prompt="benchmark",
+                          evaluator_parsing="strict", round2_fallback="round1-block", harness="benchmark",
+                          evaluator_temperature=1.0, max_total_tokens=OPEN_MODEL_TOTAL_TOKENS),
+    "clarify-jax": Protocol("clarify-jax", original_prompt="ask-or-code", evaluator_prompt="clarify-jax",
+                            evaluator_parsing="lenient", round2_fallback="whole-reply", harness="clarify-jax",
+                            evaluator_temperature=0.0, max_total_tokens=()),
+}
+
+
 # ---- the evaluator ----------------------------------------------------------------------------
 
-# Own wording of the benchmark's evaluator prompt: same inputs, same grades, same output format.
+# Own wording of the benchmark's evaluator prompt: same inputs, same grades, same output format,
+# each input between tags (the clarify-jax protocol; the benchmark's text is EVALUATOR_TEMPLATE).
 EVALUATOR_PROMPT = f"""\
 The original description of a coding problem was modified so that its requirements became \
 ambiguous, inconsistent or incomplete. A developer who saw only the modified description replied \
@@ -165,16 +221,49 @@ def parse_evaluator(reply: str) -> Verdict:
     return Verdict(quality, answers.strip(), tuple(problems))
 
 
+# generate_response.py (jie-jw-wu/human-eval-comm, evaluate_clarifying_questions): re.findall with
+# these patterns, the first match of each taken; ANSWERS with flags=re.DOTALL.
+_STRICT_QUALITY = re.compile(r'QUALITY\s*=?\s*(\d+)')
+_STRICT_ANSWERS = re.compile(r'ANSWERS\s*=?\s*```(.+?)```', re.DOTALL)
+
+
+def parse_evaluator_strict(reply: str) -> Verdict:
+    """The benchmark's reading of the evaluator's reply: case-sensitive `QUALITY=3` (or `QUALITY 3`,
+    `QUALITY3`) and ANSWERS=```...``` (closed), the answers kept raw. `QUALITY: 3`,
+    `**QUALITY**=3` or an unclosed block read as missing, as in the benchmark."""
+    problems = []
+    quality = _STRICT_QUALITY.search(reply)
+    if quality is None:
+        problems.append("quality missing")
+    elif int(quality.group(1)) not in (1, 2, 3):
+        problems.append(f"quality {quality.group(1)} is not 1, 2 or 3")
+    answers = _STRICT_ANSWERS.search(reply)
+    if answers is None:
+        problems.append("answers missing")
+    return Verdict(int(quality.group(1)) if quality else None, answers.group(1) if answers else "",
+                   tuple(problems))
+
+
+PARSERS: dict[str, Callable[[str], Verdict]] = {"strict": parse_evaluator_strict, "lenient": parse_evaluator}
+
+
 # ---- messages ---------------------------------------------------------------------------------
 
-def round1_messages(problem_text: str) -> list[Message]:
-    return [{"role": "user", "content": ROUND1_INSTRUCTION + problem_text}]
+def round1_messages(problem_text: str, instruction: str = ROUND1_INSTRUCTION) -> list[Message]:
+    return [{"role": "user", "content": instruction + problem_text}]
 
 
-def evaluator_messages(questions: str, modified: str, original: str) -> list[Message]:
-    """The questions are the model's whole round-1 reply, as in the benchmark."""
-    return [{"role": "user", "content": EVALUATOR_PROMPT.format(
-        original=original.strip("\n"), modified=modified.strip("\n"), questions=questions.strip("\n"))}]
+def evaluator_messages(questions: str, modified: str, original: str,
+                       prompt: EvaluatorPrompt = "clarify-jax") -> list[Message]:
+    """The questions are the model's whole round-1 reply, as in the benchmark. The benchmark's
+    text gets the three texts as they are; ours strips their outer newlines inside the tags."""
+    if prompt == "benchmark":
+        content = EVALUATOR_TEMPLATE.format(clarifying_questions=questions, problem=modified,
+                                            missing_information=original)
+    else:
+        content = EVALUATOR_PROMPT.format(original=original.strip("\n"), modified=modified.strip("\n"),
+                                          questions=questions.strip("\n"))
+    return [{"role": "user", "content": content}]
 
 
 def round2_messages(round1: list[Message], reply: str, answers: str) -> list[Message]:
@@ -197,6 +286,7 @@ class CommItem:
     tests: tuple[str, ...]
     test_setup: str
     renamed: str | None = None  # the function name the modified prompt uses instead of entry_point
+    cases: tuple[tuple[str, str, str], ...] = ()  # the benchmark's (input, output, relation) test cases
 
 
 _DEF = re.compile(r"^def\s+([A-Za-z_]\w*)\s*\(", re.M)  # regex: modified prompts need not parse
@@ -229,7 +319,7 @@ def comm_items(problems: Sequence[Problem], categories: Sequence[str]) -> list[C
             items.append(CommItem(
                 id=f"{problem.id}#{category}", problem_id=problem.id, category=category, prompt=text,
                 original=problem.prompt, entry_point=problem.entry_point, tests=problem.tests,
-                test_setup=problem.test_setup,
+                test_setup=problem.test_setup, cases=problem.benchmark_cases,
                 renamed=renamed_function(text, problem.prompt, problem.entry_point)))
     return items
 
@@ -237,37 +327,56 @@ def comm_items(problems: Sequence[Problem], categories: Sequence[str]) -> list[C
 # ---- the protocol -----------------------------------------------------------------------------
 
 def run_dialogues(items: Sequence[CommItem], model: Batch, evaluator: Batch,
-                  whole_if_unfenced: bool = True) -> list[dict]:
+                  protocol: Protocol = PROTOCOLS["clarify-jax"]) -> list[dict]:
     """Rounds 1 and 2 (with the evaluator between them) for a batch of items; one record each,
-    without test results. `model` and `evaluator` map a list of chats to a list of replies."""
-    firsts = [round1_messages(item.prompt) for item in items]
+    without test results. `model` and `evaluator` map a list of chats to a list of replies. Under
+    a code-only protocol the original problems get one round, the code-only instruction."""
+    one_round = [protocol.original_prompt == "code-only" and item.category == ORIGINAL for item in items]
+    firsts = [round1_messages(item.prompt, CODE_ONLY_INSTRUCTION if once else ROUND1_INSTRUCTION)
+              for item, once in zip(items, one_round)]
     replies = checked_replies(model(firsts), len(firsts), "model")
     records, asked = [], []
-    for index, (item, messages, reply) in enumerate(zip(items, firsts, replies)):
+    for index, (item, messages, reply, once) in enumerate(zip(items, firsts, replies, one_round)):
         code = leading_code_block(reply)
         records.append({
             "id": item.id, "problem_id": item.problem_id, "category": item.category,
             "entry_point": item.entry_point, "round1_messages": messages, "round1_response": reply,
-            "round1_is_code": code is not None, "communicated": not has_code_block(reply),
+            "round1_is_code": code is not None, "communicated": not has_code_block(reply), "asked": False,
             "evaluator_messages": None, "evaluator_response": None, "question_quality": None,
             "evaluator_problems": [], "answers": None, "round2_messages": None, "round2_response": None,
             "code_source": "round1" if code is not None else "round2", "final_code": code or ""})
-        if code is None:
+        if once:  # the benchmark's HumanEval column: the first fenced block anywhere, no second round
+            records[-1].update(code_source="round1", final_code=code if code is not None else extract_code(
+                reply, protocol.round2_fallback == "whole-reply"))
+        elif code is None:
             asked.append(index)
     if not asked:
         return records
-    judged = [evaluator_messages(replies[i], items[i].prompt, items[i].original) for i in asked]
+    judged = [evaluator_messages(replies[i], items[i].prompt, items[i].original, protocol.evaluator_prompt)
+              for i in asked]
     verdict_texts = checked_replies(evaluator(judged), len(judged), "evaluator")
     seconds = []
     for i, messages, text in zip(asked, judged, verdict_texts):
-        verdict = parse_evaluator(text)
+        verdict = PARSERS[protocol.evaluator_parsing](text)
         seconds.append(round2_messages(firsts[i], replies[i], verdict.answers))
-        records[i].update(evaluator_messages=messages, evaluator_response=text,
+        records[i].update(asked=True, evaluator_messages=messages, evaluator_response=text,
                           question_quality=verdict.quality, evaluator_problems=list(verdict.problems),
                           answers=verdict.answers, round2_messages=seconds[-1])
     for i, reply in zip(asked, checked_replies(model(seconds), len(seconds), "model")):
-        records[i].update(round2_response=reply, final_code=extract_code(reply, whole_if_unfenced))
+        code, source = round2_code(reply, replies[i], protocol.round2_fallback)
+        records[i].update(round2_response=reply, final_code=code, code_source=source)
     return records
+
+
+def round2_code(reply: str, round1_reply: str, fallback: Fallback) -> tuple[str, str]:
+    """(code, where it came from) of a round-2 reply: its first fenced block, else the fallback."""
+    blocks = code_blocks(reply)
+    if blocks:
+        return blocks[0], "round2"
+    if fallback == "round1-block":
+        first = code_blocks(round1_reply)
+        return (first[0], "round1-fallback") if first else ("", "round2")
+    return (reply.strip(), "round2-whole") if fallback == "whole-reply" else ("", "round2")
 
 
 def checked_replies(replies: list[str], expected: int, who: str) -> list[str]:
@@ -295,9 +404,24 @@ def program_for(code: str, item: CommItem) -> str:
     return "\n\n".join(parts)
 
 
-def score(record: dict, item: CommItem, limits: Limits = Limits()) -> dict:
-    """Test the record's final code (under the original entry point) in the sandbox."""
+def score(record: dict, item: CommItem, limits: Limits = Limits(), harness: Harness = "clarify-jax") -> dict:
+    """Test the record's final code (under the original entry point) in the sandbox, with our
+    harness or the benchmark's."""
+    if harness == "benchmark":
+        if not item.cases:
+            raise ValueError(f"{item.id}: the benchmark's harness needs the problem's test_case entries")
+        tests = run_benchmark_tests(record["final_code"], item.entry_point, item.cases, limits)
+        return record_tests(record, tests)
     return test_code(record, program_for(record["final_code"], item), item.tests, limits)
+
+
+def record_tests(record: dict, tests: dict) -> dict:
+    """Adds `tests`, `passed` (every counted test passed) and `test_pass_rate` (passed / counted,
+    0 when none was counted) to the record."""
+    record["tests"] = tests
+    record["passed"] = tests["total"] > 0 and tests["passed"] == tests["total"]
+    record["test_pass_rate"] = tests["passed"] / tests["total"] if tests["total"] else 0.0
+    return record
 
 
 def test_code(record: dict, program: str, tests: Sequence[str], limits: Limits) -> dict:

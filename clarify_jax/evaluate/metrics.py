@@ -26,17 +26,22 @@ def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _asked(record: dict) -> bool:
+    """The item went to the evaluator (records written before `asked` existed: its reply was not code)."""
+    return bool(record.get("asked", not record["round1_is_code"]))
+
+
 def comm_group(records: Sequence[dict]) -> dict:
     """The four metrics (fractions in [0, 1], None for an empty group) plus diagnostics: how many
     items went to the evaluator (`asked_rate`) and how many of its replies had no readable grade."""
-    asked = [r for r in records if not r["round1_is_code"]]
+    asked = [r for r in records if _asked(r)]
     return {
         "items": len(records),
         "communication_rate": _mean([float(r["communicated"]) for r in records]),
         "good_question_rate": _mean([float(r["question_quality"] == 3) for r in records]),
         "pass@1": _mean([float(r["passed"]) for r in records]),
         "test_pass_rate": _mean([r["test_pass_rate"] for r in records]),
-        "asked_rate": _mean([float(not r["round1_is_code"]) for r in records]),
+        "asked_rate": _mean([float(_asked(r)) for r in records]),
         "evaluator_unparsed": sum(r["question_quality"] is None for r in asked),
     }
 
