@@ -105,3 +105,62 @@ def test_sentencepiece_tokenizer_and_builtin_format(tmp_path):
     assert ids[0] == tokenizer.bos_id and int((ids == tokenizer.eos_id).sum()) == 2
     assert [tokenizer.decode(ids[s:e]) for k, s, e in _runs(kinds) if k != KIND_PROMPT] == [
         DIALOGUE[1]["content"] + "</s>", DIALOGUE[3]["content"] + "</s>"]
+
+
+# The paper code's recipe (clarify-coder, fine-tuning/clarify_aware_fine_tuning_v2.py, tokenize_v4),
+# typed out by hand: f"{QPROMPT} {problem}" + f"{APROMPT} {answer}", then tokenizer(text) with
+# add_eos_token set, labels = input_ids.
+V4_QPROMPT = ("You are an expert software developer who writes high quality code. With below information, "
+              "please either generate Python3 code (Respond directly with code only with markdown), or ask "
+              "clarifying questions:\n")
+V4_CLEAR = ("This is a clear problem requiring no clarifications. Let's generate the required Python3 code "
+            "directly in markdown.")
+V4_CLARIFY = ("I have a few clarifying questions. Please respond with the necessary details so I can assist "
+              "further.")
+
+
+def test_paper_v4_rows_match_the_paper_code(model_dir):
+    from clarify_jax.data.render import DialogueRenderer
+    name, path = model_dir
+    tokenizer = Tokenizer(path)
+    renderer = DialogueRenderer(tokenizer, RenderOptions(format="paper-v4", round1_instruction=True))
+    problem, questions = "def f(xs):\n    '''Sort xs somehow.'''\n", "1. Ascending or descending?"
+    code = "```python\ndef f(xs):\n    return sorted(xs)\n```"
+    clarify_row = {"type": "ambiguous", "problem": problem, "answer": questions, "dialogue": DIALOGUE}
+    clear_row = {"type": "original", "problem": problem, "answer": code,
+                 "dialogue": [{"role": "user", "content": problem}, {"role": "assistant", "kind": "code",
+                                                                      "content": code}]}
+    for row, text, kind in [
+            (clarify_row, V4_QPROMPT + " " + problem + V4_CLARIFY + " " + questions, KIND_CLARIFY),
+            (clear_row, V4_QPROMPT + " " + problem + V4_CLEAR + " " + code, KIND_CODE),
+            ({"dialogue": clear_row["dialogue"]}, V4_QPROMPT + " " + problem + V4_CLEAR + " " + code,
+             KIND_CODE)]:
+        ids, kinds = renderer(row)
+        expected = tokenizer.encode(text) + [tokenizer.eos_id]  # BOS where the tokenizer adds one
+        assert ids.tolist() == expected and tokenizer.decode(ids[-1:]) == MODELS[name][3]
+        assert (kinds == kind).all()  # no chat template, every token trained
+        assert "<|im_start|>" not in tokenizer.decode(ids) and "### Instruction" not in tokenizer.decode(ids)
+
+
+def test_paper_v4_preset_and_training_inputs(model_dir, tmp_path):
+    import json
+
+    from clarify_jax.train.config import DataConfig
+    from clarify_jax.train.inputs import TrainInputs
+    from clarify_jax.train.presets import load_presets
+
+    description, preset = load_presets()["paper-lora-v4-exact"]
+    stage = preset.stages[0]
+    assert (preset.data.row_format, stage.warmup_steps, stage.steps, stage.learning_rate) == (
+        "paper-v4", 100, 500, 1e-5)
+    assert (preset.lora.rank, preset.lora.alpha, preset.data.batch_size, preset.optimizer.b2) == (
+        16, 16.0, 16, 0.999)
+    assert load_presets()["paper-lora"][1].data.row_format == "chat"  # ours stays the default elsewhere
+    rows = tmp_path / "rows.jsonl"
+    row = {"type": "original", "problem": "Sort xs.", "answer": "```python\nsorted(xs)\n```",
+           "dialogue": DIALOGUE[:1] + DIALOGUE[3:]}
+    rows.write_text(json.dumps(row) + "\n")
+    config = DataConfig(sources=(f"all={rows}",), row_format="paper-v4")
+    inputs = TrainInputs(config, Tokenizer(model_dir[1]), 0)
+    ids, kinds = inputs.render(json.loads(rows.read_text()))
+    assert (kinds == KIND_CODE).all() and V4_CLEAR + " ```python" in Tokenizer(model_dir[1]).decode(ids)

@@ -25,6 +25,11 @@ class DataConfig:
     """Tokens per packed row."""
     batch_size: int = 16
     """Global rows per optimizer step, over all hosts (split into grad_accum micro-batches)."""
+    row_format: Literal["chat", "paper-v4"] = "chat"
+    """chat: each row through the model's chat template, loss on the answer tokens only (ours);
+    paper-v4: the paper code's plain-text rows (its instruction, the problem, its clear / clarify
+    prefix and the answer with its spacing, BOS and EOS), loss on every token; round1_instruction,
+    answer_prefix and first_turn_only then do not apply (the format has its own, single-turn)."""
     round1_instruction: bool = True
     """Put the HumanEvalComm round-1 instruction before each problem (the paper's best format)."""
     answer_prefix: bool = True

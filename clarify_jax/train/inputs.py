@@ -113,8 +113,8 @@ class TrainInputs:
         self.validation = [row for text in data.validation
                            for row in read_rows(SourceSpec.parse(text), split="validation")]
         self.render = DialogueRenderer(tokenizer, RenderOptions(
-            round1_instruction=data.round1_instruction, answer_prefix=data.answer_prefix,
-            first_turn_only=data.first_turn_only))
+            format=data.row_format, round1_instruction=data.round1_instruction,
+            answer_prefix=data.answer_prefix, first_turn_only=data.first_turn_only))
 
     def check_mixtures(self, stages: tuple[Stage, ...]) -> None:
         for stage in stages:
