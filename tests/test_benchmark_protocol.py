@@ -160,10 +160,12 @@ def test_rules_evaluator_replies_parse_strictly(comm_problems):
         problem = comm_problems[pid]
         for category, modified in problem.variants.items():
             for questions in ("What should the function return for an empty list?", "def f(): pass"):
-                messages = hec.evaluator_messages(questions, modified, problem.prompt, "benchmark")
-                reply = rules.complete(messages)
-                verdict = hec.parse_evaluator_strict(reply)
-                assert verdict.problems == () and verdict.quality in (1, 2, 3), (pid, category, reply)
+                for prompt in ("benchmark", "clarify-jax"):  # replies read the same under either prompt
+                    messages = hec.evaluator_messages(questions, modified, problem.prompt, prompt)
+                    reply = rules.complete(messages)
+                    verdict = hec.parse_evaluator_strict(reply)
+                    assert verdict.problems == () and verdict.quality in (1, 2, 3), (pid, category, reply)
+                    assert verdict.quality == hec.parse_evaluator(reply).quality
 
 
 def fenced(code):
