@@ -272,6 +272,7 @@ def main() -> None:
         model_facts = build_tiny_llama(MODEL)
 
     evaluate_args = ["--benchmark", "humanevalcomm", "--data", BENCH / "HumanEvalComm.jsonl",
+                     "--protocol", "clarify-jax",  # originals asked like the modified prompts
                      "--evaluator", "rules", "--max-tokens", MAX_NEW_TOKENS, "--batch-size", 48,
                      "--mesh", "1,1,1", "--concurrency", workers, "--no-progress"]
     with phase("5. evaluate the untrained model (HumanEvalComm protocol, rules evaluator)"):

@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> None:
             "--out", synth, "--workers", 2)
 
     problems = () if args.full else SUBSET
-    evaluate = ["--data", comm, "--categories", *CATEGORIES, "--max-tokens", args.max_tokens,
+    # clarify-jax's protocol asks the unmodified prompts like the modified ones (ask or code), so
+    # the report can say how often the model asks about a clear problem.
+    evaluate = ["--protocol", "clarify-jax", "--data", comm, "--categories", *CATEGORIES,
+                "--max-tokens", args.max_tokens,
                 "--evaluator", "rules", "--mesh", "1,1,1", "--batch-size", 32, "--no-progress"]
     if problems:
         evaluate += ["--problems", *problems]
