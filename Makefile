@@ -28,10 +28,11 @@ demo-roundtrip: setup
 	$(BIN)/python scripts/hf_roundtrip_demo.py
 
 # The paper's experiment at small scale on SmolLM2-135M-Instruct (CPU, about an hour); FULL=1
-# evaluates all 164 HumanEvalComm problems. DATA names the folder with mbpp/ and humanevalcomm/.
+# evaluates all 164 HumanEvalComm problems, PROBLEMS=N the first N of the 13 in the default subset.
+# DATA names the folder with mbpp/ and humanevalcomm/.
 DATA ?= ../shared/data
 reproduce-small: setup
-	$(BIN)/python scripts/reproduce_small.py --data-dir $(DATA) $(if $(FULL),--full)
+	$(BIN)/python scripts/reproduce_small.py --data-dir $(DATA) $(if $(FULL),--full) $(if $(PROBLEMS),--problems $(PROBLEMS))
 
 bench: setup
 	$(BIN)/python scripts/bench_forward.py

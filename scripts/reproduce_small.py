@@ -45,6 +45,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("CLARIFY_JAX_DATA", "../shared/data")),
                         help="folder with mbpp/mbpp.jsonl and humanevalcomm/HumanEvalComm.jsonl")
     parser.add_argument("--full", action="store_true", help="evaluate all 164 problems (775 + 164 items)")
+    parser.add_argument("--problems", type=int, default=len(SUBSET),
+                        help=f"evaluate the first N of the {len(SUBSET)} problems (x 8 prompt kinds each)")
     parser.add_argument("--preset", default="smollm2-135m-lora", help="training preset (configs/smollm2.py)")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's steps (one stage)")
     parser.add_argument("--max-tokens", type=int, default=256,
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         cli("synthesize", "--source", "mbpp", "--input", mbpp, "--mbpp-style", "docstring",
             "--out", synth, "--workers", 2)
 
-    problems = () if args.full else SUBSET
+    problems = () if args.full else SUBSET[:args.problems]
     # clarify-jax's protocol asks the unmodified prompts like the modified ones (ask or code), so
     # the report can say how often the model asks about a clear problem.
     evaluate = ["--protocol", "clarify-jax", "--data", comm, "--categories", *CATEGORIES,
@@ -114,7 +116,8 @@ def write_report(out: Path, model: Path, args: argparse.Namespace, before_dir: P
     chart = communication_chart(runs, out / "communication_rate.png")
     before, after = (ask_gap(s) for s in runs.values())
     train_config = json.loads((run / "train_config.json").read_text())
-    problems = "all 164 problems" if args.full else f"{len(SUBSET)} problems ({', '.join(SUBSET)})"
+    chosen = SUBSET[:args.problems]
+    problems = "all 164 problems" if args.full else f"{len(chosen)} problems ({', '.join(chosen)})"
     lines = ["# ClarifyCoder at small scale: SmolLM2-135M-Instruct on a CPU", "",
              f"Items: {problems} "
              f"x every HumanEvalComm prompt kind they have; rules evaluator, greedy decoding, at most "
