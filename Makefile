@@ -27,7 +27,7 @@ demo: setup
 demo-roundtrip: setup
 	$(BIN)/python scripts/hf_roundtrip_demo.py
 
-# The paper's experiment at small scale on SmolLM2-135M-Instruct (CPU, about an hour); FULL=1
+# The paper's experiment at small scale on SmolLM2-135M-Instruct (CPU, about 2.5 hours); FULL=1
 # evaluates all 164 HumanEvalComm problems, PROBLEMS=N the first N of the 13 in the default subset.
 # DATA names the folder with mbpp/ and humanevalcomm/.
 DATA ?= ../shared/data

@@ -128,7 +128,8 @@ def write_report(out: Path, model: Path, args: argparse.Namespace, before_dir: P
     for record in example_replies(after_dir):
         text = " ".join(record["round1_response"].split())[:400]
         lines.append(f"- `{record['id']}` (question quality {record['question_quality']}): {text!r}")
-    lines += ["", "## Timings", "", *timings_markdown(), "", "## What this shows", "",
+    lines += ["", "## Timings", "", "Of this invocation: a phase that an earlier, interrupted run finished "
+              "shows only the time to resume it.", "", *timings_markdown(), "", "## What this shows", "",
               *verdict(before, after, runs), ""]
     text = "\n".join(lines)
     (out / "REPORT.md").write_text(text, encoding="utf-8")
