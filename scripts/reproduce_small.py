@@ -42,7 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=Path("reproduce_out"))
-    parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("CLARIFY_JAX_DATA", "../shared/data")),
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("CLARIFY_JAX_DATA", "../shared/data")),
                         help="folder with mbpp/mbpp.jsonl and humanevalcomm/HumanEvalComm.jsonl")
     parser.add_argument("--full", action="store_true", help="evaluate all 164 problems (775 + 164 items)")
     parser.add_argument("--problems", type=int, default=len(SUBSET),
@@ -53,7 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="longest reply in each round of HumanEvalComm")
     parser.add_argument("--model", type=Path, default=None,
                         help="a converted model to start from (default: SmolLM2-135M-Instruct)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 1 <= args.problems <= len(SUBSET):
+        parser.error(f"--problems must be between 1 and {len(SUBSET)}, got {args.problems}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,13 +108,13 @@ def main(argv: list[str] | None = None) -> None:
         cli("evaluate", "--model", f"local:{run}", "--out", after_dir, *evaluate)
 
     with phase("6. report"):
-        report = write_report(out, model, args, before_dir, after_dir, run)
+        report = write_report(out, args, before_dir, after_dir, run)
     print("\n" + report)
 
 
-def write_report(out: Path, model: Path, args: argparse.Namespace, before_dir: Path, after_dir: Path,
-                 run: Path) -> str:
-    from clarify_jax.evaluate.compare import ask_gap, communication_chart, comparison_markdown, example_replies
+def write_report(out: Path, args: argparse.Namespace, before_dir: Path, after_dir: Path, run: Path) -> str:
+    from clarify_jax.evaluate.compare import (ask_gap, communication_chart, comparison_markdown,
+                                              example_replies)
     runs = {"SmolLM2-135M-Instruct": json.loads((before_dir / "summary.json").read_text()),
             "SmolLM2-135M-Instruct + clarify_jax": json.loads((after_dir / "summary.json").read_text())}
     chart = communication_chart(runs, out / "communication_rate.png")
@@ -144,7 +148,8 @@ def verdict(before: dict, after: dict, runs: dict[str, dict]) -> list[str]:
     keeps = all((a["original"] or {}).get(k, 0) >= (b["original"] or {}).get(k, 0)
                 for k in ("pass@1", "test_pass_rate"))
     return [
-        f"- Communication Rate on the modified prompts: {pct(before['modified'])} -> {pct(after['modified'])}; "
+        f"- Communication Rate on the modified prompts: {pct(before['modified'])} -> "
+        f"{pct(after['modified'])}; "
         f"on the unmodified prompts: {pct(before['unmodified'])} -> {pct(after['unmodified'])}.",
         f"- The issue's goal: modified-prompt Communication Rate at least twice the untrained model's "
         f"({'met' if goal_comm else 'not met'}), at least 25 points above the unmodified prompts' "

@@ -45,4 +45,5 @@ def test_chart_and_example_replies(tmp_path):
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     (tmp_path / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in TRAINED))
     picks = compare.example_replies(tmp_path)
-    assert [(r["category"], r["question_quality"]) for r in picks] == [("original", None), ("1a", 3), ("1p", 1)]
+    picked = [(r["category"], r["question_quality"]) for r in picks]
+    assert picked == [("original", None), ("1a", 3), ("1p", 1)]

@@ -122,8 +122,8 @@ def test_mbpp_docstring_style_reads_like_humaneval(shared_data):
         '    """\n')
     # The prompt with the reference body is a program that passes the problem's own tests.
     namespace: dict = {}
-    exec(prime.prompt + "    import math\n    return any(n % i == 0 for i in range(2, int(math.sqrt(n)) + 1))\n",
-         namespace)
+    body = "    import math\n    return any(n % i == 0 for i in range(2, int(math.sqrt(n)) + 1))\n"
+    exec(prime.prompt + body, namespace)
     for test in prime.tests:
         exec(test, namespace)
 
