@@ -25,8 +25,9 @@ class LocalServer:
 
 
 class ChatServer(LocalServer):
-    """/v1/chat/completions answering with `reply(messages)`; `script` lists status codes to send
-    first (e.g. [429, 500]); every request is recorded."""
+    """/v1/chat/completions answering with `reply(messages)`; `script` lists what to send first:
+    status codes (e.g. [429, 500]) or "html", a 200 carrying a proxy's HTML error page; every
+    request is recorded."""
 
     def __init__(self, reply, script=(), delay_s: float = 0.0, malformed: bool = False):
         self.reply, self.script, self.delay_s, self.malformed = reply, list(script), delay_s, malformed
@@ -44,7 +45,9 @@ class ChatServer(LocalServer):
                     server.requests.append({"path": self.path, "headers": dict(self.headers), "body": body})
                     status = server.script.pop(0) if server.script else 200
                 time.sleep(server.delay_s)
-                if status != 200:
+                if status == "html":
+                    status, payload = 200, b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+                elif status != 200:
                     payload = json.dumps({"error": {"message": f"status {status}"}}).encode()
                 elif server.malformed:
                     payload = b'{"choices": []}'

@@ -54,10 +54,18 @@ def test_client_errors_are_not_retried():
     assert len(server.requests) == 1
 
 
-def test_malformed_reply_is_a_clear_error():
+def test_malformed_reply_is_retried_then_a_clear_error():
     with ChatServer(lambda messages: "", malformed=True) as server:
-        with pytest.raises(BackendError, match=r"malformed reply from .*\(expected choices\[0\]\.message\.content\)"):
+        with pytest.raises(BackendError, match=r"gave up after 4 attempts; last: malformed reply from "
+                                               r".*\(expected choices\[0\]\.message\.content\)"):
             backend(server).complete(MESSAGES)
+    assert len(server.requests) == 4
+
+
+def test_an_html_page_with_status_200_is_retried():
+    with ChatServer(lambda messages: "answer", script=["html", "html", 502]) as server:
+        assert backend(server).complete(MESSAGES) == "answer"
+    assert len(server.requests) == 4
 
 
 def test_unreachable_server_is_retried_then_reported():

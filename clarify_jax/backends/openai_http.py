@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import os
 import random
@@ -14,6 +15,11 @@ import urllib.request
 from clarify_jax.backends.base import BackendError, Message
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+
+
+class MalformedReply(BackendError):
+    """A 200 whose body is not a chat completion (say a proxy's HTML error page): transient, so
+    it is retried like a 5xx."""
 
 
 @dataclasses.dataclass
@@ -28,7 +34,7 @@ class OpenAIConfig:
     concurrency: int = 8
     """Requests in flight at once."""
     max_retries: int = 6
-    """Retries after 429, 5xx, timeouts and connection errors."""
+    """Retries after 429, 5xx, malformed 200 replies, timeouts and connection errors."""
     backoff_s: float = 1.0
     """First retry delay; doubles each retry (with jitter), capped at 60 s; Retry-After wins."""
     timeout_s: float = 120.0
@@ -65,8 +71,10 @@ class OpenAIBackend:
                     if e.code not in RETRY_STATUS:
                         raise BackendError(last_error) from None
                     retry_after = e.headers.get("Retry-After")
-                except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
-                    last_error = f"{self.url}: {getattr(e, 'reason', e)}"
+                except MalformedReply as e:
+                    last_error = str(e)
+                except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as e:
+                    last_error = f"{self.url}: {getattr(e, 'reason', e)!r}"
             if attempt < self.config.max_retries:
                 time.sleep(self._delay(attempt, retry_after))
         raise BackendError(f"gave up after {self.config.max_retries + 1} attempts; last: {last_error}")
@@ -84,8 +92,8 @@ class OpenAIBackend:
             reply = json.loads(raw)
             content = reply["choices"][0]["message"]["content"]
         except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-            raise BackendError(f"malformed reply from {self.url} (expected choices[0].message.content): "
-                               f"{raw[:200].decode('utf-8', 'replace')!r}") from None
+            raise MalformedReply(f"malformed reply from {self.url} (expected choices[0].message.content): "
+                                 f"{raw[:200].decode('utf-8', 'replace')!r}") from None
         if not isinstance(content, str):
-            raise BackendError(f"malformed reply from {self.url}: content is {type(content).__name__}")
+            raise MalformedReply(f"malformed reply from {self.url}: content is {type(content).__name__}")
         return content
