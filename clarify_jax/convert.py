@@ -13,13 +13,12 @@ import shutil
 from pathlib import Path
 
 import jax
-import orbax.checkpoint as ocp
 
 from clarify_jax.hf.gguf_io import GGUFModel, is_gguf
 from clarify_jax.hf.pretrained import TOKENIZER_FILES, load_gguf, load_pretrained, save_pretrained
 from clarify_jax.model.config import ModelConfig
 from clarify_jax.model.transformer import Params
-from clarify_jax.train.checkpoints import restore_params, save_params
+from clarify_jax.train.checkpoints import restore_params, save_params, stored_metadata
 from clarify_jax.train.sharding import LogicalSharding
 
 PARAMS_DIR = "params"
@@ -120,9 +119,7 @@ def load_training_checkpoint(source: Path, dtype: str | None = None,
 
 
 def _stored_dtype(checkpoint_dir: Path) -> str:
-    meta = ocp.StandardCheckpointer().metadata((checkpoint_dir / PARAMS_DIR).absolute())
-    meta = getattr(getattr(meta, "item_metadata", meta), "tree", meta)
-    return str(jax.tree.leaves(meta)[0].dtype)
+    return str(jax.tree.leaves(stored_metadata(checkpoint_dir / PARAMS_DIR))[0].dtype)
 
 
 def export_to_hf(source: str | Path, out_dir: str | Path, dtype: str | None = None,

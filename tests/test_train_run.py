@@ -2,6 +2,7 @@
 SIGTERM and SIGKILL with resume, config errors, LoRA export, and two hosts equal to one."""
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -174,7 +175,7 @@ def test_config_errors_before_anything_compiles(inputs, tmp_path, capsys):
     assert "already holds checkpoints" in capsys.readouterr().err
 
 
-def test_lora_run_exports_a_merged_model_that_transformers_loads(inputs, tmp_path):
+def test_lora_run_exports_a_merged_model_that_transformers_loads(inputs, tmp_path, caplog):
     import torch
     import transformers
 
@@ -188,7 +189,9 @@ def test_lora_run_exports_a_merged_model_that_transformers_loads(inputs, tmp_pat
                                   "--lora.targets", "q_proj", "v_proj", "down_proj", preset="tiny-cpu-lora")])
     adapters = final_params(run, 3)
     assert float(np.abs(adapters["layers"]["self_attn"]["q_proj"]["lora_b"]).max()) > 0
-    main(["export", "--source", str(run), "--out", str(tmp_path / "hf")])
+    with caplog.at_level(logging.WARNING):
+        main(["export", "--source", str(run), "--out", str(tmp_path / "hf")])
+    assert [r.getMessage() for r in caplog.records if "CHECKPOINT_METADATA" in r.getMessage()] == []
 
     base_cfg, base = load_any(inputs["model"])
     cfg = base_cfg.replace(lora_rank=8, lora_alpha=16.0, lora_targets=("q_proj", "v_proj", "down_proj"))

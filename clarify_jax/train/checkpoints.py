@@ -25,6 +25,24 @@ def save_params(directory: str | Path, params: Params) -> Path:
     return directory
 
 
+def stored_metadata(directory: str | Path):
+    """The pytree of per-array metadata (shape, dtype) of the params checkpoint in `directory`."""
+    stored = ocp.StandardCheckpointHandler().metadata(Path(directory).absolute())
+    return getattr(getattr(stored, "item_metadata", stored), "tree", stored)
+
+
+def read_params(directory: str | Path, target) -> Params:
+    """The params checkpoint in `directory` restored into `target` (ShapeDtypeStructs with their
+    shardings). Through the item handler rather than a Checkpointer: a training step's `params/`
+    is one item of a CheckpointManager step, whose _CHECKPOINT_METADATA sits a level up, and a
+    Checkpointer logs a warning on every load that it is missing."""
+    handler = ocp.StandardCheckpointHandler()
+    try:
+        return handler.restore(Path(directory).absolute(), args=ocp.args.StandardRestore(target))
+    finally:
+        handler.close()
+
+
 def restore_params(directory: str | Path, cfg: ModelConfig,
                    sharding: LogicalSharding | None = None) -> Params:
     """Params in `cfg.param_dtype`, laid out by `sharding` (default: the first device)."""
@@ -41,7 +59,7 @@ def restore_params(directory: str | Path, cfg: ModelConfig,
     dtype = jnp.dtype(cfg.param_dtype)
     target = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, dtype, sharding=sh),
                           expected, shardings)
-    return ocp.StandardCheckpointer().restore(directory, target)
+    return read_params(directory, target)
 
 
 def check_checkpoint_shapes(directory: Path, expected) -> None:
@@ -49,8 +67,7 @@ def check_checkpoint_shapes(directory: Path, expected) -> None:
     hold exactly the params of `expected` (a pytree of shapes)."""
     if not directory.exists():
         raise FileNotFoundError(f"{directory}: no such checkpoint")
-    stored = ocp.StandardCheckpointer().metadata(directory)
-    stored = getattr(getattr(stored, "item_metadata", stored), "tree", stored)
+    stored = stored_metadata(directory)
     flat_stored = {jax.tree_util.keystr(k): v for k, v in
                    jax.tree_util.tree_flatten_with_path(stored)[0]}
     names = set()

@@ -21,7 +21,7 @@ import grain.checkpoint
 import jax
 import orbax.checkpoint as ocp
 
-from clarify_jax.train.checkpoints import check_checkpoint_shapes
+from clarify_jax.train.checkpoints import check_checkpoint_shapes, read_params
 
 CHECKPOINTS_DIR = "checkpoints"
 
@@ -71,5 +71,5 @@ def restore_params_item(step_dir: str | Path, abstract_params) -> Any:
     """Only the params of one step directory (for export and evaluation)."""
     path = Path(step_dir).absolute() / "params"
     check_checkpoint_shapes(path, abstract_params)
-    return ocp.StandardCheckpointer().restore(path, abstract_params)
+    return read_params(path, abstract_params)
 
