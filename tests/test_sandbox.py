@@ -179,8 +179,11 @@ def test_files_outside_the_scratch_dir_are_untouchable(sentinel_dir):
     ]
     result = sb.run_tests(f"import os\nSENTINEL = {sentinel!r}", tests)
     hidden = kind == "pytest_tmp_dir" and result.private_tmp
-    denied = ("error", "FileNotFoundError" if hidden else "PermissionError")
-    assert outcomes(result) == [denied] * 3 + [("passed", ""), ("passed", "")]
+    # A read-only mount answers EROFS (OSError) or, where the permission check comes first, EACCES.
+    denied = {"FileNotFoundError"} if hidden else {"OSError", "PermissionError"} if result.read_only_root \
+        else {"PermissionError"}
+    assert [s for s, _ in outcomes(result)] == ["error"] * 3 + ["passed"] * 2
+    assert {error for _, error in outcomes(result)[:3]} <= denied
     after = (sorted(os.listdir(directory)), os.stat(sentinel))
     assert after == before
     with open(sentinel) as f:
@@ -193,6 +196,37 @@ def test_files_outside_the_scratch_dir_are_untouchable(sentinel_dir):
         # No mount namespace (e.g. a container without CAP_SYS_ADMIN): the shared /tmp is world-writable.
         assert os.path.exists(escape_path)
         os.remove(escape_path)
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="mount namespaces need root")
+def test_a_world_writable_dir_outside_tmp_is_read_only(tmp_path):
+    """A shared 0777 scratch folder elsewhere (here under /var, or the checkout's parent) cannot be
+    written, emptied or chmod-ed: the child sees every mount but its own tmpfs read-only."""
+    base = "/var" if os.access("/var", os.W_OK) else os.path.dirname(os.getcwd())
+    shared = tempfile.mkdtemp(prefix="clarify-shared-", dir=base)
+    try:
+        os.chmod(shared, 0o777)
+        victim = os.path.join(shared, "victim.txt")
+        with open(victim, "w") as f:
+            f.write("original")
+        os.chmod(victim, 0o666)
+        before = (sorted(os.listdir(shared)), os.stat(victim).st_mode, os.stat(shared).st_mode)
+        attacks = [f"open({shared!r} + '/new.txt', 'w').write('x')", f"os.remove({victim!r})",
+                   f"os.chmod({victim!r}, 0o600)", f"open({victim!r}, 'a').write('tampered')",
+                   f"os.rename({victim!r}, {victim!r} + '.moved')"]
+        result = sb.run_tests("import os", attacks)
+        assert result.read_only_root and result.private_tmp
+        assert outcomes(result) == [("error", "OSError")] * len(attacks)
+        assert all("Read-only file system" in t.message for t in result.tests)
+        assert (sorted(os.listdir(shared)), os.stat(victim).st_mode, os.stat(shared).st_mode) == before
+        with open(victim) as f:
+            assert f.read() == "original"
+        # Its own scratch dir and /tmp stay writable, and /dev/null takes writes.
+        writes = ["open('here.txt', 'w').write('x')", "open('/tmp/t.txt', 'w').write('x')",
+                  "open('/dev/null', 'w').write('x')"]
+        assert outcomes(sb.run_tests("", writes)) == [("passed", "")] * 3
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_socket_to_a_local_listener():

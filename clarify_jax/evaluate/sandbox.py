@@ -2,7 +2,7 @@
 
 Layers, each used where the OS allows it: a dedicated unprivileged uid per run (when the harness is root), a
 private network namespace, a private mount namespace whose /tmp, /var/tmp, /dev/shm and scratch dir are fresh
-size-capped tmpfs, rlimits, a scrubbed environment. This is defence in depth for model-written code, not a
+size-capped tmpfs and where every other mount is read-only, rlimits, a scrubbed environment. This is defence in depth for model-written code, not a
 boundary against a determined attacker: the tests run inside the program's interpreter.
 
 Processes: harness -> supervisor (root, reaps every orphan, reports how the child ended) -> sandboxed child.
@@ -19,6 +19,7 @@ import fcntl
 import json
 import os
 import pwd
+import re
 import resource
 import selectors
 import shutil
@@ -40,6 +41,10 @@ _SCRIPT_STDOUT_CHARS = 1 << 14  # per script record: test outputs are short; rec
 _CLONE_NEWNS, _CLONE_NEWNET = 0x00020000, 0x40000000
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 2, 4, 32, 4096, 16384
 _MS_PRIVATE = 1 << 18
+# Per-mount flags a read-only remount keeps; statvfs's ST_* bits equal these MS_* bits on Linux:
+# nosuid, nodev, noexec, synchronous, mandlock, noatime, nodiratime, relatime.
+_KEPT_MOUNT_FLAGS = 2 | 4 | 8 | 16 | 64 | 1024 | 2048 | 4096
+_WRITABLE_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # world-writable: each gets the child's own tmpfs
 _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 36, 38
 _SOURCE_ENCODING = {"encoding": "utf-8", "errors": "surrogatepass"}  # any str round-trips through the file
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -71,6 +76,7 @@ class _RunInfo:
     duration_s: float
     network_isolated: bool  # the child really is in its own network namespace
     private_tmp: bool  # the child's /tmp, /var/tmp, /dev/shm and scratch dir are its own tmpfs
+    read_only_root: bool  # every other mount the child sees is read-only
     killed_by_signal: int | None
     output_truncated: bool
 
@@ -112,6 +118,7 @@ class _RawRun:
         return dict(stdout=stdout, stderr=stderr, timed_out=timed_out, duration_s=self.duration_s,
                     output_truncated=self.output_truncated, private_tmp=header.get("private_tmp") is True,
                     network_isolated=header.get("network_isolated") is True,
+                    read_only_root=header.get("read_only_root") is True,
                     killed_by_signal=-code if code is not None and code < 0 else None)
 
 
@@ -480,12 +487,13 @@ def _isolate(config: dict) -> dict:
     """Namespaces and mounts (need root), then rlimits, then drop to the sandbox uid for good."""
     limits, identity, scratch = config["limits"], config["identity"], config["scratch"]
     network_isolated = bool(limits["no_network"]) and _unshare(_CLONE_NEWNET)
-    header = {"network_isolated": network_isolated, "private_tmp": False}
+    header = {"network_isolated": network_isolated, "private_tmp": False, "read_only_root": False}
     if _unshare(_CLONE_NEWNS) and _mount(None, "/", None, _MS_REC | _MS_PRIVATE):  # private: no leaks to host
         tmpfs_bytes = 4 * limits["max_file_bytes"]
         header["private_tmp"] = _replace_writable_dirs(scratch, tmpfs_bytes, identity, config["program"])
         if identity is not None:
             _expose_interpreter()
+        header["read_only_root"] = header["private_tmp"] and _remount_read_only(_WRITABLE_DIRS + (scratch,))
     for kind, value in ((resource.RLIMIT_AS, limits["memory_bytes"]), (resource.RLIMIT_CORE, 0),
                         (resource.RLIMIT_FSIZE, limits["max_file_bytes"]),
                         (resource.RLIMIT_NPROC, limits["max_processes"])):
@@ -502,12 +510,38 @@ def _isolate(config: dict) -> dict:
     return header
 
 
+def _remount_read_only(writable: tuple[str, ...]) -> bool:
+    """Every mount of this (private) namespace read-only except the fresh tmpfs over `writable`:
+    a world-writable dir elsewhere (a shared scratch folder with mode 0777) would otherwise be
+    open to the generated code. Writing to device nodes (/dev/null) still works. Each mount keeps
+    its other flags (nosuid, nodev, noexec, ...), which statvfs reports with the mount's own bits."""
+    kept = [os.path.realpath(d) for d in writable if os.path.isdir(d)]
+    with open("/proc/self/mountinfo", "rb") as f:
+        points = [_unescape_mount_point(line.split()[4]) for line in f]
+    all_read_only = True
+    for point in dict.fromkeys(points):  # parents first, as mountinfo lists them
+        if any(_is_within(point, d) for d in kept) or not os.path.isdir(point):
+            continue  # ours, or shadowed by one of ours (or not a dir: a bind-mounted file)
+        try:
+            flags = os.statvfs(point).f_flag & _KEPT_MOUNT_FLAGS
+        except OSError:
+            continue  # hidden under a covered dir
+        if not _mount(None, point, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | flags):
+            all_read_only &= point != "/"
+    return all_read_only
+
+
+def _unescape_mount_point(field: bytes) -> str:
+    """mountinfo writes space, tab, newline and backslash in paths as octal escapes (\\040)."""
+    return os.fsdecode(re.sub(rb"\\([0-7]{3})", lambda m: bytes([int(m.group(1), 8)]), field))
+
+
 def _replace_writable_dirs(scratch: str, size_bytes: int, identity, program: str) -> bool:
     """Fresh tmpfs over the world-writable dirs and over scratch: writes are capped and die with the run.
     What this Python needs from under them (a checkout or venv in /tmp) is bound back, read-only."""
     needed = _interpreter_paths()
     covered = [_cover_with_tmpfs(d, [p for p in needed if _is_within(p, d)], f"mode=1777,size={size_bytes}")
-               for d in ("/tmp", "/var/tmp", "/dev/shm") if os.path.isdir(d)]
+               for d in _WRITABLE_DIRS if os.path.isdir(d)]
     if os.path.isdir(scratch):  # scratch is elsewhere: cover it in place
         covered.append(_cover_with_tmpfs(scratch, [], f"mode=700,size={size_bytes}"))
     else:
