@@ -19,10 +19,14 @@ import tempfile
 import time
 
 import tyro
+from bench_models import reference_model, with_shape  # scripts/ is on sys.path
 
 
 @dataclasses.dataclass
 class Bench:
+    shape: str = "custom"
+    """custom (the sizes below) or smollm2-135m: SmolLM2-135M-Instruct's shape, with its real
+    weights once `make smollm2` has converted them (the sizes below are then ignored)."""
     hidden: int = 768
     layers: int = 12
     heads: int = 12
@@ -69,6 +73,7 @@ def gemm_gflops(m: int, k: int, n: int, dtype: str, reps: int = 10) -> dict:
 
 
 def main(args: Bench) -> dict:
+    args = with_shape(args)
     import jax
     import numpy as np
     import torch
@@ -76,12 +81,8 @@ def main(args: Bench) -> dict:
 
     from clarify_jax import hf, model
 
-    config = transformers.LlamaConfig(
-        vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
-        num_hidden_layers=args.layers, num_attention_heads=args.heads,
-        num_key_value_heads=args.kv_heads, max_position_embeddings=max(2048, args.seq))
-    torch.manual_seed(0)
-    reference = transformers.LlamaForCausalLM(config).eval()
+    reference, weights = reference_model(args, args.seq)
+    reference = reference.eval()
     reference.config._attn_implementation = args.torch_attention
     tokens = np.random.default_rng(0).integers(0, args.vocab, (args.batch, args.seq)).astype(np.int32)
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,7 +107,8 @@ def main(args: Bench) -> dict:
     n_tokens = args.batch * args.seq
     result = {
         "benchmark": "prefill_forward",
-        "model": {"params": model.count_params(params), "hidden": args.hidden, "layers": args.layers,
+        "model": {"shape": args.shape, "weights": weights, "params": model.count_params(params),
+                  "hidden": args.hidden, "layers": args.layers,
                   "vocab": args.vocab, "heads": args.heads, "kv_heads": args.kv_heads,
                   "intermediate": args.intermediate},
         "batch": args.batch, "seq": args.seq, "dtype": args.dtype, "reps": args.reps,

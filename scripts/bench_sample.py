@@ -22,10 +22,14 @@ import tempfile
 import time
 
 import tyro
+from bench_models import reference_model, with_shape  # scripts/ is on sys.path
 
 
 @dataclasses.dataclass
 class Bench:
+    shape: str = "custom"
+    """custom (the sizes below) or smollm2-135m: SmolLM2-135M-Instruct's shape, with its real
+    weights once `make smollm2` has converted them (the sizes below are then ignored)."""
     hidden: int = 768
     layers: int = 12
     heads: int = 12
@@ -46,6 +50,7 @@ class Bench:
 
 
 def main(args: Bench) -> dict:
+    args = with_shape(args)
     import jax
     import numpy as np
     import torch
@@ -54,14 +59,10 @@ def main(args: Bench) -> dict:
     from clarify_jax import hf, model
     from clarify_jax.sample import Sampler
 
-    config = transformers.LlamaConfig(
-        vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
-        num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
-        max_position_embeddings=2048, bos_token_id=None, eos_token_id=None, pad_token_id=0)
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
-    torch.manual_seed(0)
-    reference = transformers.LlamaForCausalLM(config).eval()
+    reference, weights = reference_model(args, args.prompt + args.new_tokens)
+    reference = reference.eval()
     reference.config._attn_implementation = args.torch_attention
     with tempfile.TemporaryDirectory() as tmp:
         reference.save_pretrained(tmp)
@@ -110,7 +111,8 @@ def main(args: Bench) -> dict:
         results[f"batch_{batch}"] = row
     result = {
         "benchmark": "greedy_sampling",
-        "model": {"params": model.count_params(params), "hidden": args.hidden, "layers": args.layers,
+        "model": {"shape": args.shape, "weights": weights, "params": model.count_params(params),
+                  "hidden": args.hidden, "layers": args.layers,
                   "vocab": args.vocab, "heads": args.heads, "kv_heads": args.kv_heads,
                   "intermediate": args.intermediate},
         "prompt": args.prompt, "new_tokens": args.new_tokens, "dtype": args.dtype, "reps": args.reps,

@@ -45,6 +45,7 @@ import time
 from typing import Literal
 
 import tyro
+from bench_models import reference_model, with_shape  # scripts/ is on sys.path
 
 # --small: sizes that run the whole benchmark (compiles included) in well under a minute.
 SMALL = dict(hidden=128, layers=2, heads=4, kv_heads=4, intermediate=384, vocab=4096, batch=2, seq=128,
@@ -53,6 +54,9 @@ SMALL = dict(hidden=128, layers=2, heads=4, kv_heads=4, intermediate=384, vocab=
 
 @dataclasses.dataclass
 class Bench:
+    shape: str = "custom"
+    """custom (the sizes below) or smollm2-135m: SmolLM2-135M-Instruct's shape, with its real
+    weights once `make smollm2` has converted them (the sizes below are then ignored)."""
     hidden: int = 512
     layers: int = 4
     heads: int = 8
@@ -195,6 +199,7 @@ def gemm_gflops(m: int, k: int, n: int, layout: str, reps: int) -> dict:
 
 
 def main(args: Bench) -> dict:
+    args = with_shape(args)
     args = with_small(args)
     import jax
     import numpy as np
@@ -214,12 +219,8 @@ def main(args: Bench) -> dict:
 
     threads = args.threads or os.cpu_count()
     torch.set_num_threads(threads)
-    config = transformers.LlamaConfig(
-        vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
-        num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
-        max_position_embeddings=max(2048, args.seq))
-    torch.manual_seed(0)
-    reference = transformers.LlamaForCausalLM(config).train()
+    reference, weights = reference_model(args, args.seq)
+    reference = reference.train()
     reference.config._attn_implementation = args.torch_attention
     with tempfile.TemporaryDirectory() as tmp:
         reference.save_pretrained(tmp)
@@ -359,7 +360,8 @@ def main(args: Bench) -> dict:
     peak = peak_flops()
     result = {
         "benchmark": "train_step",
-        "model": {"params": model.count_params(params), "hidden": args.hidden, "layers": args.layers,
+        "model": {"shape": args.shape, "weights": weights, "params": model.count_params(params),
+                  "hidden": args.hidden, "layers": args.layers,
                   "vocab": args.vocab, "heads": args.heads, "kv_heads": args.kv_heads,
                   "intermediate": args.intermediate},
         "batch": args.batch, "seq": args.seq, "tokens_per_step": n_tokens, "dtype": "float32",

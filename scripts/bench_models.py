@@ -1,0 +1,59 @@
+"""The benchmarks' reference model: a random llama of the sizes on the command line, or the shape of
+SmolLM2-135M-Instruct (`--shape smollm2-135m`: 30 layers of width 576, 9 query and 3 KV heads, tied
+embeddings, vocabulary 49,152), with its real weights once `make smollm2` has converted them and
+random ones of that shape otherwise. Both sides load the same weights: the benchmark saves the
+reference and loads ours from that directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+SHAPES = {
+    "smollm2-135m": dict(hidden=576, layers=30, heads=9, kv_heads=3, intermediate=1536, vocab=49152),
+}
+
+
+def with_shape(args):
+    """`args` with the sizes of `args.shape` (unchanged for "custom")."""
+    if args.shape == "custom":
+        return args
+    if args.shape not in SHAPES:
+        raise SystemExit(f"--shape must be custom or one of {sorted(SHAPES)}, got {args.shape!r}")
+    return dataclasses.replace(args, **SHAPES[args.shape])
+
+
+def reference_model(args, max_positions: int = 2048):
+    """(transformers LlamaForCausalLM in float32, "smollm2" or "random"): the weights it holds."""
+    import torch
+    import transformers
+
+    if args.shape == "smollm2-135m":
+        real = _smollm2_hf_dir()
+        if real is not None:
+            reference = transformers.LlamaForCausalLM.from_pretrained(real, dtype=torch.float32)
+            # No EOS: a decoding benchmark produces exactly the tokens it asks for, on both sides.
+            reference.config.eos_token_id = reference.generation_config.eos_token_id = None
+            return reference, "smollm2"
+    config = transformers.LlamaConfig(
+        vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
+        max_position_embeddings=max(2048, max_positions), tie_word_embeddings=args.shape != "custom",
+        bos_token_id=None, eos_token_id=None, pad_token_id=0)
+    torch.manual_seed(0)
+    return transformers.LlamaForCausalLM(config), "random"
+
+
+def _smollm2_hf_dir() -> Path | None:
+    """SmolLM2-135M-Instruct exported as a Hugging Face directory, when `make smollm2` has
+    converted it (None otherwise: the benchmark then uses random weights of its shape)."""
+    from clarify_jax.convert import export_to_hf
+    from clarify_jax.hf.smollm2 import default_cache_dir
+
+    if not (default_cache_dir() / "config.json").exists():
+        return None
+    out = Path(tempfile.mkdtemp(prefix="bench-smollm2-")) / "hf"
+    export_to_hf(default_cache_dir(), out, progress=False)
+    return out
