@@ -2,8 +2,9 @@
 
 Layers, each used where the OS allows it: a dedicated unprivileged uid per run (when the harness is root), a
 private network namespace, a private mount namespace whose /tmp, /var/tmp, /dev/shm and scratch dir are fresh
-size-capped tmpfs and where every other mount is read-only, rlimits, a scrubbed environment. This is defence in depth for model-written code, not a
-boundary against a determined attacker: the tests run inside the program's interpreter.
+size-capped tmpfs and where every other mount is read-only, rlimits, a scrubbed environment. This is defence
+in depth for model-written code, not a boundary against a determined attacker: the tests run inside the
+program's interpreter.
 
 Processes: harness -> supervisor (root, reaps every orphan, reports how the child ended) -> sandboxed child.
 This file is also the supervisor's script (`python -I sandbox.py CONFIG`), hence stdlib imports only.
@@ -366,13 +367,16 @@ def _live_pids_of(uid: int) -> list[int]:
 
 
 def _kill_every_process_of(uid: int, gid: int):
-    """kill(-1) as `uid` hits all its processes in one atomic sweep, setsid escapees included."""
+    """kill(-1) as `uid` hits all its processes, setsid escapees included. A fork bomb's process
+    caught mid-fork still leaves a child the sweep missed, so the sweeps stop them first: a
+    stopped process forks no more, and each STOP sweep leaves fewer running, whatever the load."""
     for attempt in range(100):
         live = _live_pids_of(uid)
         if not live:
             return
         try:
-            subprocess.run(["/bin/sh", "-c", "kill -9 -1"], user=uid, group=gid, extra_groups=[],
+            subprocess.run(["/bin/sh", "-c", "kill -STOP -1; kill -STOP -1; kill -STOP -1; kill -KILL -1"],
+                           user=uid, group=gid, extra_groups=[],
                            env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, timeout=5)
         except (OSError, subprocess.SubprocessError):
