@@ -35,7 +35,10 @@ STATUSES = ("passed", "failed", "error", "timeout")
 SANDBOX_UID_BASE = 64000
 SANDBOX_UID_COUNT = 512
 _STARTUP_ALLOWANCE_S = 1.0
-_CLEANUP_GRACE_S = 2.0
+# How long the supervisor may take, after the sweep, to reap the orphans and exit (it usually takes
+# milliseconds). Killed earlier, it leaves unreaped zombies to the container's init; a loaded 2-core
+# machine has needed more than 2 s after a fork bomb.
+_CLEANUP_GRACE_S = 10.0
 _MESSAGE_CHARS = 300
 _RECORDS_CAP = 4 << 20
 _SCRIPT_STDOUT_CHARS = 1 << 14  # per script record: test outputs are short; records share _RECORDS_CAP
