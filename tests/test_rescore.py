@@ -135,10 +135,10 @@ def _log_line(**fields):
 def test_bad_logs_name_the_line_and_bad_items_are_counted(tmp_path):
     path = tmp_path / "manualRemove_dataset_HumanEvalComm_model_m_topn_1_temperature_1.0.log_3"
     path.write_text(_log_line() + '{"key": "HumanEval/1_prompt1a", "name": \n' + _log_line())
-    with pytest.raises(rescore.LogError, match=r"log_3:2: not a JSON object"):
+    with pytest.raises(rescore.LogError, match=r"log_3:2: invalid JSON"):
         rescore.read_log(path, [])
     path.write_text(_log_line() + '{"key": "HumanEval/1_prompt1a", "na')
-    with pytest.raises(rescore.LogError, match=r"log_3:2: .*the file ends inside this line: the log was cut"):
+    with pytest.raises(rescore.LogError, match=r"log_3:2: .*the file ends inside this line: it was cut"):
         rescore.read_log(path, [])
     path.write_text(_log_line() + _log_line(prompt_type="prompt9z") + json.dumps({"name": "x"}) + "\n"
                     + _log_line(index=1) + _log_line() + _log_line(response="Other?") + "[1, 2]\n")

@@ -7,7 +7,6 @@ first bad row; True skips bad rows and counts them in the `ReadReport` it is giv
 from __future__ import annotations
 
 import ast
-import gzip
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -15,30 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from clarify_jax.data.problem import DataError, Problem, ReadReport
+from clarify_jax.jsonl_log import BadLine, json_lines
 from clarify_jax.pyparse import parse
 
 Row = dict[str, Any]
 
 
-def _open_text(path: Path):
-    return gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")
-
-
 def _json_lines(path: Path) -> Iterator[tuple[int, Row | DataError]]:
     """(line number, row); a line that is not a JSON object comes as its DataError, so that
     lenient reading can go on past it."""
-    with _open_text(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                yield number, DataError(path, number, None, f"invalid JSON: {e.msg}")
-                continue
-            if not isinstance(row, dict):
-                row = DataError(path, number, None, f"expected a JSON object, got {type(row).__name__}")
-            yield number, row
+    for number, row in json_lines(path):
+        yield number, DataError(path, number, None, row.reason) if isinstance(row, BadLine) else row
 
 
 def _field(row: Row, name: str, path: Path, line: int | None, kind: type | tuple = str) -> Any:

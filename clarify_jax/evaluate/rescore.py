@@ -42,6 +42,7 @@ from clarify_jax.evaluate import humanevalcomm, metrics, report
 from clarify_jax.evaluate.humanevalcomm import CATEGORIES, ORIGINAL, CommItem, Protocol
 from clarify_jax.evaluate.runner import Suite, run_suite
 from clarify_jax.evaluate.sandbox import Limits
+from clarify_jax.jsonl_log import BadLine, json_lines
 
 LOG_NAME = re.compile(r"^(?:(?P<option>.+?)_)?dataset_(?P<dataset>HumanEvalComm|HumanEval)"
                       r"_model_(?P<model>.+?)_topn_(?P<topn>\d+)_temperature_(?P<temperature>[\d.]+)\.log_(?P<phase>[0-3])$")
@@ -112,18 +113,10 @@ def read_log(path: Path, unparsed: list[dict]) -> list[LogEntry]:
     naming it; an entry that is JSON but not a usable item is added to `unparsed`, with its line
     and the reason, and left out."""
     entries = []
-    text = path.read_text(encoding="utf-8")
-    lines = text.split("\n")
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            cut = number == len(lines) and not text.endswith("\n")
-            raise LogError(f"{path}:{number}: not a JSON object ({e.msg}, column {e.colno})"
-                           + ("; the file ends inside this line: the log was cut" if cut else "")) from None
-        why = _unusable(row)
+    for number, row in json_lines(path):
+        if isinstance(row, BadLine) and not row.is_json:
+            raise LogError(str(row))
+        why = row.reason if isinstance(row, BadLine) else _unusable(row)
         if why:
             unparsed.append({"file": path.name, "line": number, "reason": why})
             continue
@@ -134,9 +127,7 @@ def read_log(path: Path, unparsed: list[dict]) -> list[LogEntry]:
     return entries
 
 
-def _unusable(row: Any) -> str:
-    if not isinstance(row, dict):
-        return "not a JSON object"
+def _unusable(row: dict) -> str:
     missing = [f for f in FIELDS if f not in row]
     if missing:
         return f"missing {', '.join(missing)}"

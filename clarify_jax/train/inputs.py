@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -12,6 +11,7 @@ import grain
 from clarify_jax.data.pipeline import PipelineConfig, make_iterator
 from clarify_jax.data.render import DialogueRenderer, RenderOptions
 from clarify_jax.hf.tokenizer import Tokenizer
+from clarify_jax.jsonl_log import BadLine, json_lines
 from clarify_jax.train.config import DataConfig, Stage
 
 ROW_TYPES = ("original", "ambiguous", "inconsistent", "incomplete")
@@ -55,18 +55,13 @@ def read_rows(spec: SourceSpec, split: str = "train") -> list[dict[str, Any]]:
         rows = [source[i] for i in range(len(source))]
     else:
         rows = []
-        with open(path, encoding="utf-8") as f:
-            for line_number, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise InputError(f"{path}:{line_number}: invalid JSON: {e.msg}") from None
-                if not isinstance(row, dict) or not isinstance(row.get("dialogue"), list):
-                    raise InputError(f"{path}:{line_number}: expected a row with a 'dialogue' list "
-                                     "(as `clarify-jax synthesize` writes)")
-                rows.append(row)
+        for line_number, row in json_lines(path):
+            if isinstance(row, BadLine):
+                raise InputError(str(row))
+            if not isinstance(row.get("dialogue"), list):
+                raise InputError(f"{path}:{line_number}: expected a row with a 'dialogue' list "
+                                 "(as `clarify-jax synthesize` writes)")
+            rows.append(row)
     if spec.types is not None:
         rows = [row for row in rows if row.get("type") in spec.types]
     if not rows:
