@@ -19,8 +19,8 @@ Dtype = Literal["float32", "bfloat16"]
 def _sharding(mesh: str | None):
     if mesh is None:
         return None
-    from clarify_jax.train.mesh import make_mesh
-    from clarify_jax.train.sharding import LogicalSharding
+    from clarify_jax.parallel.mesh import make_mesh
+    from clarify_jax.parallel.sharding import LogicalSharding
     return LogicalSharding(make_mesh(mesh))
 
 

@@ -75,10 +75,10 @@ from clarify_jax.model.layers import CAUSAL_BLOCK  # noqa: E402
 from clarify_jax.model.transformer import param_shapes  # noqa: E402
 from clarify_jax.train.config import TrainConfig  # noqa: E402
 from clarify_jax.train.loop import check_batch  # noqa: E402
-from clarify_jax.train.mesh import MESH_AXES, parse_mesh_shape  # noqa: E402
+from clarify_jax.parallel.mesh import MESH_AXES, parse_mesh_shape  # noqa: E402
 from clarify_jax.train.optimizer import make_optimizer  # noqa: E402
 from clarify_jax.train.presets import CONFIGS_DIR, load_presets  # noqa: E402
-from clarify_jax.train.sharding import LogicalSharding  # noqa: E402
+from clarify_jax.parallel.sharding import LogicalSharding  # noqa: E402
 from clarify_jax.train.step import Trainer  # noqa: E402
 
 GIB = 1024 ** 3
@@ -319,7 +319,7 @@ def tiny_config(mesh: str, remat: str, grad_accum: int = 1, lora_rank: int = 0) 
 def xla_peak(config: TrainConfig, hf_config: dict) -> dict:
     """Compiles the real train step over this process's devices and returns XLA's per-device
     memory analysis, with peak = arguments + outputs - aliased (donated) + temporaries."""
-    from clarify_jax.train.mesh import make_mesh
+    from clarify_jax.parallel.mesh import make_mesh
     from clarify_jax.train.step import loss_weights
 
     cfg = model_config(config, hf_config).replace(remat=config.remat)

@@ -17,8 +17,8 @@ import pytest
 from clarify_jax.data.pipeline import (PipelineConfig, TooLongStats, build_pipeline,
                                        make_global_batch, make_iterator, rendered_mixture,
                                        restore_data_state, save_data_state)
-from clarify_jax.train.mesh import make_mesh
-from clarify_jax.train.sharding import LogicalSharding
+from clarify_jax.parallel.mesh import make_mesh
+from clarify_jax.parallel.sharding import LogicalSharding
 
 STRIDE = 1000  # token id = example index * STRIDE + position: every token is unique and traceable
 
@@ -205,8 +205,8 @@ HOST_SCRIPT = textwrap.dedent("""
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2,
                                process_id=process_id)
     from clarify_jax.data.pipeline import PipelineConfig, build_pipeline, make_global_batch
-    from clarify_jax.train.mesh import make_mesh
-    from clarify_jax.train.sharding import LogicalSharding
+    from clarify_jax.parallel.mesh import make_mesh
+    from clarify_jax.parallel.sharding import LogicalSharding
     from tests.test_pipeline import ROWS, STRIDE, fake_render
 
     config = PipelineConfig(batch_size=4, seq_len=32, seed=5, num_epochs=1, shuffle=True)

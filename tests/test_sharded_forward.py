@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from clarify_jax import hf, model
-from clarify_jax.train.mesh import MeshError, make_mesh, parse_mesh_shape
-from clarify_jax.train.sharding import LogicalSharding
+from clarify_jax.parallel.mesh import MeshError, make_mesh, parse_mesh_shape
+from clarify_jax.parallel.sharding import LogicalSharding
 
 
 def test_mesh_spec_fills_and_rejects():
@@ -49,3 +49,10 @@ def test_axes_that_do_not_divide_are_replicated(tiny_models):
     assert attn["q_proj"]["kernel"].sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor", None)
     logits = model.forward(cfg, sharded_params, tokens, sharding=sharding)
     assert np.abs(np.asarray(logits) - np.asarray(model.forward(cfg, params, tokens))).max() <= 1e-5
+
+
+def test_a_logical_axis_without_a_rule_is_an_error():
+    sharding = LogicalSharding(make_mesh("1,-1,1"))
+    assert sharding.spec((None, "embed")) == jax.sharding.PartitionSpec(None, "fsdp")
+    with pytest.raises(ValueError, match=r"\['embd'\] have no sharding rule"):
+        sharding.spec(("batch", "embd"))

@@ -21,8 +21,8 @@ from clarify_jax.data.render import render_text
 from clarify_jax.hf.tokenizer import Tokenizer
 from clarify_jax.sample.sampler import Completion, Sampler
 from clarify_jax.sample.sampling import SamplerError, SamplingConfig
-from clarify_jax.train.mesh import make_mesh
-from clarify_jax.train.sharding import LogicalSharding
+from clarify_jax.parallel.mesh import make_mesh
+from clarify_jax.parallel.sharding import LogicalSharding
 
 
 @dataclasses.dataclass

@@ -18,7 +18,7 @@ from clarify_jax.hf.names import IGNORED_SUFFIXES, TensorMap, get_path, set_path
 from clarify_jax.hf.safetensors_io import CheckpointError, SafetensorsFile, write_safetensors
 from clarify_jax.model.config import ModelConfig
 from clarify_jax.model.transformer import Params, param_axes, param_shapes
-from clarify_jax.train.sharding import LogicalSharding
+from clarify_jax.parallel.sharding import LogicalSharding
 
 if TYPE_CHECKING:
     from clarify_jax.hf.gguf_io import GGUFModel

@@ -11,14 +11,14 @@ import jax.numpy as jnp
 
 from clarify_jax.model.config import ModelConfig
 from clarify_jax.model.rope import apply_rope
-from clarify_jax.train.sharding import LogicalSharding, maybe_constrain
+from clarify_jax.parallel.sharding import LogicalSharding, maybe_constrain
 
 NEG_INF = -1e30  # finite, so a fully masked (padding) query row gives no NaN
 CAUSAL_BLOCK = 128  # query block of `causal_attention`; 128 measured best on CPU at T=512
 
 
 def logical_param(module: nn.Module, name: str, init, shape, axes, dtype):
-    """A param whose every dimension carries a logical axis name (see train/sharding.py)."""
+    """A param whose every dimension carries a logical axis name (see parallel/sharding.py)."""
     return module.param(name, nn.with_logical_partitioning(init, axes), shape, jnp.dtype(dtype))
 
 

@@ -13,7 +13,7 @@ from jax.sharding import PartitionSpec
 from clarify_jax.model.config import ModelConfig
 from clarify_jax.model.layers import DecoderLayer, RMSNorm, attention_mask, logical_param
 from clarify_jax.model.rope import rope_tables
-from clarify_jax.train.sharding import LogicalSharding, maybe_constrain
+from clarify_jax.parallel.sharding import LogicalSharding, maybe_constrain
 
 Params = dict[str, Any]
 # k, v: [L, B, K, S, H] (heads first); pos: [B, S] (-1 = empty); index: the next slot

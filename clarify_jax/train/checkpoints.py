@@ -10,7 +10,7 @@ import orbax.checkpoint as ocp
 
 from clarify_jax.model.config import ModelConfig
 from clarify_jax.model.transformer import Params, param_axes, param_shapes
-from clarify_jax.train.sharding import LogicalSharding
+from clarify_jax.parallel.sharding import LogicalSharding
 
 
 class CheckpointMismatch(ValueError):

@@ -36,12 +36,16 @@ class LogicalSharding:
              ) -> PartitionSpec:
         """Mesh axes per dimension. A mesh axis shards at most one dimension; with `shape`, axes
         that do not divide their dimension are left out (e.g. 4 kv heads on tensor=8 are
-        replicated), so any model fits any mesh."""
+        replicated), so any model fits any mesh. A name without a rule is an error: a typo would
+        otherwise replicate that dimension silently."""
         table = dict(self.rules)
+        unknown = [name for name in logical_axes if name is not None and name not in table]
+        if unknown:
+            raise ValueError(f"logical axes {unknown} have no sharding rule; known: {sorted(table)}")
         used: set[str] = set()
         out = []
         for dim, name in enumerate(logical_axes):
-            axes = table.get(name) if name is not None else None
+            axes = table[name] if name is not None else None
             axes = (axes,) if isinstance(axes, str) else tuple(axes or ())
             kept, product = [], 1
             for axis in axes:
