@@ -18,8 +18,8 @@ from clarify_jax.hf.gguf_io import GGUFModel, is_gguf
 from clarify_jax.hf.pretrained import TOKENIZER_FILES, load_gguf, load_pretrained, save_pretrained
 from clarify_jax.model.config import ModelConfig
 from clarify_jax.model.transformer import Params
-from clarify_jax.train.checkpoints import restore_params, save_params, stored_metadata
 from clarify_jax.parallel.sharding import LogicalSharding
+from clarify_jax.train.checkpoints import restore_params, save_params, stored_metadata
 
 PARAMS_DIR = "params"
 METADATA_FILES = ("config.json", "generation_config.json") + TOKENIZER_FILES

@@ -209,12 +209,12 @@ def main(args: Bench) -> dict:
 
     from clarify_jax import hf, model
     from clarify_jax.model.transformer import apply_decoder
+    from clarify_jax.parallel.mesh import make_mesh
+    from clarify_jax.parallel.sharding import LogicalSharding
     from clarify_jax.train.config import OptimizerConfig, Stage
     from clarify_jax.train.flops import peak_flops, training_flops_per_token
     from clarify_jax.train.loss import joint_loss
-    from clarify_jax.parallel.mesh import make_mesh
     from clarify_jax.train.optimizer import make_optimizer
-    from clarify_jax.parallel.sharding import LogicalSharding
     from clarify_jax.train.step import Trainer, loss_weights
 
     threads = args.threads or os.cpu_count()

@@ -89,7 +89,7 @@ def build_heldout_benchmark(problem_ids: list[str], path: Path) -> list[str]:
     prompt1a ... prompt2cp) for the held-out problems; check every reference solution passes its
     converted tests in the sandbox. Returns the ids kept."""
     from clarify_jax.data.sources import humaneval_package_path, read_humanevalcomm
-    from clarify_jax.evaluate.sandbox import run_tests
+    from clarify_jax.sandbox import run_tests
     with gzip.open(humaneval_package_path(), "rt", encoding="utf-8") as f:
         raw = {row["task_id"]: row for row in (json.loads(line) for line in f if line.strip())}
     rows = []
@@ -124,6 +124,7 @@ def build_heldout_benchmark(problem_ids: list[str], path: Path) -> list[str]:
 def build_tiny_llama(directory: Path) -> dict:
     import torch
     import transformers
+
     from clarify_jax.hf.tokenizer import Tokenizer
     tokenizer = Tokenizer(directory)
     vocab = -(-tokenizer.vocab_size // 64) * 64
@@ -300,6 +301,7 @@ def main() -> None:
         import numpy as np
         import torch
         import transformers
+
         from clarify_jax import hf, model
         reloaded = transformers.AutoModelForCausalLM.from_pretrained(EXPORT).eval()
         tokenizer = hf.Tokenizer(EXPORT)

@@ -73,12 +73,12 @@ from jax.sharding import AbstractMesh, AxisType, PartitionSpec  # noqa: E402
 from clarify_jax.model.config import ModelConfig  # noqa: E402
 from clarify_jax.model.layers import CAUSAL_BLOCK  # noqa: E402
 from clarify_jax.model.transformer import param_shapes  # noqa: E402
+from clarify_jax.parallel.mesh import MESH_AXES, parse_mesh_shape  # noqa: E402
+from clarify_jax.parallel.sharding import LogicalSharding  # noqa: E402
 from clarify_jax.train.config import TrainConfig  # noqa: E402
 from clarify_jax.train.loop import check_batch  # noqa: E402
-from clarify_jax.parallel.mesh import MESH_AXES, parse_mesh_shape  # noqa: E402
 from clarify_jax.train.optimizer import make_optimizer  # noqa: E402
 from clarify_jax.train.presets import CONFIGS_DIR, load_presets  # noqa: E402
-from clarify_jax.parallel.sharding import LogicalSharding  # noqa: E402
 from clarify_jax.train.step import Trainer  # noqa: E402
 
 GIB = 1024 ** 3

@@ -31,7 +31,7 @@ from pathlib import Path
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from steps import TIMINGS, cli, phase, timings_markdown  # noqa: E402 (scripts/ is on sys.path)
+from steps import cli, phase, timings_markdown  # noqa: E402 (scripts/ is on sys.path)
 
 # The HumanEvalComm problems that have every prompt kind, 3acp included (13 of 164).
 SUBSET = ("HumanEval/4", "HumanEval/41", "HumanEval/50", "HumanEval/56", "HumanEval/58", "HumanEval/61",
@@ -118,8 +118,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write_report(out: Path, args: argparse.Namespace, before_dir: Path, after_dir: Path, run: Path) -> str:
-    from clarify_jax.evaluate.compare import (ask_gap, communication_chart, comparison_markdown,
-                                              example_replies)
+    from clarify_jax.evaluate.compare import (
+        ask_gap,
+        communication_chart,
+        comparison_markdown,
+        example_replies,
+    )
     runs = {"SmolLM2-135M-Instruct": json.loads((before_dir / "summary.json").read_text()),
             "SmolLM2-135M-Instruct + clarify_jax": json.loads((after_dir / "summary.json").read_text())}
     chart = communication_chart(runs, out / "communication_rate.png")

@@ -6,9 +6,9 @@ import pytest
 
 from clarify_jax import hf, model
 from clarify_jax.convert import hf_to_checkpoint, load_any
-from clarify_jax.train.checkpoints import CheckpointMismatch, restore_params
 from clarify_jax.parallel.mesh import make_mesh
 from clarify_jax.parallel.sharding import LogicalSharding
+from clarify_jax.train.checkpoints import CheckpointMismatch, restore_params
 
 
 def test_checkpoint_restores_sharded_onto_a_mesh(tiny_models, tmp_path):

@@ -9,8 +9,7 @@ import pytest
 import torch
 import transformers
 
-from clarify_jax.backends import BackendError
-from clarify_jax.backends import local
+from clarify_jax.backends import BackendError, local
 from clarify_jax.backends.local import LocalBackend, LocalConfig
 from clarify_jax.convert import hf_to_checkpoint
 from clarify_jax.data.render import ROUND1_INSTRUCTION

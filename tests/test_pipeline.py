@@ -12,11 +12,17 @@ from pathlib import Path
 
 import jax
 import numpy as np
-import pytest
 
-from clarify_jax.data.pipeline import (PipelineConfig, TooLongStats, build_pipeline,
-                                       make_global_batch, make_iterator, rendered_mixture,
-                                       restore_data_state, save_data_state)
+from clarify_jax.data.pipeline import (
+    PipelineConfig,
+    TooLongStats,
+    build_pipeline,
+    make_global_batch,
+    make_iterator,
+    rendered_mixture,
+    restore_data_state,
+    save_data_state,
+)
 from clarify_jax.parallel.mesh import make_mesh
 from clarify_jax.parallel.sharding import LogicalSharding
 

@@ -5,8 +5,16 @@ import pytest
 import transformers
 
 from clarify_jax.data.render import (
-    CLARIFY_PREFIX, CLEAR_PREFIX, KIND_CLARIFY, KIND_CODE, KIND_PROMPT, ROUND1_INSTRUCTION, RenderOptions,
-    render_dialogue, render_text)
+    CLARIFY_PREFIX,
+    CLEAR_PREFIX,
+    KIND_CLARIFY,
+    KIND_CODE,
+    KIND_PROMPT,
+    ROUND1_INSTRUCTION,
+    RenderOptions,
+    render_dialogue,
+    render_text,
+)
 from clarify_jax.hf import Tokenizer
 from tests import chat_templates, tokenizer_dirs
 

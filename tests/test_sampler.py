@@ -9,9 +9,9 @@ import torch
 import transformers
 
 from clarify_jax import hf
-from clarify_jax.sample import Sampler, SamplerError, TokenChoice, bucket_length, choose_tokens
 from clarify_jax.parallel.mesh import make_mesh
 from clarify_jax.parallel.sharding import LogicalSharding
+from clarify_jax.sample import Sampler, SamplerError, TokenChoice, bucket_length, choose_tokens
 
 MAX_NEW = 12
 BUCKETS = (8, 16, 32)

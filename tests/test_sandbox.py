@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from clarify_jax.evaluate import sandbox as sb
+from clarify_jax import sandbox as sb
 
 QUICK = sb.Limits(timeout_s=1.0)
 # Upper bounds on durations only tell a run that stopped at its limit from one that hung: the CI

@@ -8,7 +8,7 @@ import os
 from tqdm.auto import tqdm
 
 from clarify_jax.data.problem import Problem
-from clarify_jax.evaluate.sandbox import Limits, run_program, run_tests
+from clarify_jax.sandbox import Limits, run_program, run_tests
 
 
 def _program(problem: Problem) -> str:

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from clarify_jax.data.problem import DataError, Problem, ReadReport
-from clarify_jax.jsonl_log import BadLine, json_lines
 from clarify_jax.pyparse import parse
+from clarify_jax.util.jsonl import BadLine, json_lines
 
 Row = dict[str, Any]
 

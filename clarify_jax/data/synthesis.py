@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from clarify_jax.backends.base import BackendError, ChatBackend, Message
 from clarify_jax.data.problem import Problem
 from clarify_jax.data.sources import is_valid_python
-from clarify_jax.jsonl_log import append_record, complete_lines
+from clarify_jax.util.jsonl import append_record, complete_lines
 
 REWRITE_TYPES = ("ambiguous", "inconsistent", "incomplete")
 TYPE_ORDER = ("original",) + REWRITE_TYPES

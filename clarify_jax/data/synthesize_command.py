@@ -11,7 +11,6 @@ from clarify_jax.data.sources import download, read_source
 from clarify_jax.data.synthesis import Prompts, run_synthesis
 from clarify_jax.data.tfds_store import write_tfds
 
-
 # The options that shape what each backend kind writes, recorded with the dataset.
 WRITING_OPTIONS = {"openai": ("temperature", "max_tokens"), "rules": (),
                    "local": ("temperature", "max_tokens", "max_length", "dtype", "seed")}

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from clarify_jax.evaluate.sandbox import Limits, run_scripts
+from clarify_jax.sandbox import Limits, run_scripts
 
 DEMO, CALL_DEMO = "demo.py", "call_demo.py"
 NOT_RUN = "not run"

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from clarify_jax.backends.base import Message
 from clarify_jax.data.problem import Problem
 from clarify_jax.evaluate.humanevalcomm import Batch, checked_replies, extract_code, test_code
-from clarify_jax.evaluate.sandbox import Limits
+from clarify_jax.sandbox import Limits
 
 CODEGEN_INSTRUCTION = ("Solve the following problem in Python3. Reply with the complete code (imports and "
                        "function definitions) in one markdown code block.\n\n")

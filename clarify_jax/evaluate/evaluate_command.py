@@ -22,8 +22,8 @@ from clarify_jax.data.problem import Problem
 from clarify_jax.evaluate import code_benchmarks, humanevalcomm, metrics, report
 from clarify_jax.evaluate.humanevalcomm import PROTOCOLS, Protocol
 from clarify_jax.evaluate.runner import Suite, run_suite
-from clarify_jax.evaluate.sandbox import Limits
 from clarify_jax.prompts import CODE_ONLY_INSTRUCTION, EVALUATOR_TEMPLATE
+from clarify_jax.sandbox import Limits
 
 Category = Literal["original", "1a", "1c", "1p", "2ac", "2ap", "2cp", "3acp"]
 ALL_CATEGORIES: tuple[Category, ...] = ("original", "1a", "1c", "1p", "2ac", "2ap", "2cp", "3acp")

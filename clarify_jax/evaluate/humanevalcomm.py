@@ -32,7 +32,6 @@ from clarify_jax.backends.rules_evaluator import MODIFIED_TAG, ORIGINAL_TAG, QUE
 from clarify_jax.data.problem import Problem
 from clarify_jax.data.sources import HUMANEVALCOMM_VARIANTS
 from clarify_jax.evaluate.benchmark_harness import run_benchmark_tests
-from clarify_jax.evaluate.sandbox import Limits, run_tests
 from clarify_jax.prompts import (
     ASK_OR_CODE_INSTRUCTION,
     CODE_ONLY_INSTRUCTION,
@@ -40,6 +39,7 @@ from clarify_jax.prompts import (
     OPEN_MODEL_TOTAL_TOKENS,
     ROUND2_INSTRUCTION,
 )
+from clarify_jax.sandbox import Limits, run_tests
 
 CATEGORIES = HUMANEVALCOMM_VARIANTS  # 1a 1c 1p 2ac 2ap 2cp 3acp
 ORIGINAL = "original"  # the unmodified prompt, scored like the benchmark's HumanEval column

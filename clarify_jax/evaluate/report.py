@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from clarify_jax.evaluate.humanevalcomm import CATEGORIES, ORIGINAL
+from clarify_jax.util.markdown import markdown_table
 
 # The published HumanEvalComm table (Wu & Fard, README of the benchmark's repository), in percent:
 # Pass@1 HmEval, Pass@1 HmEvalComm, Test Pass Rate HmEval, Test Pass Rate HmEvalComm, Comm. Rate,
@@ -33,11 +34,6 @@ def percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.2f}%"
 
 
-def _table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
-
-
 def _groups(metrics: dict) -> dict[str, dict | None]:
     groups = {"overall": metrics["overall"], **metrics["categories"]}
     groups[ORIGINAL] = metrics.get("original")
@@ -58,7 +54,7 @@ def comm_markdown(rows: dict[str, dict], published: bool = True) -> str:
     if published:
         body += [[f"{name} (published)", *(f"{v:.2f}%" for v in values)]
                  for name, values in PUBLISHED.items()]
-    parts = ["## HumanEvalComm", "", _table(header, body), ""]
+    parts = ["## HumanEvalComm", "", markdown_table(header, body), ""]
     for group in ("overall", *CATEGORIES, ORIGINAL):
         present = {name: _groups(m).get(group) for name, m in rows.items() if _groups(m).get(group)}
         if not present:
@@ -67,7 +63,7 @@ def comm_markdown(rows: dict[str, dict], published: bool = True) -> str:
         title = TITLES.get(group, f"Category {group}")
         body = [[name, *(percent(m[key]) for key, _ in COMM_COLUMNS)] for name, m in present.items()]
         parts += [f"### {title} ({items} items)", "",
-                  _table(["Model", *(label for _, label in COMM_COLUMNS)], body), ""]
+                  markdown_table(["Model", *(label for _, label in COMM_COLUMNS)], body), ""]
     return "\n".join(parts)
 
 
@@ -76,7 +72,7 @@ def pass_at_k_markdown(rows: dict[str, dict], benchmark: str) -> str:
     header = ["Model", "Problems", "Samples", *(f"pass@{k}" for k in ks), "Test Pass Rate"]
     body = [[name, str(m["problems"]), str(m["samples"]), *(percent(m.get(f"pass@{k}")) for k in ks),
              percent(m["test_pass_rate"])] for name, m in rows.items()]
-    return "\n".join([f"## {benchmark}", "", _table(header, body), ""])
+    return "\n".join([f"## {benchmark}", "", markdown_table(header, body), ""])
 
 
 def _bar_chart(path: Path, title: str, labels: list[str], series: dict[str, list[float | None]]) -> Path:

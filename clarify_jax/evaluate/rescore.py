@@ -41,8 +41,8 @@ from clarify_jax.data.problem import Problem
 from clarify_jax.evaluate import humanevalcomm, metrics, report
 from clarify_jax.evaluate.humanevalcomm import CATEGORIES, ORIGINAL, CommItem, Protocol
 from clarify_jax.evaluate.runner import Suite, run_suite
-from clarify_jax.evaluate.sandbox import Limits
-from clarify_jax.jsonl_log import BadLine, json_lines
+from clarify_jax.sandbox import Limits
+from clarify_jax.util.jsonl import BadLine, json_lines
 
 LOG_NAME = re.compile(r"^(?:(?P<option>.+?)_)?dataset_(?P<dataset>HumanEvalComm|HumanEval)"
                       r"_model_(?P<model>.+?)_topn_(?P<topn>\d+)_temperature_(?P<temperature>[\d.]+)\.log_(?P<phase>[0-3])$")

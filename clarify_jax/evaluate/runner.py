@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 
 from clarify_jax.backends.base import BackendError, ChatBackend, Message
 from clarify_jax.evaluate.humanevalcomm import Batch
-from clarify_jax.evaluate.sandbox import Limits
-from clarify_jax.jsonl_log import append_record, complete_lines
+from clarify_jax.sandbox import Limits
+from clarify_jax.util.jsonl import append_record, complete_lines
 
 LOG_FILE, RUN_FILE, SUMMARY_FILE, TABLE_FILE = "results.jsonl", "run.json", "summary.json", "results.md"
 

@@ -18,6 +18,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from clarify_jax.util.markdown import markdown_table
+
 PAPER = "https://arxiv.org/abs/2504.16331"
 HUMANEVALCOMM = "https://github.com/jie-jw-wu/human-eval-comm"
 ROW_TYPES = ("original", "ambiguous", "inconsistent", "incomplete")
@@ -128,11 +130,6 @@ def describe_rows(path: Path, types: tuple[str, ...] | None) -> dict | None:
 # Markdown pieces
 
 
-def _table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in body])
-
-
 def _number(value: Any, digits: int = 4) -> str:
     return "—" if not isinstance(value, (int, float)) else f"{value:.{digits}g}"
 
@@ -176,7 +173,7 @@ def _data_section(config: dict) -> list[str]:
             if info["backends"]:
                 origin += f" (backend: {', '.join(info['backends'])})"
         body.append([f"`{name}`", f"`{path.name}`", kinds or "—", rows, origin])
-    lines += [_table(["Source", "File", "Rows per type", "Rows", "Synthesized from"], body), ""]
+    lines += [markdown_table(["Source", "File", "Rows per type", "Rows", "Synthesized from"], body), ""]
     validation = [parse_source(s) for s in data.get("validation") or ()]
     if validation:
         lines += ["Validation: " + ", ".join(f"`{n}` (`{p.name}`)" for n, p, _ in validation)
@@ -206,7 +203,7 @@ def _stages_section(config: dict) -> list[str]:
              "The loss is a weighted sum of the mean cross-entropy on clarifying-question tokens and "
              "on code-answer tokens (prompt tokens carry no loss); each stage sets its own weights, "
              "data mixture and peak learning rate.", "",
-             _table(["Stage", "Name", "Steps", "Mixture", "Clarify weight", "Code weight", "Peak LR",
+             markdown_table(["Stage", "Name", "Steps", "Mixture", "Clarify weight", "Code weight", "Peak LR",
                      "Warmup"], body), ""]
     return lines
 
@@ -231,7 +228,7 @@ def _settings_section(config: dict, step: int | None) -> list[str]:
             ["Precision", f"weights {config.get('param_dtype', '?')}, "
                           f"compute {config.get('compute_dtype', '?')}"],
             ["Steps", f"{step} of {total}" if step is not None else str(total)]]
-    return ["## Fine-tuning settings", "", _table(["Setting", "Value"], rows), ""]
+    return ["## Fine-tuning settings", "", markdown_table(["Setting", "Value"], rows), ""]
 
 
 def _losses_section(records: list[dict]) -> list[str]:
@@ -247,7 +244,7 @@ def _losses_section(records: list[dict]) -> list[str]:
     return ["## Training losses", "",
             "Mean cross-entropy per token kind (nats), from the run's `metrics.jsonl`; a train row is one "
             "logged batch, a validation row the whole validation set (or `eval_batches` of it).", "",
-            _table(["Split", "Step", "Clarify loss", "Code loss", "Weighted loss"], rows), ""]
+            markdown_table(["Split", "Step", "Clarify loss", "Code loss", "Weighted loss"], rows), ""]
 
 
 def _shift_headings(markdown: str, levels: int = 1) -> str:

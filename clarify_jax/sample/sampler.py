@@ -23,8 +23,8 @@ import numpy as np
 
 from clarify_jax.model.config import ModelConfig
 from clarify_jax.model.transformer import CACHE_AXES, Cache, Params, forward_with_cache, init_cache
-from clarify_jax.sample.sampling import SamplerError, SamplingConfig, TokenChoice, choose_tokens
 from clarify_jax.parallel.sharding import LogicalSharding
+from clarify_jax.sample.sampling import SamplerError, SamplingConfig, TokenChoice, choose_tokens
 
 # Prefill lengths 32 .. 32768: powers of two and the midpoints 1.5 x 2^i between them. The cache is
 # bucket + max_new_tokens wide and every decode step attends over all of it, so padding a 300-token

@@ -11,8 +11,8 @@ import grain
 from clarify_jax.data.pipeline import PipelineConfig, make_iterator
 from clarify_jax.data.render import DialogueRenderer, RenderOptions
 from clarify_jax.hf.tokenizer import Tokenizer
-from clarify_jax.jsonl_log import BadLine, json_lines
 from clarify_jax.train.config import DataConfig, Stage
+from clarify_jax.util.jsonl import BadLine, json_lines
 
 ROW_TYPES = ("original", "ambiguous", "inconsistent", "incomplete")
 

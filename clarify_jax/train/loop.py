@@ -19,15 +19,15 @@ from clarify_jax.data.pipeline import make_global_batch
 from clarify_jax.hf.pretrained import TOKENIZER_FILES
 from clarify_jax.hf.tokenizer import Tokenizer
 from clarify_jax.model.config import ModelConfig
+from clarify_jax.parallel.mesh import make_mesh
+from clarify_jax.parallel.sharding import LogicalSharding
 from clarify_jax.train.config import TrainConfig
 from clarify_jax.train.flops import peak_flops, training_flops_per_token
 from clarify_jax.train.inputs import TrainInputs
 from clarify_jax.train.lora import init_lora_params
-from clarify_jax.parallel.mesh import make_mesh
 from clarify_jax.train.metrics_log import MetricsLog, plot_losses
 from clarify_jax.train.optimizer import make_optimizer
 from clarify_jax.train.run_checkpoints import RunCheckpoints
-from clarify_jax.parallel.sharding import LogicalSharding
 from clarify_jax.train.step import Trainer, loss_weights
 
 RUN_CONFIG_FILE = "train_config.json"

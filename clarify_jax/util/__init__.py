@@ -1,0 +1,1 @@
+"""Leaf helpers with no knowledge of models or runs: JSON lines, markdown tables."""
