@@ -17,8 +17,8 @@ from tokenizers import models, pre_tokenizers, trainers
 
 from clarify_jax import model
 from clarify_jax.convert import export_to_hf, hf_to_checkpoint, load_any
-from clarify_jax.data.render import render_text
 from clarify_jax.hf import CheckpointError, Tokenizer, load_pretrained
+from clarify_jax.hf.chat_template import render_text
 from clarify_jax.hf.gguf_io import GGUFModel
 from clarify_jax.hf.gguf_tokenizer import build_tokenizer, bytes_to_unicode
 from clarify_jax.model import ConfigError, ModelConfig

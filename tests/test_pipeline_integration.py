@@ -8,10 +8,11 @@ import numpy as np
 from clarify_jax.backends import RulesBackend
 from clarify_jax.data import sources
 from clarify_jax.data.pipeline import PipelineConfig, make_iterator
-from clarify_jax.data.render import KIND_CLARIFY, KIND_CODE, DialogueRenderer, render_text
+from clarify_jax.data.render import KIND_CLARIFY, KIND_CODE, DialogueRenderer
 from clarify_jax.data.synthesis import run_synthesis
 from clarify_jax.data.tfds_store import read_tfds, write_tfds
 from clarify_jax.hf import Tokenizer
+from clarify_jax.hf.chat_template import render_text
 from tests import chat_templates, tokenizer_dirs
 
 

@@ -13,9 +13,9 @@ from clarify_jax.data.render import (
     ROUND1_INSTRUCTION,
     RenderOptions,
     render_dialogue,
-    render_text,
 )
 from clarify_jax.hf import Tokenizer
+from clarify_jax.hf.chat_template import render_text
 from tests import chat_templates, tokenizer_dirs
 
 DIALOGUE = [

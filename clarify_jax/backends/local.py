@@ -17,7 +17,7 @@ import jax
 
 from clarify_jax.backends.base import BackendError, Message
 from clarify_jax.convert import load_any, training_step_dir
-from clarify_jax.data.render import render_text
+from clarify_jax.hf.chat_template import render_text
 from clarify_jax.hf.tokenizer import Tokenizer
 from clarify_jax.parallel.mesh import make_mesh
 from clarify_jax.parallel.sharding import LogicalSharding

@@ -14,15 +14,12 @@ Two row formats:
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import json
 import re
 from typing import Any, Literal
 
-import jinja2
 import numpy as np
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from clarify_jax.hf.chat_template import RenderError, render_text
 from clarify_jax.hf.tokenizer import Tokenizer
 from clarify_jax.prompts import ASK_OR_CODE_INSTRUCTION, paper_v4_text
 
@@ -36,18 +33,6 @@ CLEAR_PREFIX = ("This is a clear problem requiring no clarifications. Let's gene
                 "code directly in markdown.\n")
 CLARIFY_PREFIX = ("I have a few clarifying questions. Please respond with the necessary details so I can "
                   "assist further.\n")
-
-# For tokenizers without a chat template.
-BUILTIN_TEMPLATE = (
-    "{{ bos_token }}{% for message in messages %}"
-    "{% if message['role'] == 'assistant' %}### Assistant:\n{{ message['content'] }}{{ eos_token }}\n"
-    "{% else %}### {{ message['role'] | capitalize }}:\n{{ message['content'] }}\n{% endif %}"
-    "{% endfor %}{% if add_generation_prompt %}### Assistant:\n{% endif %}")
-
-
-class RenderError(ValueError):
-    pass
-
 
 RowFormat = Literal["chat", "paper-v4"]
 
@@ -65,36 +50,6 @@ class RenderOptions:
     first_turn_only: bool = False
     """Keep only the first user turn and the first answer (code, or the clarifying questions),
     not the rest of a confirm-then-code dialogue: single-turn rows, as the paper trains on."""
-
-
-def _raise(message: str):
-    raise jinja2.exceptions.TemplateError(message)
-
-
-def _tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators,
-                      sort_keys=sort_keys)
-
-
-_ENVIRONMENT = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
-                                             extensions=["jinja2.ext.loopcontrols"])
-_ENVIRONMENT.filters["tojson"] = _tojson
-_ENVIRONMENT.globals["raise_exception"] = _raise
-_ENVIRONMENT.globals["strftime_now"] = lambda fmt: datetime.datetime.now().strftime(fmt)
-
-
-def render_text(messages: list[dict[str, Any]], tokenizer: Tokenizer,
-                add_generation_prompt: bool = False, **extra) -> str:
-    """The chat as text, exactly as transformers' apply_chat_template(tokenize=False) gives it."""
-    template = tokenizer.chat_template or BUILTIN_TEMPLATE
-    plain = [{"role": m["role"], "content": m["content"]} for m in messages]
-    try:
-        return _ENVIRONMENT.from_string(template).render(
-            messages=plain, add_generation_prompt=add_generation_prompt, bos_token=tokenizer.bos_token or "",
-            eos_token=tokenizer.eos_token or "", pad_token=tokenizer.pad_token,
-            unk_token=tokenizer.unk_token, **extra)
-    except jinja2.exceptions.TemplateError as e:
-        raise RenderError(f"{tokenizer.path}: chat template failed: {e}") from None
 
 
 def apply_options(dialogue: list[dict[str, Any]], options: RenderOptions) -> list[dict[str, Any]]:

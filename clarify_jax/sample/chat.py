@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 
 from clarify_jax.backends.base import BackendError, ChatBackend, Message
-from clarify_jax.data.render import ROUND1_INSTRUCTION
+from clarify_jax.prompts import ASK_OR_CODE_INSTRUCTION
 
 HELP = ('Type a programming problem, then answer the model\'s questions. To paste several lines, put them '
         'between two lines of """.\nCommands: /reset starts a new conversation, /quit (or Ctrl-D) leaves.')
@@ -101,5 +101,5 @@ def chat_command(config: ChatConfig) -> int:
         temperature=config.temperature, top_p=config.top_p, max_length=config.max_length, batch_size=1))
     print(f"chatting with {backend.name}")
     run_chat(backend, system=config.system,
-             instruction=ROUND1_INSTRUCTION if config.round1_instruction else "")
+             instruction=ASK_OR_CODE_INSTRUCTION if config.round1_instruction else "")
     return 0
