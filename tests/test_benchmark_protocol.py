@@ -9,9 +9,9 @@ import pytest
 
 from clarify_jax import prompts
 from clarify_jax.backends import RulesBackend
+from clarify_jax.commands import evaluate as ec
 from clarify_jax.data.sources import read_humanevalcomm
 from clarify_jax.evaluate import benchmark_harness as bh
-from clarify_jax.evaluate import evaluate_command as ec
 from clarify_jax.evaluate import humanevalcomm as hec
 from clarify_jax.evaluate.runner import LOG_FILE, read_records
 from tests.http_servers import ChatServer

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from clarify_jax import hf, model
-from clarify_jax.convert import hf_to_checkpoint, load_any
+from clarify_jax.checkpoints.convert import hf_to_checkpoint
+from clarify_jax.checkpoints.load import load_model
+from clarify_jax.checkpoints.params import CheckpointMismatch, restore_params
 from clarify_jax.parallel.mesh import make_mesh
 from clarify_jax.parallel.sharding import LogicalSharding
-from clarify_jax.train.checkpoints import CheckpointMismatch, restore_params
 
 
 def test_checkpoint_restores_sharded_onto_a_mesh(tiny_models, tmp_path):
@@ -16,7 +17,7 @@ def test_checkpoint_restores_sharded_onto_a_mesh(tiny_models, tmp_path):
     hf_to_checkpoint(source, tmp_path / "ckpt", dtype="float32", progress=False)
     cfg, params = hf.load_pretrained(source)
     sharding = LogicalSharding(make_mesh("1,4,2"))
-    cfg_restored, restored = load_any(tmp_path / "ckpt", sharding=sharding)
+    cfg_restored, restored = load_model(tmp_path / "ckpt", sharding=sharding)
     assert cfg_restored == cfg
     embedding = restored["embed_tokens"]["embedding"]
     assert embedding.sharding.spec == jax.sharding.PartitionSpec("tensor", "fsdp")

@@ -8,9 +8,9 @@ import pytest
 
 from clarify_jax.backends import RulesBackend
 from clarify_jax.backends.rules_evaluator import grade
+from clarify_jax.commands import evaluate as ec
 from clarify_jax.data.render import ROUND1_INSTRUCTION
 from clarify_jax.data.sources import read_humanevalcomm
-from clarify_jax.evaluate import evaluate_command as ec
 from clarify_jax.evaluate import humanevalcomm as hec
 from clarify_jax.evaluate import metrics, report, runner
 

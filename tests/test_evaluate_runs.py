@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from clarify_jax.commands.evaluate import EvaluateConfig, evaluate_command
 from clarify_jax.data.render import ROUND1_INSTRUCTION
 from clarify_jax.data.sources import read_humaneval, read_humanevalcomm, read_mbpp
 from clarify_jax.evaluate import humanevalcomm as hec
 from clarify_jax.evaluate.code_benchmarks import CODEGEN_INSTRUCTION
-from clarify_jax.evaluate.evaluate_command import EvaluateConfig, evaluate_command
 from clarify_jax.evaluate.runner import LOG_FILE, read_records
 from tests.http_servers import ChatServer
 
@@ -135,7 +135,7 @@ def test_a_wrong_solution_passes_nothing(comm_path, tmp_path):
 KILLED_RUN = """
 import sys
 from pathlib import Path
-from clarify_jax.evaluate.evaluate_command import EvaluateConfig, evaluate_command
+from clarify_jax.commands.evaluate import EvaluateConfig, evaluate_command
 evaluate_command(EvaluateConfig(model="openai:tiny-coder@" + sys.argv[1], data=Path(sys.argv[2]),
                                 out=Path(sys.argv[3]), problems=tuple(sys.argv[4].split(",")),
                                 categories=("original", "1a", "1p"), concurrency=2, progress=False,
@@ -246,7 +246,7 @@ class BatchingModel:
 
 def test_a_batching_model_with_the_rules_evaluator(comm_path, tmp_path):
     from clarify_jax.backends import RulesBackend
-    from clarify_jax.evaluate import evaluate_command as ec
+    from clarify_jax.commands import evaluate as ec
     from clarify_jax.evaluate.runner import run_suite
 
     problems = list(read_humanevalcomm(comm_path))[:4]

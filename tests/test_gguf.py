@@ -16,7 +16,8 @@ from tokenizers import Tokenizer as FastTokenizer
 from tokenizers import models, pre_tokenizers, trainers
 
 from clarify_jax import model
-from clarify_jax.convert import export_to_hf, hf_to_checkpoint, load_any
+from clarify_jax.checkpoints.convert import export_to_hf, hf_to_checkpoint
+from clarify_jax.checkpoints.load import load_model
 from clarify_jax.hf import CheckpointError, Tokenizer, load_pretrained
 from clarify_jax.hf.chat_template import render_text
 from clarify_jax.hf.gguf_io import GGUFModel
@@ -242,7 +243,7 @@ def logits_of(torch_model, tokens=TOKENS):
 @pytest.mark.parametrize("case", list(CASES))
 def test_logits_equal_transformers_loading_the_same_file(files, converted, case):
     folder, hf_model = files(case)
-    cfg, params = load_any(converted(case))
+    cfg, params = load_model(converted(case))
     expected = ModelConfig.from_hf_dict(hf_model.config.to_dict())
     keep = dict(bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id,
                 max_position_embeddings=cfg.max_position_embeddings)
@@ -257,7 +258,7 @@ def test_logits_equal_transformers_loading_the_same_file(files, converted, case)
 
 def test_dequantized_weights_equal_gguf_and_transformers_exactly(files, converted):
     folder, _ = files("llama_mixed_spm")
-    cfg, params = load_any(converted("llama_mixed_spm"))
+    cfg, params = load_model(converted("llama_mixed_spm"))
     reader = gguf.GGUFReader(folder / "model.gguf")
     raw = {t.name: gguf.quants.dequantize(t.data, t.tensor_type) for t in reader.tensors}
     assert {t.tensor_type for t in reader.tensors} == set(MIXED_TYPES.values()) | {QType.F32}
@@ -309,7 +310,7 @@ def test_tokenizer_equals_transformers_on_code_and_chat(files, converted, case):
 def test_export_loads_in_transformers(converted, tmp_path):
     source = converted("llama_mixed_spm")
     out = export_to_hf(source, tmp_path / "hf", progress=False)
-    cfg, params = load_any(source)
+    cfg, params = load_model(source)
     reloaded = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32,
                                                                  attn_implementation="eager")
     assert np.abs(logits_of(reloaded) - np.asarray(model.forward(cfg, params, TOKENS))).max() <= 1e-4

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clarify_jax.commands.model_card import build_model_card, load_eval_summary
 from clarify_jax.evaluate.metrics import humanevalcomm_metrics, pass_at_k_metrics
-from clarify_jax.hf.model_card import build_model_card, load_eval_summary
 from tests.http_servers import LocalServer
 
 REPO = "alice/clarify-tiny"

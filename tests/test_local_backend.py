@@ -11,10 +11,11 @@ import transformers
 
 from clarify_jax.backends import BackendError, local
 from clarify_jax.backends.local import LocalBackend, LocalConfig
-from clarify_jax.convert import hf_to_checkpoint
+from clarify_jax.checkpoints.convert import hf_to_checkpoint
+from clarify_jax.commands import chat
+from clarify_jax.commands.chat import run_chat
 from clarify_jax.data.render import ROUND1_INSTRUCTION
 from clarify_jax.sample import Sampler, SamplingConfig
-from clarify_jax.sample.chat import ChatConfig, chat_command, run_chat
 from tests import chat_templates, tokenizer_dirs
 from tests.hf_models import TINY
 
@@ -176,7 +177,7 @@ def test_chat_with_the_local_model(backend, expected):
 def test_chat_command_reads_the_terminal(model_dir, expected, monkeypatch, capsys):
     """The CLI entry on all 8 devices (mesh 1,-1,1), reading stdin until it ends."""
     monkeypatch.setattr(sys, "stdin", io.StringIO(CONVERSATIONS[0][0]["content"] + "\n"))
-    assert chat_command(ChatConfig(model=str(model_dir), max_new_tokens=MAX_NEW)) == 0
+    chat.run(chat.ChatConfig(model=str(model_dir), max_new_tokens=MAX_NEW))
     assert f"model> {expected[0]}" in capsys.readouterr().out
 
 
@@ -184,7 +185,7 @@ def test_round1_instruction_option(model_dir, monkeypatch, capsys):
     recorded = RecordingBackend()
     monkeypatch.setattr(local, "LocalBackend", lambda config: recorded)
     monkeypatch.setattr(sys, "stdin", io.StringIO("Sort a list.\n"))
-    chat_command(ChatConfig(model=str(model_dir), round1_instruction=True))
+    chat.run(chat.ChatConfig(model=str(model_dir), round1_instruction=True))
     assert recorded.calls == [[{"role": "user", "content": ROUND1_INSTRUCTION + "Sort a list."}]]
 
 
@@ -193,7 +194,7 @@ def test_synthesize_with_a_local_spec_batches_and_counts_every_row(model_dir, sh
     """`synthesize --backend local:DIR`: each round of rewrites (then questions, answers) is one
     sampler call of batch_size // 3 problems' types, and every row attempted is counted once: kept,
     rejected by one filter, or failed. The random model's replies lack the tags, so they fail."""
-    from clarify_jax.cli import Synthesize
+    from clarify_jax.commands import synthesize
     calls, sample = [], Sampler.sample
 
     def counting(self, prompts, *args, **kwargs):
@@ -201,9 +202,10 @@ def test_synthesize_with_a_local_spec_batches_and_counts_every_row(model_dir, sh
         return sample(self, prompts, *args, **kwargs)
 
     monkeypatch.setattr(Sampler, "sample", counting)
-    Synthesize(source="mbpp", input=shared_data / "mbpp" / "sanitized-mbpp.json", out=tmp_path, limit=4,
-               backend=f"local:{model_dir}", max_tokens=MAX_NEW, batch_size=6, max_length=4096,
-               check_references=False).run()
+    synthesize.run(synthesize.SynthesizeConfig(
+        source="mbpp", input=shared_data / "mbpp" / "sanitized-mbpp.json", out=tmp_path, limit=4,
+        backend=f"local:{model_dir}", max_tokens=MAX_NEW, batch_size=6, max_length=4096,
+        check_references=False))
     summary = json.loads((tmp_path / "summary.json").read_text())
     kept, rejected = sum(summary["rows"].values()), sum(summary["rejected"].values())
     assert summary["attempted"] == 16 == kept + rejected + summary["failed"]

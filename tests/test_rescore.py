@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from clarify_jax.evaluate import evaluate_command as ec
+from clarify_jax.commands import evaluate as ec
 from clarify_jax.evaluate import rescore
 from clarify_jax.evaluate.report import PUBLISHED
 

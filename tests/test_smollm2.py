@@ -10,9 +10,10 @@ import transformers
 
 from clarify_jax import model
 from clarify_jax.backends.local import LocalBackend
-from clarify_jax.convert import load_any
+from clarify_jax.checkpoints.load import load_model
+from clarify_jax.checkpoints.smollm2 import converted_smollm2
 from clarify_jax.hf import Tokenizer
-from clarify_jax.hf.smollm2 import converted_smollm2, smollm2_gguf_path
+from clarify_jax.hf.smollm2 import smollm2_gguf_path
 
 PROMPTS = [
     [{"role": "user", "content": "Write a Python function that returns the factorial of n."}],
@@ -53,7 +54,7 @@ def test_conversion_is_cached(converted):
 
 def test_logits_equal_transformers(converted, reference):
     hf_model, hf_tokenizer = reference
-    cfg, params = load_any(converted)
+    cfg, params = load_model(converted)
     assert (cfg.model_type, cfg.num_layers, cfg.hidden_size, cfg.num_kv_heads, cfg.tie_word_embeddings) == (
         "llama", 30, 576, 3, True)
     ids = np.asarray(chat_ids(hf_tokenizer, PROMPTS[0]), np.int32)[None]

@@ -179,9 +179,9 @@ def test_lora_run_exports_a_merged_model_that_transformers_loads(inputs, tmp_pat
     import torch
     import transformers
 
-    from clarify_jax.convert import load_any
+    from clarify_jax.checkpoints.load import load_model
+    from clarify_jax.model.lora import combine
     from clarify_jax.model.transformer import forward
-    from clarify_jax.train.lora import combine
 
     run = tmp_path / "lora"
     main(["train", *train_args(inputs, run, "--stages.0.steps", "3", "--stages.0.learning-rate", "5e-2",
@@ -193,7 +193,7 @@ def test_lora_run_exports_a_merged_model_that_transformers_loads(inputs, tmp_pat
         main(["export", "--source", str(run), "--out", str(tmp_path / "hf")])
     assert [r.getMessage() for r in caplog.records if "CHECKPOINT_METADATA" in r.getMessage()] == []
 
-    base_cfg, base = load_any(inputs["model"])
+    base_cfg, base = load_model(inputs["model"])
     cfg = base_cfg.replace(lora_rank=8, lora_alpha=16.0, lora_targets=("q_proj", "v_proj", "down_proj"))
     tokens = np.random.default_rng(0).integers(0, 500, (2, 40)).astype(np.int32)
     ours = np.asarray(forward(cfg, combine(jax.device_put(adapters), base), tokens))

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from clarify_jax.model.config import ModelConfig
+from clarify_jax.model.lora import combine
 from clarify_jax.model.transformer import init_params
 from clarify_jax.parallel.mesh import make_mesh
 from clarify_jax.parallel.sharding import LogicalSharding
 from clarify_jax.train.config import OptimizerConfig, Stage
-from clarify_jax.train.lora import combine
 from clarify_jax.train.optimizer import make_optimizer
 from clarify_jax.train.step import Trainer, loss_weights
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import jax
 
 from clarify_jax.backends.base import BackendError, Message
-from clarify_jax.convert import load_any, training_step_dir
+from clarify_jax.checkpoints.load import load_model, metadata_dir
 from clarify_jax.hf.chat_template import render_text
 from clarify_jax.hf.tokenizer import Tokenizer
 from clarify_jax.parallel.mesh import make_mesh
@@ -74,9 +74,8 @@ def load_sampler(config: LocalConfig) -> Sampler:
                          "`clarify-jax convert` output)")
     path = Path(config.model)
     sharding = LogicalSharding(make_mesh(config.mesh)) if config.mesh else None
-    cfg, params = load_any(path, dtype=config.dtype, sharding=sharding)
-    step_dir = training_step_dir(path)
-    metadata = step_dir.parent.parent / "model" if step_dir is not None else path  # a training run
+    cfg, params = load_model(path, dtype=config.dtype, sharding=sharding)
+    metadata = metadata_dir(path)
     tokenizer = Tokenizer(metadata)
     return Sampler(cfg, params, tokenizer, max_length=config.max_length, sharding=sharding,
                    stop_token_ids=end_of_turn_ids(metadata, tokenizer))

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 SUPPORTED_MODEL_TYPES = ("llama", "qwen2", "mistral")
+Dtype = Literal["float32", "bfloat16"]  # of params and compute, as options take them
 RopeType = Literal["default", "linear", "llama3"]
 RematPolicy = Literal["none", "full", "dots", "dots_no_batch"]
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")

@@ -7,6 +7,8 @@ import dataclasses
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from clarify_jax.parallel.mesh import make_mesh
+
 # (logical name, mesh axes). Params shard `embed` over fsdp (ZeRO-3 style) and the head / mlp /
 # vocab dimensions over tensor; activations shard batch over data and fsdp.
 DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
@@ -76,3 +78,8 @@ class LogicalSharding:
 
 def maybe_constrain(sharding: LogicalSharding | None, x: jax.Array, logical_axes):
     return x if sharding is None else sharding.constrain(x, logical_axes)
+
+
+def optional_sharding(mesh: str | None) -> LogicalSharding | None:
+    """The LogicalSharding of a --mesh option such as "1,-1,1"; None (the first device) without one."""
+    return None if mesh is None else LogicalSharding(make_mesh(mesh))

@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
-from clarify_jax.model.config import RematPolicy
+from clarify_jax.model.config import Dtype, RematPolicy
 
 
 @dataclasses.dataclass
@@ -114,10 +114,10 @@ class TrainConfig:
     lora: LoraConfig = dataclasses.field(default_factory=LoraConfig)
     grad_accum: int = 1
     """Micro-batches per step; the global batch is split into this many."""
-    param_dtype: Literal["float32", "bfloat16"] = "float32"
+    param_dtype: Dtype = "float32"
     """Stored (master) weights. float32 with compute bfloat16 is mixed precision; a frozen LoRA base
     can be bfloat16 (adapters are always float32)."""
-    compute_dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    compute_dtype: Dtype = "bfloat16"
     remat: RematPolicy = "none"
     """Activation rematerialisation per layer: none, full, dots, dots_no_batch."""
     seed: int = 0

@@ -15,23 +15,21 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from clarify_jax.checkpoints.load import load_model
+from clarify_jax.checkpoints.run_dir import MODEL_DIR, RUN_CONFIG_FILE, RunCheckpoints
 from clarify_jax.data.pipeline import make_global_batch
 from clarify_jax.hf.pretrained import TOKENIZER_FILES
 from clarify_jax.hf.tokenizer import Tokenizer
 from clarify_jax.model.config import ModelConfig
+from clarify_jax.model.lora import init_lora_params
 from clarify_jax.parallel.mesh import make_mesh
 from clarify_jax.parallel.sharding import LogicalSharding
 from clarify_jax.train.config import TrainConfig
 from clarify_jax.train.flops import peak_flops, training_flops_per_token
 from clarify_jax.train.inputs import TrainInputs
-from clarify_jax.train.lora import init_lora_params
 from clarify_jax.train.metrics_log import MetricsLog, plot_losses
 from clarify_jax.train.optimizer import make_optimizer
-from clarify_jax.train.run_checkpoints import RunCheckpoints
 from clarify_jax.train.step import Trainer, loss_weights
-
-RUN_CONFIG_FILE = "train_config.json"
-MODEL_DIR = "model"  # config.json and tokenizer files of the trained model, for export
 
 
 class TrainConfigError(ValueError):
@@ -201,16 +199,14 @@ def _load_frozen(config: TrainConfig, cfg: ModelConfig, trainer: Trainer):
     """The frozen LoRA base (loaded on every run, resume included); {} for full fine-tuning."""
     if not trainer.lora:
         return {}
-    from clarify_jax.convert import load_any
-    _, base = load_any(config.model, dtype=config.param_dtype, sharding=trainer.sharding)
+    _, base = load_model(config.model, dtype=config.param_dtype, sharding=trainer.sharding)
     return base
 
 
 def _initial_trainable(config: TrainConfig, cfg: ModelConfig, trainer: Trainer):
     if trainer.lora:
         return init_lora_params(cfg, jax.random.key(config.seed), trainer.param_shardings[0])
-    from clarify_jax.convert import load_any
-    _, params = load_any(config.model, dtype=config.param_dtype, sharding=trainer.sharding)
+    _, params = load_model(config.model, dtype=config.param_dtype, sharding=trainer.sharding)
     return params
 
 

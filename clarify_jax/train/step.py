@@ -18,9 +18,9 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from clarify_jax.model.config import ModelConfig
+from clarify_jax.model.lora import combine, split_lora
 from clarify_jax.model.transformer import Params, apply_decoder, param_axes, param_shapes
 from clarify_jax.parallel.sharding import LogicalSharding
-from clarify_jax.train.lora import combine, split_lora
 from clarify_jax.train.loss import LOSS_KINDS, joint_loss, kind_counts, token_cross_entropy
 
 State = dict[str, Any]  # {"step": int32 [], "params": trainable params, "opt_state": optax state}

@@ -1,6 +1,9 @@
-"""Training checkpoints: one orbax step directory per save with the train state, the data
-iterator's position (one JSON per host) and a JSON of run metadata.
+"""The training run directory (`clarify-jax train --out`): its layout, its checkpoints, and
+finding a run or a step from a path.
 
+    model/                         config.json and tokenizer files of the trained model (for export)
+    train_config.json              the run's whole config
+    metrics.jsonl, tensorboard/    (written by train/metrics_log.py)
     checkpoints/<step>/params      trainable params (the adapters alone under LoRA)
     checkpoints/<step>/opt_state   optimizer state
     checkpoints/<step>/data_iter   grain iterator state of the stage that was running
@@ -21,9 +24,13 @@ import grain.checkpoint
 import jax
 import orbax.checkpoint as ocp
 
-from clarify_jax.train.checkpoints import check_checkpoint_shapes, read_params
+from clarify_jax.checkpoints.params import check_checkpoint_shapes, read_params
 
+MODEL_DIR = "model"
+RUN_CONFIG_FILE = "train_config.json"
 CHECKPOINTS_DIR = "checkpoints"
+META_ITEM = "meta"
+PARAMS_ITEM = "params"
 
 
 class RunCheckpoints:
@@ -39,18 +46,19 @@ class RunCheckpoints:
         step = int(jax.device_get(state["step"]))
         items = {"params": ocp.args.StandardSave(state["params"]),
                  "opt_state": ocp.args.StandardSave(state["opt_state"]),
-                 "meta": ocp.args.JsonSave(dict(meta, step=step))}
+                 META_ITEM: ocp.args.JsonSave(dict(meta, step=step))}
         if iterator is not None:
             items["data_iter"] = grain.checkpoint.CheckpointSave(iterator)
         self.manager.save(step, args=ocp.args.Composite(**items), force=True)
 
     def read_meta(self, step: int) -> dict[str, Any]:
-        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))["meta"]
+        items = {META_ITEM: ocp.args.JsonRestore()}
+        return self.manager.restore(step, args=ocp.args.Composite(**items))[META_ITEM]
 
     def restore(self, step: int, abstract_state: dict, iterator: grain.DatasetIterator | None
                 ) -> tuple[dict, bool]:
         """(state laid out as `abstract_state` says, whether the iterator was moved)."""
-        check_checkpoint_shapes(self.directory / str(step) / "params", abstract_state["params"])
+        check_checkpoint_shapes(self.directory / str(step) / PARAMS_ITEM, abstract_state["params"])
         items = {"params": ocp.args.StandardRestore(abstract_state["params"]),
                  "opt_state": ocp.args.StandardRestore(abstract_state["opt_state"])}
         if iterator is not None:
@@ -67,9 +75,41 @@ class RunCheckpoints:
         self.manager.close()
 
 
+def finished_steps(run_dir: str | Path) -> list[int]:
+    """The run's saved steps, oldest first. Orbax writes a step under a temporary name and
+    renames it when done, so a numbered directory with its meta item is a finished save."""
+    checkpoints = Path(run_dir) / CHECKPOINTS_DIR
+    if not checkpoints.is_dir():
+        return []
+    return sorted(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit() and (p / META_ITEM).is_dir())
+
+
+def find_run(path: str | Path) -> tuple[Path, Path] | None:
+    """(run directory, step directory) when `path` is a training run (its latest step) or one of
+    its `checkpoints/<step>` directories; None when it is neither."""
+    path = Path(path)
+    if path.parent.name == CHECKPOINTS_DIR and (path / META_ITEM).is_dir():
+        return path.parent.parent, path
+    if (path / CHECKPOINTS_DIR).is_dir() and (path / MODEL_DIR / "config.json").exists():
+        steps = finished_steps(path)
+        if not steps:
+            raise FileNotFoundError(f"{path}: a training run without finished checkpoints")
+        return path, path / CHECKPOINTS_DIR / str(steps[-1])
+    return None
+
+
+def read_step_meta(step_dir: str | Path) -> dict[str, Any]:
+    """The run metadata saved with a step (stage, model source, LoRA settings, the run config)."""
+    handler = ocp.JsonCheckpointHandler()
+    try:
+        return dict(handler.restore(Path(step_dir).absolute() / META_ITEM, args=ocp.args.JsonRestore()))
+    finally:
+        handler.close()
+
+
 def restore_params_item(step_dir: str | Path, abstract_params) -> Any:
     """Only the params of one step directory (for export and evaluation)."""
-    path = Path(step_dir).absolute() / "params"
+    path = Path(step_dir).absolute() / PARAMS_ITEM
     check_checkpoint_shapes(path, abstract_params)
     return read_params(path, abstract_params)
 

@@ -11,6 +11,7 @@ import dataclasses
 from collections.abc import Callable
 
 from clarify_jax.backends.base import BackendError, ChatBackend, Message
+from clarify_jax.backends.local import LocalBackend, LocalConfig
 from clarify_jax.prompts import ASK_OR_CODE_INSTRUCTION
 
 HELP = ('Type a programming problem, then answer the model\'s questions. To paste several lines, put them '
@@ -20,6 +21,9 @@ BLOCK = '"""'
 
 @dataclasses.dataclass
 class ChatConfig:
+    """Talk to a local model in the terminal: describe a problem, answer its questions, get the code.
+    Commands: /reset starts over, /quit (or Ctrl-D) ends; paste several lines between two \"\"\" lines."""
+
     model: str
     """A Hugging Face model directory or a `clarify-jax convert` output."""
     max_new_tokens: int = 1024
@@ -92,14 +96,11 @@ def run_chat(backend: ChatBackend, input_fn: Callable[[str], str] = input,
         print_fn(f"model> {reply}")
 
 
-def chat_command(config: ChatConfig) -> int:
-    """Load the model and chat on the terminal; the exit status for the CLI."""
-    from clarify_jax.backends.local import LocalBackend, LocalConfig
-
+def run(config: ChatConfig) -> None:
+    """Load the model and chat on the terminal."""
     backend = LocalBackend(LocalConfig(
         model=config.model, dtype=config.dtype, mesh=config.mesh, max_new_tokens=config.max_new_tokens,
         temperature=config.temperature, top_p=config.top_p, max_length=config.max_length, batch_size=1))
     print(f"chatting with {backend.name}")
     run_chat(backend, system=config.system,
              instruction=ASK_OR_CODE_INSTRUCTION if config.round1_instruction else "")
-    return 0

@@ -18,6 +18,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from clarify_jax.checkpoints.load import metadata_dir
+from clarify_jax.checkpoints.run_dir import RUN_CONFIG_FILE, find_run, read_step_meta
+from clarify_jax.data.tfds_store import read_tfds
+from clarify_jax.evaluate import report
+from clarify_jax.train.metrics_log import METRICS_FILE
 from clarify_jax.util.markdown import markdown_table
 
 PAPER = "https://arxiv.org/abs/2504.16331"
@@ -38,20 +43,6 @@ KNOWN_BASE_MODELS = {
 
 # ---------------------------------------------------------------------------------------------
 # What the source tells
-
-
-def find_run(source: Path) -> tuple[Path, Path] | None:
-    """(run directory, step directory) when `source` is a training run or one of its checkpoints."""
-    source = Path(source)
-    if source.parent.name == "checkpoints" and (source / "meta" / "metadata").is_file():
-        return source.parent.parent, source
-    checkpoints = source / "checkpoints"
-    if checkpoints.is_dir():
-        steps = sorted((int(p.name) for p in checkpoints.iterdir()
-                        if p.name.isdigit() and (p / "meta" / "metadata").is_file()), reverse=True)
-        if steps:
-            return source, checkpoints / str(steps[0])
-    return None
 
 
 def infer_base_model(model_path: str | Path) -> str | None:
@@ -107,7 +98,6 @@ def describe_rows(path: Path, types: tuple[str, ...] | None) -> dict | None:
     synthesized rows or a TFDS directory from `synthesize`; None when unreadable."""
     try:
         if path.is_dir():
-            from clarify_jax.data.tfds_store import read_tfds
             data = read_tfds(path, "train")
             rows = [data[i] for i in range(len(data))]
         else:
@@ -257,7 +247,6 @@ def _model_label(summary: dict, default: str) -> str:
 
 
 def _evaluation_section(summaries: list[dict], model_name: str) -> list[str]:
-    from clarify_jax.evaluate import report
 
     if not summaries:
         return []
@@ -321,16 +310,15 @@ def build_model_card(source: str | Path, model_dir: str | Path | None = None, *,
 
     source = Path(source)
     run = find_run(source)
-    meta = _read_json(run[1] / "meta" / "metadata") if run else None
-    meta = meta if isinstance(meta, dict) else {}
-    config = meta.get("config") or (_read_json(run[0] / "train_config.json") if run else None) or {}
+    meta = read_step_meta(run[1]) if run else {}
+    config = meta.get("config") or (_read_json(run[0] / RUN_CONFIG_FILE) if run else None) or {}
     step = int(run[1].name) if run else None
     lora_rank = (meta.get("lora") or config.get("lora") or {}).get("rank") or 0
     if base_model is None and run:
         base_model = infer_base_model(meta.get("model") or config.get("model") or "")
     model_config = _read_json(Path(model_dir) / "config.json") if model_dir else None
     if model_config is None:
-        model_config = _read_json((run[0] / "model" if run else source) / "config.json") or {}
+        model_config = _read_json(metadata_dir(source) / "config.json") or {}
     name = repo_id or (Path(model_dir).name if model_dir else source.name)
 
     tags = ["clarifycoder", "code", "clarification"] + (["lora"] if lora_rank else [])
@@ -374,7 +362,7 @@ def build_model_card(source: str | Path, model_dir: str | Path | None = None, *,
               "```", ""]
     if run and config:
         lines += _data_section(config) + _stages_section(config) + _settings_section(config, step)
-        lines += _losses_section(read_metrics(run[0] / "metrics.jsonl", step))
+        lines += _losses_section(read_metrics(run[0] / METRICS_FILE, step))
     lines += _evaluation_section(list(eval_summaries), name)
     lines += ["## Citation", "",
               "The method: Wu, Chaudhary, Abrahamyan, Khaku, Wei and Fard, *ClarifyCoder: "

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import hashlib
 import itertools
+import json
 from pathlib import Path
 from typing import Literal
 
@@ -234,3 +235,9 @@ def evaluate_command(config: EvaluateConfig) -> dict:
     return run_suite(suite, model, evaluator, config.out, identity=identity, settings=settings,
                      limits=Limits(timeout_s=config.time_limit_s), concurrency=config.concurrency,
                      batch_size=config.batch_size, resume=config.resume, progress=config.progress)
+
+
+def run(config: EvaluateConfig) -> None:
+    summary = evaluate_command(config)
+    print(json.dumps(summary, indent=2))
+    print(f"tables: {config.out / 'results.md'}")
