@@ -9,7 +9,7 @@ import pytest
 import torch
 import transformers
 
-from clarify_jax.backends import BackendError, local
+from clarify_jax.backends import BackendError
 from clarify_jax.backends.local import LocalBackend, LocalConfig
 from clarify_jax.checkpoints.convert import hf_to_checkpoint
 from clarify_jax.commands import chat
@@ -183,7 +183,7 @@ def test_chat_command_reads_the_terminal(model_dir, expected, monkeypatch, capsy
 
 def test_round1_instruction_option(model_dir, monkeypatch, capsys):
     recorded = RecordingBackend()
-    monkeypatch.setattr(local, "LocalBackend", lambda config: recorded)
+    monkeypatch.setattr(chat, "LocalBackend", lambda config: recorded)
     monkeypatch.setattr(sys, "stdin", io.StringIO("Sort a list.\n"))
     chat.run(chat.ChatConfig(model=str(model_dir), round1_instruction=True))
     assert recorded.calls == [[{"role": "user", "content": ROUND1_INSTRUCTION + "Sort a list."}]]

@@ -61,3 +61,24 @@ def test_a_batch_without_a_kind_contributes_nothing():
     loss, metrics = joint_loss(logits, batch, {"clarify": 5.0, "code": 1.0})
     assert float(metrics["loss/clarify"]) == 0.0 and float(metrics["tokens/clarify"]) == 0.0
     assert np.isclose(float(loss), float(metrics["loss/code"]))
+
+
+def test_decision_tokens_add_their_own_weighted_mean():
+    """The decision kind overlaps the answer kinds: its mean is added on top, with its own weight."""
+    logits = RNG.standard_normal((2, 12, 64)).astype(np.float32)
+    batch = _batch()
+    decision = np.zeros((2, 12), np.float32)
+    decision[0, 3] = decision[1, 7] = 1.0
+    with_decision = {**batch, "decision_mask": jnp.asarray(decision)}
+    weights = {"clarify": 1.0, "code": 1.0, "decision": 2.5}
+    loss, metrics = joint_loss(jnp.asarray(logits), with_decision, weights)
+    base, _ = joint_loss(jnp.asarray(logits), batch, weights)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    ce = -np.take_along_axis(log_probs, np.asarray(batch["targets"])[..., None], -1)[..., 0]
+    expected = (ce[0, 3] + ce[1, 7]) / 2
+    assert np.isclose(float(metrics["loss/decision"]), expected, rtol=1e-5)
+    assert float(metrics["tokens/decision"]) == 2.0
+    assert np.isclose(float(loss), float(base) + 2.5 * expected, rtol=1e-5)
+    # Weight 0 (the default) logs the decision but leaves the loss as it was.
+    unweighted, _ = joint_loss(jnp.asarray(logits), with_decision, {"clarify": 1.0, "code": 1.0})
+    assert float(unweighted) == float(base)

@@ -80,7 +80,7 @@ def test_batch_layout_and_dtypes():
     batch = next(make_iterator([(ROWS, 1.0)], fake_render, CONFIG))
     dtypes = {"tokens": np.int32, "segment_ids": np.int32, "positions": np.int32,
               "kinds": np.int8, "targets": np.int32, "target_kinds": np.int8,
-              "clarify_mask": np.float32, "code_mask": np.float32}
+              "clarify_mask": np.float32, "code_mask": np.float32, "decision_mask": np.float32}
     assert {k: v.dtype for k, v in batch.items()} == dtypes
     assert all(v.shape == (4, 32) for v in batch.values())
 
@@ -145,7 +145,7 @@ def test_kinds_targets_segments_and_positions_exact():
         tokens, segments, positions = batch["tokens"], batch["segment_ids"], batch["positions"]
         padding = segments == 0
         for name in ("tokens", "positions", "kinds", "targets", "target_kinds", "clarify_mask",
-                     "code_mask"):
+                     "code_mask", "decision_mask"):
             assert not batch[name][padding].any(), f"{name} non-zero on padding"
         for row in range(tokens.shape[0]):
             for segment in np.unique(segments[row][segments[row] > 0]):
@@ -164,6 +164,9 @@ def test_kinds_targets_segments_and_positions_exact():
                 np.testing.assert_array_equal(batch["target_kinds"][row, where[:-1]], truth[1:])
                 assert batch["targets"][row, where[-1]] == 0
                 assert batch["target_kinds"][row, where[-1]] == 0
+                # The decision: the position whose target is an answer's first token.
+                starts = np.flatnonzero((truth[:-1] == 0) & (truth[1:] != 0))
+                np.testing.assert_array_equal(np.flatnonzero(batch["decision_mask"][row, where]), starts)
         np.testing.assert_array_equal(batch["clarify_mask"], batch["target_kinds"] == 1)
         np.testing.assert_array_equal(batch["code_mask"], batch["target_kinds"] == 2)
 

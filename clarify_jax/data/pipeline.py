@@ -7,7 +7,7 @@ iterator state checkpoints and restores exactly.
 
 Kinds (0 prompt, 1 clarify, 2 code) come from `render` for each INPUT token. The loss needs them
 for the token being predicted, so batches also carry `targets` / `target_kinds` (see
-`_add_targets`) and the float masks `clarify_mask` / `code_mask` over target positions.
+`_add_targets`) and the float masks `clarify_mask` / `code_mask` / `decision_mask` over target positions.
 """
 
 from __future__ import annotations
@@ -240,6 +240,10 @@ def _add_targets(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     batch["target_kinds"] = np.where(has_next, target_kinds, KIND_PROMPT).astype(np.int8)
     batch["clarify_mask"] = (batch["target_kinds"] == KIND_CLARIFY).astype(np.float32)
     batch["code_mask"] = (batch["target_kinds"] == KIND_CODE).astype(np.float32)
+    # The first token of each answer, predicted from the last prompt token: where the model
+    # decides to ask or to code.
+    answer_starts = (batch["target_kinds"] != KIND_PROMPT) & (batch["kinds"] == KIND_PROMPT)
+    batch["decision_mask"] = answer_starts.astype(np.float32)
     return batch
 
 

@@ -53,6 +53,9 @@ class Stage:
     """Weight of the mean cross-entropy on clarifying-question tokens."""
     code_weight: float = 1.0
     """Weight of the mean cross-entropy on code-answer tokens."""
+    decision_weight: float = 0.0
+    """Weight of the mean cross-entropy on the first token of each answer (chat rows), where the
+    model chooses to ask or to code; counted on top of the two above. Always logged."""
     learning_rate: float = 1e-5
     """Peak learning rate of this stage."""
     warmup_steps: int = 0

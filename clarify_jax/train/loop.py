@@ -148,7 +148,7 @@ def _run(config: TrainConfig, cfg: ModelConfig, trainer: Trainer, inputs: TrainI
             stage = config.stages[index]
             if iterator is None or data_stage != index:
                 iterator, data_stage = inputs.stage_iterator(stage, index), index
-            weights = loss_weights(stage.clarify_weight, stage.code_weight)
+            weights = loss_weights(stage.clarify_weight, stage.code_weight, stage.decision_weight)
             stage_end = config.stage_start(index) + stage.steps
             window_start, window_steps = None, 0
             while step < stage_end:
@@ -233,7 +233,8 @@ def _evaluate(trainer: Trainer, state, frozen, inputs: TrainInputs, config: Trai
             totals[key] = totals.get(key, 0.0) + float(value)
     record: dict[str, Any] = {}
     weighted = 0.0
-    for kind, weight in (("clarify", stage.clarify_weight), ("code", stage.code_weight)):
+    for kind, weight in (("clarify", stage.clarify_weight), ("code", stage.code_weight),
+                         ("decision", stage.decision_weight)):
         tokens = totals.get(f"tokens/{kind}", 0.0)
         record[f"tokens/{kind}"] = tokens
         if tokens:

@@ -2,6 +2,9 @@
 
 loss = sum_kind weight_kind * mean_{targets of that kind} CE. Each kind is averaged on its own, so
 the weights set the balance between asking (clarify) and coding (code) whatever their token counts.
+A third kind, `decision`, overlaps them: the first token of each answer, where the model chooses
+between asking and coding; it is one token among the hundreds of its answer, and its own weight
+lets training put the choice first.
 """
 
 from __future__ import annotations
@@ -9,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-LOSS_KINDS = ("clarify", "code")
+LOSS_KINDS = ("clarify", "code", "decision")
 
 
 def token_cross_entropy(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -22,14 +25,20 @@ def token_cross_entropy(logits: jax.Array, targets: jax.Array) -> tuple[jax.Arra
     return cross_entropy, correct
 
 
+def batch_kinds(batch: dict[str, jax.Array]) -> tuple[str, ...]:
+    """The loss kinds whose masks the batch carries (the pipeline's always carry all three)."""
+    return tuple(kind for kind in LOSS_KINDS if f"{kind}_mask" in batch)
+
+
 def kind_counts(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
-    return {kind: batch[f"{kind}_mask"].astype(jnp.float32).sum() for kind in LOSS_KINDS}
+    return {kind: batch[f"{kind}_mask"].astype(jnp.float32).sum() for kind in batch_kinds(batch)}
 
 
 def joint_loss(logits: jax.Array, batch: dict[str, jax.Array], weights: dict[str, float],
                counts: dict[str, jax.Array] | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The scalar loss and per-kind metrics (loss, token count, accuracy) for a packed batch with
-    `targets`, `clarify_mask` and `code_mask` (as the input pipeline makes them).
+    `targets`, `clarify_mask`, `code_mask` and optionally `decision_mask` (as the input pipeline
+    makes them).
 
     `counts` (tokens per kind) default to this batch's. For a micro-batch of gradient
     accumulation pass the whole batch's counts: the micro-batches' losses and metrics then add up
@@ -38,7 +47,7 @@ def joint_loss(logits: jax.Array, batch: dict[str, jax.Array], weights: dict[str
     counts = kind_counts(batch) if counts is None else counts
     total = jnp.float32(0.0)
     metrics = {}
-    for kind in LOSS_KINDS:
+    for kind in batch_kinds(batch):
         mask = batch[f"{kind}_mask"].astype(jnp.float32)
         count = mask.sum()
         denominator = jnp.maximum(counts[kind], 1.0)  # a batch without this kind contributes nothing

@@ -21,7 +21,7 @@ from clarify_jax.model.config import ModelConfig
 from clarify_jax.model.lora import combine, split_lora
 from clarify_jax.model.transformer import Params, apply_decoder, param_axes, param_shapes
 from clarify_jax.parallel.sharding import LogicalSharding
-from clarify_jax.train.loss import LOSS_KINDS, joint_loss, kind_counts, token_cross_entropy
+from clarify_jax.train.loss import batch_kinds, joint_loss, kind_counts, token_cross_entropy
 
 State = dict[str, Any]  # {"step": int32 [], "params": trainable params, "opt_state": optax state}
 BATCH_AXES = ("batch", "length")
@@ -149,7 +149,7 @@ class Trainer:
         cross_entropy, correct = token_cross_entropy(self._logits(trainable, frozen, batch),
                                                      batch["targets"])
         sums = {}
-        for kind in LOSS_KINDS:
+        for kind in batch_kinds(batch):
             mask = batch[f"{kind}_mask"].astype(jnp.float32)
             sums[f"cross_entropy/{kind}"] = (cross_entropy * mask).sum()
             sums[f"correct/{kind}"] = (correct * mask).sum()
@@ -157,6 +157,6 @@ class Trainer:
         return sums
 
 
-def loss_weights(clarify: float, code: float) -> dict[str, jax.Array]:
+def loss_weights(clarify: float, code: float, decision: float = 0.0) -> dict[str, jax.Array]:
     """Traced (not static) weights, so changing them between stages does not recompile."""
-    return {"clarify": jnp.float32(clarify), "code": jnp.float32(code)}
+    return {"clarify": jnp.float32(clarify), "code": jnp.float32(code), "decision": jnp.float32(decision)}
