@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test demo demo-roundtrip reproduce-small bench smollm2 clean
+.PHONY: setup test test-fast lint demo demo-roundtrip reproduce-small bench smollm2 clean
 
 setup: $(STAMP)
 
@@ -20,6 +20,15 @@ $(STAMP): requirements.txt pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest tests
+
+# Everything but the tests marked slow (real processes: sandbox, CLI, servers, multi-host; the real model).
+test-fast: setup
+	$(BIN)/python -m pytest tests -m "not slow"
+
+# The same formatting and checks everywhere (settings in pyproject.toml).
+lint: setup
+	$(BIN)/ruff format --check clarify_jax tests scripts configs
+	$(BIN)/ruff check clarify_jax tests scripts configs
 
 demo: setup
 	$(BIN)/python scripts/demo.py

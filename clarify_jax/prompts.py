@@ -12,6 +12,14 @@ which has no {problem} field, so that HEAD sends the original prompts without th
 
 # generate_response.py, PROMPT_START_3_v2 (config.yaml phase1_prompts.prompt1 at HEAD): the
 # round-1 instruction of every modified prompt, directly followed by the problem.
+# The kinds of synthesized rows (ClarifyCoder): the original problem and its three rewrites.
+REWRITE_TYPES = ("ambiguous", "inconsistent", "incomplete")
+ROW_TYPES = ("original", *REWRITE_TYPES)
+# HumanEvalComm's prompts: the original, and the modified categories (1a ambiguous, 1c
+# inconsistent, 1p incomplete, and their combinations), as its dataset names them (`prompt1a`, ...).
+ORIGINAL = "original"
+HUMANEVALCOMM_CATEGORIES = ("1a", "1c", "1p", "2ac", "2ap", "2cp", "3acp")
+
 ASK_OR_CODE_INSTRUCTION = ("You are an expert software developer who writes high quality code. With below "
                            "information, please either generate Python3 code (Respond directly with code "
                            "only with markdown), or ask clarifying questions: \n")

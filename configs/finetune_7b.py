@@ -3,7 +3,7 @@ and 8xH100: the paper's LoRA recipe and full fine-tuning, named `{model}-{lora|f
 
 Every preset trains the paper's schedule (500 steps, lr 1e-5, 25 warmup steps, linear decay,
 effective batch 16 rows of 2048 tokens); meshes, micro-batches (`grad_accum`), remat and dtypes
-are chosen so that `scripts/memory_estimate.py` puts each within its chip's memory with 10%
+are chosen so that `scripts/memory_estimate.py` (clarify_jax/train/memory_estimate.py) puts each within its chip's memory with 10%
 headroom (tests/test_presets.py checks it). Pass --model and --out, e.g.
 
     clarify-jax train deepseek-6.7b-lora-v5p-8 --model deepseek-coder-6.7b-instruct/ --out runs/dsc

@@ -11,7 +11,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import pytest  # noqa: E402
 
-from tests.hf_models import save_tiny_model  # noqa: E402
+from tests.support.hf_models import save_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 import pytest
 
 from clarify_jax.backends import BackendSpec, OpenAIBackend, RulesBackend, make_backend, parse_spec
-from tests.http_servers import ChatServer
+from tests.support.http_servers import ChatServer
 
 EXPECTED = r"; expected openai:<model>\[@<base_url>\], local:<checkpoint dir> or rules$"
 

@@ -14,7 +14,7 @@ from clarify_jax.data.sources import read_humanevalcomm
 from clarify_jax.evaluate import benchmark_harness as bh
 from clarify_jax.evaluate import humanevalcomm as hec
 from clarify_jax.evaluate.runner import LOG_FILE, read_records
-from tests.http_servers import ChatServer
+from tests.support.http_servers import ChatServer
 
 FENCE = "```"
 

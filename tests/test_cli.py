@@ -1,22 +1,16 @@
 """`clarify-jax convert`, `export` and `synthesize` as a user runs them: separate processes, real files."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from tests.hf_models import hf_logits
+from tests.support.cli import run_cli
+from tests.support.hf_models import hf_logits
+
+pytestmark = pytest.mark.slow  # real processes: `make test-fast` leaves them out
 
 TOKENS = np.random.default_rng(4).integers(0, 256, (2, 9)).astype(np.int32)
-
-
-def run_cli(*args, env=None):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "clarify_jax.cli", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=300)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])

@@ -19,7 +19,9 @@ from clarify_jax.data.sources import read_humaneval, read_humanevalcomm, read_mb
 from clarify_jax.evaluate import humanevalcomm as hec
 from clarify_jax.evaluate.code_benchmarks import CODEGEN_INSTRUCTION
 from clarify_jax.evaluate.runner import LOG_FILE, read_records
-from tests.http_servers import ChatServer
+from tests.support.http_servers import ChatServer
+
+pytestmark = pytest.mark.slow  # real processes: `make test-fast` leaves them out
 
 PROBLEMS = tuple(f"HumanEval/{i}" for i in range(8))
 ALL = ("original", *hec.CATEGORIES)

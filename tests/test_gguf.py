@@ -23,9 +23,9 @@ from clarify_jax.hf.chat_template import render_text
 from clarify_jax.hf.gguf_io import GGUFModel
 from clarify_jax.hf.gguf_tokenizer import build_tokenizer, bytes_to_unicode
 from clarify_jax.model import ConfigError, ModelConfig
-from tests.chat_templates import QWEN25_CODER_INSTRUCT
-from tests.hf_models import build_tiny_model
-from tests.test_cli import run_cli
+from tests.support.chat_templates import QWEN25_CODER_INSTRUCT
+from tests.support.cli import run_cli
+from tests.support.hf_models import build_tiny_model
 
 CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] "
           "+ '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"

@@ -13,7 +13,7 @@ import transformers
 from clarify_jax import hf, model
 from clarify_jax.hf.safetensors_io import SafetensorsFile, write_safetensors
 from clarify_jax.model import ConfigError
-from tests.hf_models import TINY, hf_logits, save_tiny_model
+from tests.support.hf_models import TINY, hf_logits, save_tiny_model
 
 TOKENS = np.random.default_rng(3).integers(0, 256, (2, 10)).astype(np.int32)
 
@@ -167,6 +167,7 @@ print((kib("VmHWM") - before) * 1024)
 """
 
 
+@pytest.mark.slow
 def test_loading_streams_so_peak_memory_is_near_one_copy(tmp_path):
     """bf16 file -> float32 params of 232 MB. Streaming holds the params plus, while one stacked
     tensor is converted, that tensor twice (host array and its device copy); a loader that reads

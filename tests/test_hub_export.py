@@ -13,10 +13,7 @@ import base64
 import hashlib
 import http.server
 import json
-import os
 import re
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -25,7 +22,8 @@ import yaml
 
 from clarify_jax.commands.model_card import build_model_card, load_eval_summary
 from clarify_jax.evaluate.metrics import humanevalcomm_metrics, pass_at_k_metrics
-from tests.http_servers import LocalServer
+from tests.support.cli import run_cli
+from tests.support.http_servers import LocalServer
 
 REPO = "alice/clarify-tiny"
 
@@ -108,13 +106,6 @@ class FakeHub(LocalServer):
         oid = hashlib.sha1(raw).hexdigest()
         repo["commits"].append({"revision": match.group(3), "header": header})
         return 200, {"commitUrl": f"{self.url}/{match.group(1)}/commit/{oid}", "commitOid": oid}
-
-
-def run_cli(*args, env):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", **env}
-    env = {k: v for k, v in env.items() if v is not None}
-    return subprocess.run([sys.executable, "-m", "clarify_jax.cli", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=300)
 
 
 def sha256(data: bytes) -> str:
@@ -255,6 +246,7 @@ def test_card_of_a_plain_source_says_only_what_is_known(tiny_models):
         assert absent not in card
 
 
+@pytest.mark.slow
 def test_push_to_hub_uploads_the_export_and_its_card(tiny_models, tmp_path):
     source = tiny_models("llama")
     # HF_HOME: huggingface_hub caches things there; not in the user's home.
@@ -298,6 +290,7 @@ def test_push_to_hub_uploads_the_export_and_its_card(tiny_models, tmp_path):
         assert "## Evaluation" not in repo["files"]["README.md"].decode()
 
 
+@pytest.mark.slow
 def test_push_without_token_fails_before_any_work(tiny_models, tmp_path):
     out = tmp_path / "hf"
     with FakeHub() as hub:

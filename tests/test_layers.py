@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "clarify_jax"
 
 # Lowest first. A top-level module or package of clarify_jax belongs to exactly one layer.
@@ -86,6 +88,7 @@ for level, names in enumerate(layers):
 """
 
 
+@pytest.mark.slow
 def test_importing_a_layer_loads_nothing_above_it():
     modules = [m for m in source_modules() if top_name(m) is not None]
     script = CHECK_LOADED.format(layers=LAYERS, modules=modules)

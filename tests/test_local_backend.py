@@ -16,8 +16,8 @@ from clarify_jax.commands import chat
 from clarify_jax.commands.chat import run_chat
 from clarify_jax.data.render import ROUND1_INSTRUCTION
 from clarify_jax.sample import Sampler, SamplingConfig
-from tests import chat_templates, tokenizer_dirs
-from tests.hf_models import TINY
+from tests.support import chat_templates, tokenizer_dirs
+from tests.support.hf_models import TINY
 
 MAX_NEW = 16
 CONVERSATIONS = [

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from clarify_jax import hf, model
-from tests.hf_models import VARIANTS, hf_logits
+from tests.support.hf_models import VARIANTS, hf_logits
 
 TOKENS = np.random.default_rng(0).integers(0, 256, (2, 12)).astype(np.int32)
 

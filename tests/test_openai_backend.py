@@ -4,7 +4,7 @@ import pytest
 
 from clarify_jax.backends import BackendError, OpenAIBackend
 from clarify_jax.backends.openai_http import OpenAIConfig
-from tests.http_servers import ChatServer
+from tests.support.http_servers import ChatServer
 
 MESSAGES = [{"role": "user", "content": "Is the problem clear?"}]
 

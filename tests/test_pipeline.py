@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+import pytest
 
 from clarify_jax.data.pipeline import (
     PipelineConfig,
@@ -236,6 +237,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_read_disjoint_slices_covering_the_data(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(repo),

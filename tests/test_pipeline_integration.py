@@ -13,7 +13,7 @@ from clarify_jax.data.synthesis import run_synthesis
 from clarify_jax.data.tfds_store import read_tfds, write_tfds
 from clarify_jax.hf import Tokenizer
 from clarify_jax.hf.chat_template import render_text
-from tests import chat_templates, tokenizer_dirs
+from tests.support import chat_templates, tokenizer_dirs
 
 
 def test_synthesized_rows_flow_into_packed_batches(shared_data, tmp_path):

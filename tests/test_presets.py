@@ -1,21 +1,14 @@
 """The 7B presets of configs/finetune_7b.py: the paper's recipe, a batch their mesh can split, and
-a per-device memory estimate (scripts/memory_estimate.py, shapes only) within their chip's."""
+a per-device memory estimate (clarify_jax/train/memory_estimate.py, shapes only) within their chip's."""
 
-import importlib.util
 import math
-import sys
 import types
-from pathlib import Path
 
 import pytest
 
+from clarify_jax.train import memory_estimate
 from clarify_jax.train.loop import check_batch
 from clarify_jax.train.presets import load_presets
-
-ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("memory_estimate", ROOT / "scripts" / "memory_estimate.py")
-memory_estimate = sys.modules["memory_estimate"] = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(memory_estimate)
 
 GRID = memory_estimate.load_config_module("finetune_7b")
 TARGETS = memory_estimate.targets()

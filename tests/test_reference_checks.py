@@ -2,8 +2,12 @@
 
 import dataclasses
 
+import pytest
+
 from clarify_jax.data import sources
 from clarify_jax.data.reference_checks import check_references
+
+pytestmark = pytest.mark.slow  # real processes: `make test-fast` leaves them out
 
 
 def test_every_humanevalcomm_reference_passes_its_converted_tests(shared_data):

@@ -16,7 +16,7 @@ from clarify_jax.data.render import (
 )
 from clarify_jax.hf import Tokenizer
 from clarify_jax.hf.chat_template import render_text
-from tests import chat_templates, tokenizer_dirs
+from tests.support import chat_templates, tokenizer_dirs
 
 DIALOGUE = [
     {"role": "user", "content": "Write a function that sorts a list in some order."},

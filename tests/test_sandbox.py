@@ -12,6 +12,8 @@ import pytest
 
 from clarify_jax import sandbox as sb
 
+pytestmark = pytest.mark.slow  # real processes: `make test-fast` leaves them out
+
 QUICK = sb.Limits(timeout_s=1.0)
 # Upper bounds on durations only tell a run that stopped at its limit from one that hung: the CI
 # machine is shared. A loaded 2-core runner took 7.7 s to sweep a setsid fork bomb with a 6 s budget,

@@ -15,6 +15,8 @@ from clarify_jax.checkpoints.smollm2 import converted_smollm2
 from clarify_jax.hf import Tokenizer
 from clarify_jax.hf.smollm2 import smollm2_gguf_path
 
+pytestmark = pytest.mark.slow  # real processes: `make test-fast` leaves them out
+
 PROMPTS = [
     [{"role": "user", "content": "Write a Python function that returns the factorial of n."}],
     [{"role": "user", "content": "What is the capital of France?"}],

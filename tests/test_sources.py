@@ -6,7 +6,8 @@ import pytest
 
 from clarify_jax.data import sources
 from clarify_jax.data.problem import DataError, ReadReport
-from tests.http_servers import file_server
+from clarify_jax.prompts import HUMANEVALCOMM_CATEGORIES
+from tests.support.http_servers import file_server
 
 
 def test_mbpp_full_and_sanitized(shared_data):
@@ -33,7 +34,7 @@ def test_humaneval_file_and_package_copy_agree(shared_data):
 def test_humanevalcomm_variants_and_tests(shared_data):
     problems = list(sources.read_humanevalcomm(shared_data / "humanevalcomm" / "HumanEvalComm.jsonl"))
     assert len(problems) == 164
-    counts = {v: sum(v in p.variants for p in problems) for v in sources.HUMANEVALCOMM_VARIANTS}
+    counts = {v: sum(v in p.variants for p in problems) for v in HUMANEVALCOMM_CATEGORIES}
     assert counts == {"1a": 164, "1c": 164, "1p": 164, "2ac": 162, "2ap": 74, "2cp": 34, "3acp": 13}
     assert sum(counts.values()) - counts["3acp"] == 762
     first = problems[0]

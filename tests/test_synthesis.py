@@ -14,7 +14,9 @@ from clarify_jax.data import sources
 from clarify_jax.data.reference_checks import check_references
 from clarify_jax.data.synthesis import FILTERS, LOG_FILE, Prompts, mix, read_log, run_synthesis
 from clarify_jax.data.tfds_store import read_tfds, tfds_settings, write_tfds
-from tests.http_servers import ChatServer
+from tests.support.http_servers import ChatServer
+
+pytestmark = pytest.mark.slow  # real processes: `make test-fast` leaves them out
 
 TYPES = {"original", "ambiguous", "inconsistent", "incomplete"}
 

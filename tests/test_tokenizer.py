@@ -7,7 +7,7 @@ import pytest
 import transformers
 
 from clarify_jax.hf import Tokenizer, TokenizerError
-from tests import tokenizer_dirs
+from tests.support import tokenizer_dirs
 
 TEXTS = ["def f(x):\n    return x * 2", "Hello world!", "naïve λ → ✓", "a  b\n\nc", "12345 + 678",
          "Ask before you code."]

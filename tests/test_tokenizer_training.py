@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import transformers
 
 from clarify_jax.data import sources
@@ -13,6 +14,7 @@ from clarify_jax.hf import Tokenizer
 CODE = "def pairs(xs):\n    out = []\n    for i in range(len(xs) - 1):\n        out.append((xs[i], xs[i + 1]))\n    return out\n"
 
 
+@pytest.mark.slow
 def test_trained_tokenizer_round_trips_code_and_matches_transformers(shared_data, tmp_path):
     corpus = tmp_path / "mbpp.txt"
     corpus.write_text("\n".join(p.prompt + "\n" + p.solutions[0]
@@ -36,6 +38,7 @@ def test_trained_tokenizer_round_trips_code_and_matches_transformers(shared_data
     assert ours.decode(tokens[kinds == KIND_CODE]) == CODE + "</s>"
 
 
+@pytest.mark.slow
 def test_missing_corpus_is_a_clear_error(tmp_path):
     result = subprocess.run([sys.executable, "-m", "clarify_jax.cli", "tokenizer", "train", "--corpus",
                              str(tmp_path / "none.txt"), "--out", str(tmp_path / "tok")],

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # real processes: `make test-fast` leaves them out
+
 REPO = Path(__file__).resolve().parents[1]
 TPU = REPO / "tpu"
 SCRIPTS = ["create.sh", "setup.sh", "mount_bucket.sh", "launch.sh", "logs.sh", "stop.sh", "gcs.sh",

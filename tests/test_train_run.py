@@ -17,7 +17,9 @@ import pytest
 
 from clarify_jax.cli import main
 from clarify_jax.train.metrics_log import read_records
-from tests.train_setup import synthesized_data, tiny_chat_model
+from tests.support.train_setup import synthesized_data, tiny_chat_model
+
+pytestmark = pytest.mark.slow  # real processes: `make test-fast` leaves them out
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,11 @@ from clarify_jax.data.problem import Problem
 from clarify_jax.evaluate import code_benchmarks, humanevalcomm, metrics, report
 from clarify_jax.evaluate.humanevalcomm import PROTOCOLS, Protocol
 from clarify_jax.evaluate.runner import Suite, run_suite
-from clarify_jax.prompts import CODE_ONLY_INSTRUCTION, EVALUATOR_TEMPLATE
+from clarify_jax.prompts import CODE_ONLY_INSTRUCTION, EVALUATOR_TEMPLATE, HUMANEVALCOMM_CATEGORIES, ORIGINAL
 from clarify_jax.sandbox import Limits
 
-Category = Literal["original", "1a", "1c", "1p", "2ac", "2ap", "2cp", "3acp"]
-ALL_CATEGORIES: tuple[Category, ...] = ("original", "1a", "1c", "1p", "2ac", "2ap", "2cp", "3acp")
+ALL_CATEGORIES = (ORIGINAL, *HUMANEVALCOMM_CATEGORIES)
+Category = Literal[ALL_CATEGORIES]
 PROMPT_VERSION = "v1-" + hashlib.sha256("\0".join((
     humanevalcomm.ROUND1_INSTRUCTION, humanevalcomm.EVALUATOR_PROMPT, humanevalcomm.ROUND2_INSTRUCTION,
     code_benchmarks.CODEGEN_INSTRUCTION)).encode()).hexdigest()[:10]

@@ -22,12 +22,13 @@ from clarify_jax.checkpoints.load import metadata_dir
 from clarify_jax.checkpoints.run_dir import RUN_CONFIG_FILE, find_run, read_step_meta
 from clarify_jax.data.tfds_store import read_tfds
 from clarify_jax.evaluate import report
+from clarify_jax.prompts import ROW_TYPES
+from clarify_jax.train.inputs import InputError, SourceSpec, parse_mixture
 from clarify_jax.train.metrics_log import METRICS_FILE
 from clarify_jax.util.markdown import markdown_table
 
 PAPER = "https://arxiv.org/abs/2504.16331"
 HUMANEVALCOMM = "https://github.com/jie-jw-wu/human-eval-comm"
-ROW_TYPES = ("original", "ambiguous", "inconsistent", "incomplete")
 BENCHMARK_NAMES = {"humaneval": "HumanEval", "mbpp": "MBPP"}
 REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -86,11 +87,9 @@ def read_metrics(path: Path, last_step: int | None = None) -> list[dict]:
 
 
 def parse_source(text: str) -> tuple[str, Path, tuple[str, ...] | None]:
-    """`name=path[:type,...]` as in `clarify-jax train --data.sources`."""
-    name, _, rest = text.partition("=")
-    path, _, types = rest.partition(":")
-    wanted = tuple(t.strip() for t in types.split(",") if t.strip()) or None
-    return name, Path(path), wanted
+    """(name, path, types) of a `--data.sources` entry, as training parses it."""
+    spec = SourceSpec.parse(text)
+    return spec.name, spec.path, spec.types
 
 
 def describe_rows(path: Path, types: tuple[str, ...] | None) -> dict | None:
@@ -128,13 +127,10 @@ def _mixture(text: str, names: list[str]) -> str:
     """`clear=1,clarify=4` -> `clear 20%, clarify 80%`; empty: all sources equally."""
     if not text.strip():
         return "all sources equally" if len(names) > 1 else (names[0] if names else "—")
-    weights = {}
-    for part in text.split(","):
-        name, _, value = part.partition("=")
-        try:
-            weights[name.strip()] = float(value)
-        except ValueError:
-            return text
+    try:
+        weights = parse_mixture(text, names)
+    except InputError:
+        return text
     total = sum(weights.values()) or 1.0
     return ", ".join(f"{name} {100 * w / total:.0f}%" for name, w in weights.items())
 

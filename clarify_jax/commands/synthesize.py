@@ -13,6 +13,7 @@ from clarify_jax.data.problem import ReadReport
 from clarify_jax.data.sources import download, read_source
 from clarify_jax.data.synthesis import Prompts, run_synthesis
 from clarify_jax.data.tfds_store import write_tfds
+from clarify_jax.prompts import REWRITE_TYPES
 
 
 @dataclasses.dataclass
@@ -67,8 +68,7 @@ class SynthesizeConfig:
     """local: prompt plus reply tokens, bounding the KV cache (default: the model's maximum)."""
     prompts_dir: Path | None = None
     """Folder with rewrite.txt / questions.txt / answers.txt overriding the default prompts."""
-    types: tuple[Literal["ambiguous", "inconsistent", "incomplete"], ...] = (
-        "ambiguous", "inconsistent", "incomplete")
+    types: tuple[Literal[REWRITE_TYPES], ...] = REWRITE_TYPES
     limit: int | None = None
     """Use only the first N problems."""
     lenient: bool = False

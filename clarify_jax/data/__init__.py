@@ -1,2 +1,2 @@
-"""Data: dataset sources, clarification-aware synthesis, storage (and later, chat rendering and
-the Grain pipeline)."""
+"""Data: problem sources, clarification-aware synthesis, reference checks, TFDS storage, row
+rendering (ids and a loss kind per token), tokenizer training and the Grain input pipeline."""

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from clarify_jax.data.problem import DataError, Problem, ReadReport
+from clarify_jax.prompts import HUMANEVALCOMM_CATEGORIES
 from clarify_jax.pyparse import parse
 from clarify_jax.util.jsonl import BadLine, json_lines
 
@@ -181,7 +182,6 @@ def read_humaneval(path: str | Path | None = None, lenient: bool = False,
 
 # ---- HumanEvalComm ----
 
-HUMANEVALCOMM_VARIANTS = ("1a", "1c", "1p", "2ac", "2ap", "2cp", "3acp")
 
 
 def _humanevalcomm_test(case: Row, entry: str, path: Path, line: int | None) -> str:
@@ -216,7 +216,7 @@ def read_humanevalcomm(path: str | Path, lenient: bool = False, report: ReadRepo
         name = _field(row, "name", path, line)
         entry = _field(row, "entry_point", path, line)
         cases = _field(row, "test_case", path, line, list)
-        variants = {v: row[f"prompt{v}"] for v in HUMANEVALCOMM_VARIANTS if row.get(f"prompt{v}")}
+        variants = {v: row[f"prompt{v}"] for v in HUMANEVALCOMM_CATEGORIES if row.get(f"prompt{v}")}
         tests = tuple(_humanevalcomm_test(case, entry, path, line) for case in cases)
         raw = tuple((str(c["input"]), str(c.get("output", "")), c["relation"]) for c in cases)
         return Problem(id=name, source="humanevalcomm", prompt=_field(row, "prompt", path, line),

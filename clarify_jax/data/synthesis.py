@@ -26,10 +26,10 @@ from tqdm.auto import tqdm
 from clarify_jax.backends.base import BackendError, ChatBackend, Message
 from clarify_jax.data.problem import Problem
 from clarify_jax.data.sources import is_valid_python
+from clarify_jax.prompts import REWRITE_TYPES, ROW_TYPES
 from clarify_jax.util.jsonl import append_record, complete_lines
 
-REWRITE_TYPES = ("ambiguous", "inconsistent", "incomplete")
-TYPE_ORDER = ("original",) + REWRITE_TYPES
+TYPE_ORDER = ROW_TYPES
 # The paper's definitions of the three kinds of unclear problem.
 DEFINITIONS = {
     "ambiguous": "a statement that admits several valid interpretations or leaves details unspecified",

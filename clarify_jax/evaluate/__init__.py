@@ -1,1 +1,2 @@
-"""Evaluation: sandboxed execution of generated code, HumanEvalComm and HumanEval / MBPP runs and metrics."""
+"""Evaluation: HumanEvalComm (our protocol and the benchmark's, with its harness), HumanEval / MBPP,
+the resumable runner, metrics, reports, before/after comparisons and rescoring published logs."""

@@ -30,19 +30,19 @@ from typing import Literal
 from clarify_jax.backends.base import BackendError, Message
 from clarify_jax.backends.rules_evaluator import MODIFIED_TAG, ORIGINAL_TAG, QUESTIONS_TAG
 from clarify_jax.data.problem import Problem
-from clarify_jax.data.sources import HUMANEVALCOMM_VARIANTS
 from clarify_jax.evaluate.benchmark_harness import run_benchmark_tests
 from clarify_jax.prompts import (
     ASK_OR_CODE_INSTRUCTION,
     CODE_ONLY_INSTRUCTION,
     EVALUATOR_TEMPLATE,
+    HUMANEVALCOMM_CATEGORIES,
     OPEN_MODEL_TOTAL_TOKENS,
+    ORIGINAL,
     ROUND2_INSTRUCTION,
 )
 from clarify_jax.sandbox import Limits, run_tests
 
-CATEGORIES = HUMANEVALCOMM_VARIANTS  # 1a 1c 1p 2ac 2ap 2cp 3acp
-ORIGINAL = "original"  # the unmodified prompt, scored like the benchmark's HumanEval column
+CATEGORIES = HUMANEVALCOMM_CATEGORIES  # ORIGINAL is scored like the benchmark's HumanEval column
 
 ROUND1_INSTRUCTION = ASK_OR_CODE_INSTRUCTION  # both protocols ask the modified problems this way
 

@@ -12,6 +12,7 @@ Dtype = Literal["float32", "bfloat16"]  # of params and compute, as options take
 RopeType = Literal["default", "linear", "llama3"]
 RematPolicy = Literal["none", "full", "dots", "dots_no_batch"]
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+DEFAULT_LORA_TARGETS = LORA_TARGETS[:4]  # the attention projections, as configs/paper.py adapts
 
 
 class ConfigError(ValueError):
@@ -60,7 +61,7 @@ class ModelConfig:
     lora_rank: int = 0
     lora_alpha: float = 16.0
     lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
 
     def __post_init__(self):
         if self.model_type not in SUPPORTED_MODEL_TYPES:

@@ -1,4 +1,4 @@
-"""The jitted KV-cache sampler and the interactive chat built on it."""
+"""The jitted KV-cache sampler and its token choice (greedy, temperature, top-k, top-p)."""
 
 from clarify_jax.sample.sampler import (
     DEFAULT_BUCKETS,

@@ -7,7 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-NEG_INF = -1e30
+from clarify_jax.model.layers import NEG_INF
 
 
 class SamplerError(ValueError):

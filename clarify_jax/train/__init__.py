@@ -1,1 +1,2 @@
-"""Training: mesh, sharding rules (and, later, loss, optimizer, step, loop, checkpoints)."""
+"""Training: the joint loss, the optimizer, the sharded train step, inputs, metrics logs, the
+staged loop with checkpoints and preemption, presets and the memory estimate."""

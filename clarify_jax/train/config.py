@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 from typing import Literal
 
-from clarify_jax.model.config import Dtype, RematPolicy
+from clarify_jax.model.config import DEFAULT_LORA_TARGETS, Dtype, RematPolicy
 
 
 @dataclasses.dataclass
@@ -83,7 +83,7 @@ class LoraConfig:
     """LoRA rank; 0 trains all parameters (full fine-tuning)."""
     alpha: float = 16.0
     dropout: float = 0.0
-    targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
     """Projections that get adapters; any of q_proj k_proj v_proj o_proj gate_proj up_proj down_proj."""
 
 

@@ -11,10 +11,9 @@ import grain
 from clarify_jax.data.pipeline import PipelineConfig, make_iterator
 from clarify_jax.data.render import DialogueRenderer, RenderOptions
 from clarify_jax.hf.tokenizer import Tokenizer
+from clarify_jax.prompts import ROW_TYPES
 from clarify_jax.train.config import DataConfig, Stage
 from clarify_jax.util.jsonl import BadLine, json_lines
-
-ROW_TYPES = ("original", "ambiguous", "inconsistent", "incomplete")
 
 
 class InputError(ValueError):

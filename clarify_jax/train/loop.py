@@ -122,63 +122,46 @@ def _run(config: TrainConfig, cfg: ModelConfig, trainer: Trainer, inputs: TrainI
         raise TrainConfigError(f"{out} already holds checkpoints (latest step {latest}): pass --resume "
                                "to continue that run, or choose another --out")
     frozen = _load_frozen(config, cfg, trainer)
-    step, data_stage, iterator = 0, None, None
-    if config.resume and latest is not None:
-        meta = checkpoints.read_meta(latest)
-        step, data_stage = latest, meta.get("stage")
-        if data_stage == config.stage_at(step):
-            iterator = inputs.stage_iterator(config.stages[data_stage], data_stage)
-        state, _ = checkpoints.restore(latest, trainer.abstract_state(), iterator)
-        print(f"resumed from {checkpoints.directory / str(latest)} (step {latest})")
-    else:
-        state = trainer.init_state(_initial_trainable(config, cfg, trainer))
+    state, step, data_stage, iterator = _start(config, cfg, trainer, inputs, checkpoints, latest)
     if is_main:
         _write_run_files(config, out)
 
     log = MetricsLog(out, resume_step=step if config.resume else None, enabled=is_main)
-    preemption = _Preemption()
     flops_per_token = training_flops_per_token(cfg, config.data.seq_len, frozen_base=trainer.lora)
-    peak = peak_flops()
+    run = _RunState(config, trainer, inputs, checkpoints, log, frozen, flops_per_token, peak_flops())
+    preemption = _Preemption()
     bar = tqdm(total=config.total_steps, initial=step, desc="train",
                disable=not (config.progress and is_main))
     summary: dict[str, Any] = {"preempted": False}
+    timer = _StepTimer()
+    weights, current = None, None
     try:
         while step < config.total_steps:
             index = config.stage_at(step)
             stage = config.stages[index]
-            if iterator is None or data_stage != index:
-                iterator, data_stage = inputs.stage_iterator(stage, index), index
-            weights = loss_weights(stage.clarify_weight, stage.code_weight, stage.decision_weight)
-            stage_end = config.stage_start(index) + stage.steps
-            window_start, window_steps = None, 0
-            while step < stage_end:
-                batch = make_global_batch(next(iterator), trainer.sharding)
-                state, metrics = trainer.train_step(state, frozen, batch, weights)
-                step += 1
-                window_steps += 1
-                if window_start is None:  # the first step compiles: time from its end
-                    jax.block_until_ready(state)
-                    window_start, window_steps = time.perf_counter(), 0
-                bar.update(1)
-                if step % config.log_every == 0 or step == stage_end:
-                    record = _train_record(metrics, index, stage.name, window_steps, window_start,
-                                           config, flops_per_token, peak)
-                    log.write("train", step, record)
-                    bar.set_postfix(loss=f"{record['loss']:.4f}",
-                                    tok_s=f"{record.get('tokens_per_s', 0):.0f}")
-                    window_start, window_steps = time.perf_counter(), 0
-                if config.eval_every and step % config.eval_every == 0 and step < config.total_steps:
-                    log.write("validation", step, _evaluate(trainer, state, frozen, inputs, config, stage))
-                    window_start, window_steps = time.perf_counter(), 0
-                if config.checkpoint_every and step % config.checkpoint_every == 0:
+            if index != current:
+                if iterator is None or data_stage != index:
+                    iterator, data_stage = inputs.stage_iterator(stage, index), index
+                weights = loss_weights(stage.clarify_weight, stage.code_weight, stage.decision_weight)
+                current = index
+                timer.new_stage()
+            batch = make_global_batch(next(iterator), trainer.sharding)
+            state, metrics = trainer.train_step(state, frozen, batch, weights)
+            step += 1
+            timer.stepped(state)
+            bar.update(1)
+            record = run.maybe_log(step, index, metrics, timer)
+            if record is not None:
+                bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record.get('tokens_per_s', 0):.0f}")
+            run.maybe_eval(step, state, stage, timer)
+            saved = run.maybe_checkpoint(step, state, iterator, index)
+            if preemption.should_stop():
+                if not saved:
                     checkpoints.save(state, iterator, _meta(config, index))
-                if preemption.should_stop():
-                    if config.checkpoint_every == 0 or step % config.checkpoint_every:
-                        checkpoints.save(state, iterator, _meta(config, index))
-                    checkpoints.wait()
-                    print(f"\nSIGTERM: saved step {step} under {checkpoints.directory}; rerun with --resume")
-                    summary["preempted"] = True
-                    return dict(summary, step=step)
+                checkpoints.wait()
+                print(f"\nSIGTERM: saved step {step} under {checkpoints.directory}; rerun with --resume")
+                summary["preempted"] = True
+                return dict(summary, step=step)
         if inputs.validation:
             record = _evaluate(trainer, state, frozen, inputs, config, config.stages[-1])
             log.write("validation", step, record)
@@ -193,6 +176,84 @@ def _run(config: TrainConfig, cfg: ModelConfig, trainer: Trainer, inputs: TrainI
         bar.close()
         log.close()
         preemption.restore()
+
+
+def _start(config: TrainConfig, cfg: ModelConfig, trainer: Trainer, inputs: TrainInputs,
+           checkpoints: RunCheckpoints, latest: int | None):
+    """(state, step, stage of the data iterator, iterator): fresh, or restored from `latest` with
+    the iterator where it was when the stage it belongs to is still the current one."""
+    if not (config.resume and latest is not None):
+        return trainer.init_state(_initial_trainable(config, cfg, trainer)), 0, None, None
+    data_stage = checkpoints.read_meta(latest).get("stage")
+    iterator = None
+    if data_stage == config.stage_at(latest):
+        iterator = inputs.stage_iterator(config.stages[data_stage], data_stage)
+    state, _ = checkpoints.restore(latest, trainer.abstract_state(), iterator)
+    print(f"resumed from {checkpoints.directory / str(latest)} (step {latest})")
+    return state, latest, data_stage, iterator
+
+
+class _StepTimer:
+    """Seconds per step and tokens per second since the last log. The first step of a stage is
+    left out: it compiles (or waits for the new iterator's first batch)."""
+
+    def __init__(self):
+        self.start, self.steps = None, 0
+
+    def new_stage(self) -> None:
+        self.start, self.steps = None, 0
+
+    def stepped(self, state) -> None:
+        if self.start is None:
+            jax.block_until_ready(state)
+            self.restart()
+        else:
+            self.steps += 1
+
+    def restart(self) -> None:
+        self.start, self.steps = time.perf_counter(), 0
+
+
+@dataclasses.dataclass
+class _RunState:
+    """What the loop's periodic work needs: logging, validation and checkpoints, each on its own
+    schedule."""
+
+    config: TrainConfig
+    trainer: Trainer
+    inputs: TrainInputs
+    checkpoints: RunCheckpoints
+    log: MetricsLog
+    frozen: Any
+    flops_per_token: float
+    peak: float | None
+
+    def maybe_log(self, step: int, index: int, metrics, timer: _StepTimer) -> dict[str, Any] | None:
+        """The train record, at every `log_every` steps and at the end of each stage."""
+        stage_end = self.config.stage_start(index) + self.config.stages[index].steps
+        if step % self.config.log_every and step != stage_end:
+            return None
+        record = _train_record(metrics, index, self.config.stages[index].name, timer.steps, timer.start,
+                               self.config, self.flops_per_token, self.peak)
+        self.log.write("train", step, record)
+        timer.restart()
+        return record
+
+    def maybe_eval(self, step: int, state, stage, timer: _StepTimer) -> None:
+        """Validation at every `eval_every` steps but the last (the end of the run has its own)."""
+        every = self.config.eval_every
+        if every and step % every == 0 and step < self.config.total_steps:
+            self.log.write("validation", step, _evaluate(self.trainer, state, self.frozen, self.inputs,
+                                                         self.config, stage))
+            timer.restart()  # validation time is not training time
+
+    def maybe_checkpoint(self, step: int, state, iterator, index: int) -> bool:
+        """A checkpoint at every `checkpoint_every` steps; whether one was saved."""
+        every = self.config.checkpoint_every
+        if every and step % every == 0:
+            self.checkpoints.save(state, iterator, _meta(self.config, index))
+            return True
+        return False
 
 
 def _load_frozen(config: TrainConfig, cfg: ModelConfig, trainer: Trainer):

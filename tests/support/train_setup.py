@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 import transformers
 
-from tests.hf_models import TINY
+from tests.support.hf_models import TINY
 
 
 def synthesized_data(out: Path, mbpp_file: Path, count: int = 16) -> Path:

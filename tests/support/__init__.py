@@ -1,0 +1,1 @@
+"""Helpers the tests share: tiny HF models, tokenizer folders, chat templates, HTTP servers, training setups."""
