@@ -37,8 +37,9 @@ TOKENIZER_SUBCOMMANDS = {"train": (tokenizer.TokenizerTrainConfig, tokenizer.run
 
 
 def _pick(table: dict, prog: str, args: list[str], description: str):
-    config = tyro.extras.subcommand_cli_from_dict({name: cls for name, (cls, _) in table.items()},
-                                                  prog=prog, args=args, description=description)
+    config = tyro.extras.subcommand_cli_from_dict(
+        {name: cls for name, (cls, _) in table.items()}, prog=prog, args=args, description=description
+    )
     return config, next(run for cls, run in table.values() if type(config) is cls)
 
 
@@ -49,8 +50,9 @@ def main(argv: list[str] | None = None) -> None:
     elif argv[:1] == ["tokenizer"]:
         config, run = _pick(TOKENIZER_SUBCOMMANDS, "clarify-jax tokenizer", argv[1:], TokenizerTools.__doc__)
     else:
-        config, run = _pick(SUBCOMMANDS, "clarify-jax", argv,
-                            "Clarification-aware fine-tuning of code LLMs in JAX.")
+        config, run = _pick(
+            SUBCOMMANDS, "clarify-jax", argv, "Clarification-aware fine-tuning of code LLMs in JAX."
+        )
     try:
         run(config)
     except (ValueError, FileNotFoundError) as e:

@@ -20,15 +20,19 @@ ROW_TYPES = ("original", *REWRITE_TYPES)
 ORIGINAL = "original"
 HUMANEVALCOMM_CATEGORIES = ("1a", "1c", "1p", "2ac", "2ap", "2cp", "3acp")
 
-ASK_OR_CODE_INSTRUCTION = ("You are an expert software developer who writes high quality code. With below "
-                           "information, please either generate Python3 code (Respond directly with code "
-                           "only with markdown), or ask clarifying questions: \n")
+ASK_OR_CODE_INSTRUCTION = (
+    "You are an expert software developer who writes high quality code. With below "
+    "information, please either generate Python3 code (Respond directly with code "
+    "only with markdown), or ask clarifying questions: \n"
+)
 
 # generate_response.py, ORIGINAL_PROMPT_START_0: the instruction of the unmodified prompts
 # (`input_prompt == 'prompt'`, the HumanEval column), one round, code only.
-CODE_ONLY_INSTRUCTION = ("You are an expert software developer who writes high quality code. With below "
-                         "information, please generate Python3 code (Respond directly with code only with "
-                         "markdown): \n")
+CODE_ONLY_INSTRUCTION = (
+    "You are an expert software developer who writes high quality code. With below "
+    "information, please generate Python3 code (Respond directly with code only with "
+    "markdown): \n"
+)
 
 # generate_response.py, PROMPT_EVALUATE_QUESTIONS (config.yaml phase2_prompts.prompt1 at HEAD, the
 # same text): the evaluator LLM's prompt, filled by str.format with clarifying_questions (the
@@ -46,15 +50,17 @@ EVALUATOR_TEMPLATE = (
     "empty answers. \n ANSWERS=```[your answer]```  \n Please strictly follow the format QUALITY=[the int] "
     "and ANSWERS=```[the answer]``` in the response! Surround your answer with markdown! \n\n ### "
     "Questions: {clarifying_questions} \n ### Modified Problem Description: {problem} \n ### Original "
-    "Description: {missing_information} \n")
+    "Description: {missing_information} \n"
+)
 
 # generate_response.py, evaluate_clarifying_questions: the evaluator model and its temperature.
 EVALUATOR_MODEL = "gpt-3.5-turbo-0125"
 EVALUATOR_TEMPERATURE = 1.0
 
 # generate_response.py, PROMPT_2ND_ROUND: appended to the evaluator's answers in round 2.
-ROUND2_INSTRUCTION = ("\n Given above conversations, generate Python code directly (Markdown) to solve the "
-                      "coding problem:\n")
+ROUND2_INSTRUCTION = (
+    "\n Given above conversations, generate Python code directly (Markdown) to solve the coding problem:\n"
+)
 
 # scripts/sockeye_scripts/test_gpu_phase1.sh and test_gpu_phase3.sh (`--seq_length`, which
 # generate_text passes to `model.generate(max_length=...)`: prompt plus reply): the open models'
@@ -64,13 +70,18 @@ OPEN_MODEL_TOTAL_TOKENS = (512, 1024)
 # jie-jw-wu/clarify-coder, fine-tuning/clarify_aware_fine_tuning_v2.py (commit 2ac7898), tokenize_v4:
 # the paper's training rows are f"{QPROMPT} {problem}" + f"{APROMPT} {answer}", APROMPT chosen by
 # `type == "Original"`. QPROMPT has no space before its newline, unlike ASK_OR_CODE_INSTRUCTION.
-PAPER_V4_INSTRUCTION = ("You are an expert software developer who writes high quality code. With below "
-                        "information, please either generate Python3 code (Respond directly with code "
-                        "only with markdown), or ask clarifying questions:\n")
-PAPER_V4_CLEAR_PREFIX = ("This is a clear problem requiring no clarifications. Let's generate the required "
-                         "Python3 code directly in markdown.")
-PAPER_V4_CLARIFY_PREFIX = ("I have a few clarifying questions. Please respond with the necessary details "
-                           "so I can assist further.")
+PAPER_V4_INSTRUCTION = (
+    "You are an expert software developer who writes high quality code. With below "
+    "information, please either generate Python3 code (Respond directly with code "
+    "only with markdown), or ask clarifying questions:\n"
+)
+PAPER_V4_CLEAR_PREFIX = (
+    "This is a clear problem requiring no clarifications. Let's generate the required "
+    "Python3 code directly in markdown."
+)
+PAPER_V4_CLARIFY_PREFIX = (
+    "I have a few clarifying questions. Please respond with the necessary details so I can assist further."
+)
 
 
 def paper_v4_text(problem: str, answer: str, clear: bool) -> str:

@@ -119,11 +119,17 @@ class _RawRun:
     def info(self, timed_out: bool) -> dict:
         header, code = _json_dict(self.records[0]), self.exit_code
         stdout, stderr = (stream.decode("utf-8", "replace") for stream in (self.stdout, self.stderr))
-        return dict(stdout=stdout, stderr=stderr, timed_out=timed_out, duration_s=self.duration_s,
-                    output_truncated=self.output_truncated, private_tmp=header.get("private_tmp") is True,
-                    network_isolated=header.get("network_isolated") is True,
-                    read_only_root=header.get("read_only_root") is True,
-                    killed_by_signal=-code if code is not None and code < 0 else None)
+        return dict(
+            stdout=stdout,
+            stderr=stderr,
+            timed_out=timed_out,
+            duration_s=self.duration_s,
+            output_truncated=self.output_truncated,
+            private_tmp=header.get("private_tmp") is True,
+            network_isolated=header.get("network_isolated") is True,
+            read_only_root=header.get("read_only_root") is True,
+            killed_by_signal=-code if code is not None and code < 0 else None,
+        )
 
 
 # ----------------------------------------------------------------------------------------- public API
@@ -166,8 +172,9 @@ class ScriptsResult(_RunInfo):
     scripts: list[ScriptOutcome] = dataclasses.field(default_factory=list)
 
 
-def run_scripts(files: dict[str, str], scripts: list[str], limits: Limits = Limits(),
-                script_name: str = "call_demo.py") -> ScriptsResult:
+def run_scripts(
+    files: dict[str, str], scripts: list[str], limits: Limits = Limits(), script_name: str = "call_demo.py"
+) -> ScriptsResult:
     """Write `files` into one sandbox's scratch dir, then run each script there as
     `python <script_name>` in a fresh interpreter (the scratch dir first on sys.path, as for any
     script), with `limits.timeout_s` of wall time per script, interpreter start included:
@@ -180,8 +187,13 @@ def run_scripts(files: dict[str, str], scripts: list[str], limits: Limits = Limi
     for record in map(_json_dict, raw.records[1:]):
         index = record.get("index")
         if type(index) is int and 0 <= index < len(scripts) and index not in reported:
-            reported[index] = ScriptOutcome(index, str(record.get("status")), record.get("returncode"),
-                                            str(record.get("stdout", "")), bool(record.get("truncated")))
+            reported[index] = ScriptOutcome(
+                index,
+                str(record.get("status")),
+                record.get("returncode"),
+                str(record.get("stdout", "")),
+                bool(record.get("truncated")),
+            )
     setup_error = _json_dict(raw.records[0]).get("setup_error") or raw.launch_error
     unreported = "timeout" if raw.timed_out and not setup_error else "exception"
     outcomes = [reported.get(i) or ScriptOutcome(i, unreported) for i in range(len(scripts))]
@@ -259,15 +271,26 @@ def _launch_and_collect(config, limits, wall_s, stdin, identity) -> _RawRun:
     status_r, status_w = os.pipe()
     config.update(result_fd=result_w, status_fd=status_w)
     scratch = config["scratch"]
-    env = {"PATH": "/usr/bin:/bin", "HOME": scratch, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1",
-           "TMPDIR": scratch}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": scratch,
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "TMPDIR": scratch,
+    }
     start = time.monotonic()
     try:
         with _stdin_file(stdin) as stdin_file:
             proc = subprocess.Popen(
-                [sys.executable, "-I", os.path.abspath(__file__), json.dumps(config)], cwd=scratch, env=env,
-                stdin=stdin_file, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                pass_fds=(result_w, status_w), start_new_session=True)
+                [sys.executable, "-I", os.path.abspath(__file__), json.dumps(config)],
+                cwd=scratch,
+                env=env,
+                stdin=stdin_file,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(result_w, status_w),
+                start_new_session=True,
+            )
     except (OSError, ValueError) as exc:
         os.close(result_r)
         os.close(status_r)
@@ -283,8 +306,12 @@ def _launch_and_collect(config, limits, wall_s, stdin, identity) -> _RawRun:
             _kill_group(proc.pid)  # without a dedicated uid, setsid escapees are out of reach
 
     try:
-        streams = {"stdout": proc.stdout.fileno(), "stderr": proc.stderr.fileno(), "records": result_r,
-                   "status": status_r}
+        streams = {
+            "stdout": proc.stdout.fileno(),
+            "stderr": proc.stderr.fileno(),
+            "records": result_r,
+            "status": status_r,
+        }
         data, truncated, timed_out = _collect(streams, start + wall_s, limits.max_output_bytes, stop_sandbox)
     finally:
         stop_sandbox()
@@ -300,10 +327,15 @@ def _launch_and_collect(config, limits, wall_s, stdin, identity) -> _RawRun:
         for fd in (result_r, status_r):
             os.close(fd)
     exit_code = _json_dict(bytes(data["status"])).get("exit_code", proc.returncode)
-    return _RawRun(exit_code=exit_code if type(exit_code) is int else proc.returncode,
-                   stdout=bytes(data["stdout"]), stderr=bytes(data["stderr"]),
-                   records=bytes(data["records"]).split(b"\n"), output_truncated=truncated,
-                   timed_out=timed_out, duration_s=time.monotonic() - start)
+    return _RawRun(
+        exit_code=exit_code if type(exit_code) is int else proc.returncode,
+        stdout=bytes(data["stdout"]),
+        stderr=bytes(data["stderr"]),
+        records=bytes(data["records"]).split(b"\n"),
+        output_truncated=truncated,
+        timed_out=timed_out,
+        duration_s=time.monotonic() - start,
+    )
 
 
 @contextlib.contextmanager
@@ -350,7 +382,7 @@ def _collect(streams, deadline, output_cap, stop_sandbox):
                     continue
                 room = caps[key.data] - len(data[key.data])
                 truncated |= len(chunk) > room and key.data in ("stdout", "stderr")
-                data[key.data] += chunk[:max(room, 0)]
+                data[key.data] += chunk[: max(room, 0)]
     return data, truncated, timed_out
 
 
@@ -378,10 +410,17 @@ def _kill_every_process_of(uid: int, gid: int):
         if not live:
             return
         try:
-            subprocess.run(["/bin/sh", "-c", "kill -STOP -1; kill -STOP -1; kill -STOP -1; kill -KILL -1"],
-                           user=uid, group=gid, extra_groups=[],
-                           env={"PATH": "/usr/bin:/bin"}, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=5)
+            subprocess.run(
+                ["/bin/sh", "-c", "kill -STOP -1; kill -STOP -1; kill -STOP -1; kill -KILL -1"],
+                user=uid,
+                group=gid,
+                extra_groups=[],
+                env={"PATH": "/usr/bin:/bin"},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=5,
+            )
         except (OSError, subprocess.SubprocessError):
             for pid in live:  # racy against a fork bomb, hence the loop
                 with contextlib.suppress(OSError):
@@ -398,8 +437,13 @@ def _remove_tree(path: str):
     try:
         shutil.rmtree(path)
     except Exception:  # e.g. RecursionError on a hostile deep tree; rm copes with any depth
-        subprocess.run(["rm", "-rf", "--", path], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=False)
+        subprocess.run(
+            ["rm", "-rf", "--", path],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
 
 
 def _json_dict(line: bytes) -> dict:
@@ -415,8 +459,12 @@ def _parse_outcomes(lines: list[bytes], total: int) -> dict[int, TestOutcome]:
     for record in map(_json_dict, lines):
         index, status = record.get("index"), record.get("status")
         if type(index) is int and 0 <= index < total and status in STATUSES and index not in outcomes:
-            outcomes[index] = TestOutcome(index, status, str(record.get("error_type", ""))[:100],
-                                          str(record.get("message", ""))[:_MESSAGE_CHARS])
+            outcomes[index] = TestOutcome(
+                index,
+                status,
+                str(record.get("error_type", ""))[:100],
+                str(record.get("message", ""))[:_MESSAGE_CHARS],
+            )
     return outcomes
 
 
@@ -501,9 +549,12 @@ def _isolate(config: dict) -> dict:
         if identity is not None:
             _expose_interpreter()
         header["read_only_root"] = header["private_tmp"] and _remount_read_only(_WRITABLE_DIRS + (scratch,))
-    for kind, value in ((resource.RLIMIT_AS, limits["memory_bytes"]), (resource.RLIMIT_CORE, 0),
-                        (resource.RLIMIT_FSIZE, limits["max_file_bytes"]),
-                        (resource.RLIMIT_NPROC, limits["max_processes"])):
+    for kind, value in (
+        (resource.RLIMIT_AS, limits["memory_bytes"]),
+        (resource.RLIMIT_CORE, 0),
+        (resource.RLIMIT_FSIZE, limits["max_file_bytes"]),
+        (resource.RLIMIT_NPROC, limits["max_processes"]),
+    ):
         hard = resource.getrlimit(kind)[1]
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
         resource.setrlimit(kind, (value, value))
@@ -547,8 +598,11 @@ def _replace_writable_dirs(scratch: str, size_bytes: int, identity, program: str
     """Fresh tmpfs over the world-writable dirs and over scratch: writes are capped and die with the run.
     What this Python needs from under them (a checkout or venv in /tmp) is bound back, read-only."""
     needed = _interpreter_paths()
-    covered = [_cover_with_tmpfs(d, [p for p in needed if _is_within(p, d)], f"mode=1777,size={size_bytes}")
-               for d in _WRITABLE_DIRS if os.path.isdir(d)]
+    covered = [
+        _cover_with_tmpfs(d, [p for p in needed if _is_within(p, d)], f"mode=1777,size={size_bytes}")
+        for d in _WRITABLE_DIRS
+        if os.path.isdir(d)
+    ]
     if os.path.isdir(scratch):  # scratch is elsewhere: cover it in place
         covered.append(_cover_with_tmpfs(scratch, [], f"mode=700,size={size_bytes}"))
     else:
@@ -566,8 +620,14 @@ def _is_within(path: str, directory: str) -> bool:
 
 def _interpreter_paths() -> list[str]:
     """The outermost directories this Python needs: its prefixes, its binary's dir, its import path."""
-    candidates = [sys.base_prefix, sys.base_exec_prefix, sys.prefix, sys.exec_prefix,
-                  os.path.dirname(os.path.realpath(sys.executable)), *filter(os.path.isdir, sys.path)]
+    candidates = [
+        sys.base_prefix,
+        sys.base_exec_prefix,
+        sys.prefix,
+        sys.exec_prefix,
+        os.path.dirname(os.path.realpath(sys.executable)),
+        *filter(os.path.isdir, sys.path),
+    ]
     needed: list[str] = []
     for path in sorted({os.path.realpath(p) for p in candidates}):
         if not any(_is_within(path, outer) for outer in needed):  # nested: bound already
@@ -671,12 +731,19 @@ def _run_scripts(job: dict, result_fd: int, limits: dict):
             with open(job["script_name"], "w", **_SOURCE_ENCODING) as f:
                 f.write(script)
             # -s -E: no user site-packages, no PYTHON* variables; the script's dir stays on sys.path.
-            output = subprocess.run([sys.executable, "-s", "-E", job["script_name"]], capture_output=True,
-                                    text=True, timeout=limits["timeout_s"], env=env, stdin=subprocess.DEVNULL)
+            output = subprocess.run(
+                [sys.executable, "-s", "-E", job["script_name"]],
+                capture_output=True,
+                text=True,
+                timeout=limits["timeout_s"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+            )
             stdout = output.stdout.strip()
             cap = min(limits["max_output_bytes"], _SCRIPT_STDOUT_CHARS)
-            record.update(status="ok", returncode=output.returncode, stdout=stdout[:cap],
-                          truncated=len(stdout) > cap)
+            record.update(
+                status="ok", returncode=output.returncode, stdout=stdout[:cap], truncated=len(stdout) > cap
+            )
         except subprocess.TimeoutExpired:
             record["status"] = "timeout"
         except Exception:  # the benchmark's harness counts any other failure as an 'Exception'
@@ -714,7 +781,7 @@ def _timed_run(sources, namespace, timeout_s) -> tuple[str, str, str]:
 def _write_all(fd: int, text: str):
     data = text.encode("utf-8", "backslashreplace")
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@ and 8xH100: the paper's LoRA recipe and full fine-tuning, named `{model}-{lora|f
 
 Every preset trains the paper's schedule (500 steps, lr 1e-5, 25 warmup steps, linear decay,
 effective batch 16 rows of 2048 tokens); meshes, micro-batches (`grad_accum`), remat and dtypes
-are chosen so that `scripts/memory_estimate.py` (clarify_jax/train/memory_estimate.py) puts each within its chip's memory with 10%
-headroom (tests/test_presets.py checks it). Pass --model and --out, e.g.
+are chosen so that `scripts/memory_estimate.py` (clarify_jax/train/memory_estimate.py) puts each
+within its chip's memory with 10% headroom (tests/test_presets.py checks it). Pass --model and --out, e.g.
 
     clarify-jax train deepseek-6.7b-lora-v5p-8 --model deepseek-coder-6.7b-instruct/ --out runs/dsc
 
@@ -96,25 +96,42 @@ def _preset(model: str, mode: str, chip: str) -> tuple[str, TrainConfig]:
     elif plan.param_dtype == "float32":
         what = "full fine-tuning, float32 master weights"
     else:
-        what = ("full fine-tuning in bfloat16 (float32 does not fit; bfloat16 rounds away many "
-                "lr-1e-5 updates)")
-    description = (f"{MODELS[model]}: {what} on {chip} (mesh {plan.mesh}, grad_accum {plan.grad_accum}, "
-                   f"remat {plan.remat}); 500 steps at lr 1e-5, batch 16 x 2048.")
+        what = (
+            "full fine-tuning in bfloat16 (float32 does not fit; bfloat16 rounds away many lr-1e-5 updates)"
+        )
+    description = (
+        f"{MODELS[model]}: {what} on {chip} (mesh {plan.mesh}, grad_accum {plan.grad_accum}, "
+        f"remat {plan.remat}); 500 steps at lr 1e-5, batch 16 x 2048."
+    )
     return description, TrainConfig(
-        model=tyro.MISSING, out=tyro.MISSING,
+        model=tyro.MISSING,
+        out=tyro.MISSING,
         stages=(Stage(name="clarify-aware", steps=500, learning_rate=1e-5, warmup_steps=25),),
         data=DataConfig(seq_len=2048, batch_size=16),
-        mesh=plan.mesh, grad_accum=plan.grad_accum, remat=plan.remat,
-        param_dtype=plan.param_dtype, compute_dtype="bfloat16",
+        mesh=plan.mesh,
+        grad_accum=plan.grad_accum,
+        remat=plan.remat,
+        param_dtype=plan.param_dtype,
+        compute_dtype="bfloat16",
         optimizer=OptimizerConfig(b2=0.999, weight_decay=0.0, schedule="linear", final_lr_ratio=0.0),
         lora=LoraConfig(rank=16, alpha=16.0, dropout=0.05) if lora else LoraConfig(rank=0),
         distributed=DistributedConfig(initialize=CHIPS[chip].hosts > 1),
-        eval_every=100, checkpoint_every=100, log_every=10,
+        eval_every=100,
+        checkpoint_every=100,
+        log_every=10,
     )
 
 
 # Preset name -> (Hugging Face model, chip): what scripts/memory_estimate.py sizes each against.
-TARGETS = {f"{model}-{mode}-{chip}": (MODELS[model], chip)
-           for model in MODELS for mode in ("lora", "full") for chip in CHIPS}
-PRESETS = {f"{model}-{mode}-{chip}": _preset(model, mode, chip)
-           for model in MODELS for mode in ("lora", "full") for chip in CHIPS}
+TARGETS = {
+    f"{model}-{mode}-{chip}": (MODELS[model], chip)
+    for model in MODELS
+    for mode in ("lora", "full")
+    for chip in CHIPS
+}
+PRESETS = {
+    f"{model}-{mode}-{chip}": _preset(model, mode, chip)
+    for model in MODELS
+    for mode in ("lora", "full")
+    for chip in CHIPS
+}

@@ -14,11 +14,17 @@ ALL_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 
 def _smollm2(stages: tuple[Stage, ...], lora: LoraConfig) -> TrainConfig:
     return TrainConfig(
-        model=tyro.MISSING, out=tyro.MISSING, stages=stages,
+        model=tyro.MISSING,
+        out=tyro.MISSING,
+        stages=stages,
         data=DataConfig(seq_len=512, batch_size=4, first_turn_only=True),
         optimizer=OptimizerConfig(b2=0.999, weight_decay=0.0, schedule="cosine", final_lr_ratio=0.1),
-        lora=lora, param_dtype="float32", compute_dtype="float32",
-        eval_every=0, checkpoint_every=20, log_every=5,
+        lora=lora,
+        param_dtype="float32",
+        compute_dtype="float32",
+        eval_every=0,
+        checkpoint_every=20,
+        log_every=5,
     )
 
 
@@ -26,15 +32,33 @@ PRESETS = {
     "smollm2-135m-lora": (
         "SmolLM2-135M-Instruct, LoRA r=16 on every projection, one balanced stage (1 clear : 1 "
         "clarify row) of single-turn rows, lr 1e-3, 40 steps of 4 x 512 tokens.",
-        _smollm2((Stage(name="clarify-aware", steps=40, mixture="clear=1,clarify=1",
-                        learning_rate=1e-3, warmup_steps=5),),
-                 LoraConfig(rank=16, alpha=32.0, targets=ALL_PROJECTIONS)),
+        _smollm2(
+            (
+                Stage(
+                    name="clarify-aware",
+                    steps=40,
+                    mixture="clear=1,clarify=1",
+                    learning_rate=1e-3,
+                    warmup_steps=5,
+                ),
+            ),
+            LoraConfig(rank=16, alpha=32.0, targets=ALL_PROJECTIONS),
+        ),
     ),
     "smollm2-135m-full": (
         "SmolLM2-135M-Instruct, full fine-tuning, one balanced stage (1 clear : 1 clarify row) of "
         "single-turn rows, lr 5e-5, 40 steps of 4 x 512 tokens.",
-        _smollm2((Stage(name="clarify-aware", steps=40, mixture="clear=1,clarify=1",
-                        learning_rate=5e-5, warmup_steps=5),),
-                 LoraConfig(rank=0)),
+        _smollm2(
+            (
+                Stage(
+                    name="clarify-aware",
+                    steps=40,
+                    mixture="clear=1,clarify=1",
+                    learning_rate=5e-5,
+                    warmup_steps=5,
+                ),
+            ),
+            LoraConfig(rank=0),
+        ),
     ),
 }

@@ -68,8 +68,11 @@ def gemm_gflops(m: int, k: int, n: int, dtype: str, reps: int = 10) -> dict:
     matmul = jax.jit(jnp.matmul)
     xla, mkl = interleaved_seconds(lambda: matmul(ja, jb).block_until_ready(), lambda: ta @ tb, reps)
     flops = 2 * m * k * n
-    return {"shape": [m, k, n], "xla": flops / statistics.median(xla) / 1e9,
-            "torch": flops / statistics.median(mkl) / 1e9}
+    return {
+        "shape": [m, k, n],
+        "xla": flops / statistics.median(xla) / 1e9,
+        "torch": flops / statistics.median(mkl) / 1e9,
+    }
 
 
 def main(args: Bench) -> dict:
@@ -107,16 +110,34 @@ def main(args: Bench) -> dict:
     n_tokens = args.batch * args.seq
     result = {
         "benchmark": "prefill_forward",
-        "model": {"shape": args.shape, "weights": weights, "params": model.count_params(params),
-                  "hidden": args.hidden, "layers": args.layers,
-                  "vocab": args.vocab, "heads": args.heads, "kv_heads": args.kv_heads,
-                  "intermediate": args.intermediate},
-        "batch": args.batch, "seq": args.seq, "dtype": args.dtype, "reps": args.reps,
-        "ours": {"median_s": ours_s, "tokens_per_s": n_tokens / ours_s,
-                 "backend": jax.default_backend(), "jax": jax.__version__},
-        "reference": {"median_s": theirs_s, "tokens_per_s": n_tokens / theirs_s,
-                      "impl": f"transformers {transformers.__version__} ({args.torch_attention}), "
-                              f"torch {torch.__version__}", "threads": torch.get_num_threads()},
+        "model": {
+            "shape": args.shape,
+            "weights": weights,
+            "params": model.count_params(params),
+            "hidden": args.hidden,
+            "layers": args.layers,
+            "vocab": args.vocab,
+            "heads": args.heads,
+            "kv_heads": args.kv_heads,
+            "intermediate": args.intermediate,
+        },
+        "batch": args.batch,
+        "seq": args.seq,
+        "dtype": args.dtype,
+        "reps": args.reps,
+        "ours": {
+            "median_s": ours_s,
+            "tokens_per_s": n_tokens / ours_s,
+            "backend": jax.default_backend(),
+            "jax": jax.__version__,
+        },
+        "reference": {
+            "median_s": theirs_s,
+            "tokens_per_s": n_tokens / theirs_s,
+            "impl": f"transformers {transformers.__version__} ({args.torch_attention}), "
+            f"torch {torch.__version__}",
+            "threads": torch.get_num_threads(),
+        },
         "ratio_ours_over_reference": theirs_s / ours_s,
         "ratio_per_pair_median": statistics.median(t / o for o, t in zip(ours_times, theirs_times)),
         "max_abs_logit_difference": difference,

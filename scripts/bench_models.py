@@ -38,10 +38,18 @@ def reference_model(args, max_positions: int = 2048):
             reference.config.eos_token_id = reference.generation_config.eos_token_id = None
             return reference, "smollm2"
     config = transformers.LlamaConfig(
-        vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.intermediate,
-        num_hidden_layers=args.layers, num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
-        max_position_embeddings=max(2048, max_positions), tie_word_embeddings=args.shape != "custom",
-        bos_token_id=None, eos_token_id=None, pad_token_id=0)
+        vocab_size=args.vocab,
+        hidden_size=args.hidden,
+        intermediate_size=args.intermediate,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.kv_heads,
+        max_position_embeddings=max(2048, max_positions),
+        tie_word_embeddings=args.shape != "custom",
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=0,
+    )
     torch.manual_seed(0)
     return transformers.LlamaForCausalLM(config), "random"
 

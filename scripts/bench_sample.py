@@ -81,9 +81,14 @@ def main(args: Bench) -> dict:
 
         def theirs(n):
             with torch.inference_mode():
-                out = reference.generate(torch_prompts, attention_mask=torch.ones_like(torch_prompts),
-                                         do_sample=False, max_new_tokens=n, min_new_tokens=n)
-            return out[:, args.prompt:].numpy()
+                out = reference.generate(
+                    torch_prompts,
+                    attention_mask=torch.ones_like(torch_prompts),
+                    do_sample=False,
+                    max_new_tokens=n,
+                    min_new_tokens=n,
+                )
+            return out[:, args.prompt :].numpy()
 
         runs = {"ours": ours, "reference": theirs}
         same = (ours(args.new_tokens) == theirs(args.new_tokens)).all()  # also the warm-up (compiles ours)
@@ -97,33 +102,51 @@ def main(args: Bench) -> dict:
                     times[name][key].append(time.perf_counter() - start)
         row = {}
         for name, t in times.items():
-            t["decode"] = decode = [batch * (args.new_tokens - 1) / (full - first)
-                                    for first, full in zip(t["first"], t["full"])]
-            row[name] = {"time_to_first_token_s": statistics.median(t["first"]),
-                         "decode_tokens_per_s": statistics.median(decode),
-                         "total_s": statistics.median(t["full"])}
+            t["decode"] = decode = [
+                batch * (args.new_tokens - 1) / (full - first) for first, full in zip(t["first"], t["full"])
+            ]
+            row[name] = {
+                "time_to_first_token_s": statistics.median(t["first"]),
+                "decode_tokens_per_s": statistics.median(decode),
+                "total_s": statistics.median(t["full"]),
+            }
         mine, ref = times["ours"], times["reference"]
         row["ratio_decode_tokens_per_s"] = statistics.median(
-            o / r for o, r in zip(mine["decode"], ref["decode"]))
+            o / r for o, r in zip(mine["decode"], ref["decode"])
+        )
         row["ratio_time_to_first_token"] = statistics.median(
-            r / o for o, r in zip(mine["first"], ref["first"]))
+            r / o for o, r in zip(mine["first"], ref["first"])
+        )
         row["same_tokens"] = bool(same)
         results[f"batch_{batch}"] = row
     result = {
         "benchmark": "greedy_sampling",
-        "model": {"shape": args.shape, "weights": weights, "params": model.count_params(params),
-                  "hidden": args.hidden, "layers": args.layers,
-                  "vocab": args.vocab, "heads": args.heads, "kv_heads": args.kv_heads,
-                  "intermediate": args.intermediate},
-        "prompt": args.prompt, "new_tokens": args.new_tokens, "dtype": args.dtype, "reps": args.reps,
+        "model": {
+            "shape": args.shape,
+            "weights": weights,
+            "params": model.count_params(params),
+            "hidden": args.hidden,
+            "layers": args.layers,
+            "vocab": args.vocab,
+            "heads": args.heads,
+            "kv_heads": args.kv_heads,
+            "intermediate": args.intermediate,
+        },
+        "prompt": args.prompt,
+        "new_tokens": args.new_tokens,
+        "dtype": args.dtype,
+        "reps": args.reps,
         "note": "ratios: medians over rounds of ours/reference decode tokens/s and of reference/ours "
-                "time to first token (above 1: ours faster)",
+        "time to first token (above 1: ours faster)",
         **results,
         "ours_impl": f"clarify_jax Sampler, jax {jax.__version__} ({jax.default_backend()})",
         "reference_impl": f"transformers {transformers.__version__} generate ({args.torch_attention}), "
-                          f"torch {torch.__version__}, {torch.get_num_threads()} threads",
-        "machine": {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                    "load_average_1_5_15_min": os.getloadavg()},
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "load_average_1_5_15_min": os.getloadavg(),
+        },
     }
     print(json.dumps(result, indent=2))
     return result

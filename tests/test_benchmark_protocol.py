@@ -50,28 +50,44 @@ def test_protocol_strings_are_the_benchmarks_byte_for_byte():
 
 
 def test_the_benchmark_evaluator_prompt_gets_the_texts_as_they_are():
-    (message,) = hec.evaluator_messages("\nWhich order?\n", "\ndef f(x):\n", "def g(x):\n",
-                                        prompt="benchmark")
-    assert message == {"role": "user", "content": prompts.EVALUATOR_TEMPLATE.format(
-        clarifying_questions="\nWhich order?\n", problem="\ndef f(x):\n", missing_information="def g(x):\n")}
-    assert message["content"].endswith(" ### Questions: \nWhich order?\n \n ### Modified Problem "
-                                       "Description: \ndef f(x):\n \n ### Original Description: "
-                                       "def g(x):\n \n")
+    (message,) = hec.evaluator_messages(
+        "\nWhich order?\n", "\ndef f(x):\n", "def g(x):\n", prompt="benchmark"
+    )
+    assert message == {
+        "role": "user",
+        "content": prompts.EVALUATOR_TEMPLATE.format(
+            clarifying_questions="\nWhich order?\n",
+            problem="\ndef f(x):\n",
+            missing_information="def g(x):\n",
+        ),
+    }
+    assert message["content"].endswith(
+        " ### Questions: \nWhich order?\n \n ### Modified Problem "
+        "Description: \ndef f(x):\n \n ### Original Description: "
+        "def g(x):\n \n"
+    )
 
 
-@pytest.mark.parametrize("reply, strict, lenient", [
-    # the benchmark's own shapes
-    ("QUALITY=3\nANSWERS=```The list is sorted.```", (3, "The list is sorted."), (3, "The list is sorted.")),
-    ("QUALITY= 2 \n ANSWERS= ```\n- x is n\n```", (2, "\n- x is n\n"), (2, "- x is n")),
-    ("ANSWERS=```a```\nQUALITY=1", (1, "a"), (1, "a")),
-    ("QUALITY 3 ANSWERS ```b```", (3, "b"), (3, "b")),
-    # off them: the benchmark reads no grade or no answers, the lenient parser does
-    ("QUALITY: 3\nANSWERS: ascending", (None, ""), (3, "ascending")),
-    ("**QUALITY**=3\nANSWERS=```c```", (None, "c"), (3, "c")),
-    ("QUALITY=3\nANSWERS=```cut off here", (3, ""), (3, "cut off here")),
-    ("quality=3\nanswers=```d```", (None, ""), (3, "d")),
-    ("QUALITY=[your int] QUALITY=3 ANSWERS=```e```", (3, "e"), (3, "e")),
-])
+@pytest.mark.parametrize(
+    "reply, strict, lenient",
+    [
+        # the benchmark's own shapes
+        (
+            "QUALITY=3\nANSWERS=```The list is sorted.```",
+            (3, "The list is sorted."),
+            (3, "The list is sorted."),
+        ),
+        ("QUALITY= 2 \n ANSWERS= ```\n- x is n\n```", (2, "\n- x is n\n"), (2, "- x is n")),
+        ("ANSWERS=```a```\nQUALITY=1", (1, "a"), (1, "a")),
+        ("QUALITY 3 ANSWERS ```b```", (3, "b"), (3, "b")),
+        # off them: the benchmark reads no grade or no answers, the lenient parser does
+        ("QUALITY: 3\nANSWERS: ascending", (None, ""), (3, "ascending")),
+        ("**QUALITY**=3\nANSWERS=```c```", (None, "c"), (3, "c")),
+        ("QUALITY=3\nANSWERS=```cut off here", (3, ""), (3, "cut off here")),
+        ("quality=3\nanswers=```d```", (None, ""), (3, "d")),
+        ("QUALITY=[your int] QUALITY=3 ANSWERS=```e```", (3, "e"), (3, "e")),
+    ],
+)
 def test_strict_and_lenient_parsers(reply, strict, lenient):
     verdict = hec.parse_evaluator_strict(reply)
     assert (verdict.quality, verdict.answers) == strict
@@ -90,10 +106,14 @@ def test_round2_fallback():
     for fallback in ("round1-block", "whole-reply", "empty"):
         assert hec.round2_code(with_block, round1, fallback) == ("def f(x):\n    return x", "round2")
     assert hec.round2_code("def f(x): return x", round1, "round1-block") == (
-        "def f(x):\n    return sorted(x)", "round1-fallback")
+        "def f(x):\n    return sorted(x)",
+        "round1-fallback",
+    )
     assert hec.round2_code("def f(x): return x", "no code here", "round1-block") == ("", "round2")
     assert hec.round2_code(" def f(x): return x\n", round1, "whole-reply") == (
-        "def f(x): return x", "round2-whole")
+        "def f(x): return x",
+        "round2-whole",
+    )
     assert hec.round2_code("def f(x): return x", round1, "empty") == ("", "round2")
 
 
@@ -148,10 +168,13 @@ def test_benchmark_harness_semantics(comm_problems):
     record = hec.score({"final_code": slow}, item, hec.Limits(timeout_s=0.5), harness="benchmark")
     assert set(record["tests"]["statuses"]) == {"timeout"}
     scripts = [bh.test_script(case, "has_close_elements") for case in problem.benchmark_cases[:1]]
-    assert scripts == ["from demo import has_close_elements\nprint(has_close_elements([1.0, 2.0, 3.9, 4.0, "
-                       "5.0, 2.2], 0.3))"]
-    assert bh.test_script(("x", "", "abs(candidate(1.33) - 0.33) < 1e-6"), "f") == \
-        "from demo import f\nprint(abs(f(1.33) - 0.33) < 1e-6)"
+    assert scripts == [
+        "from demo import has_close_elements\nprint(has_close_elements([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.3))"
+    ]
+    assert (
+        bh.test_script(("x", "", "abs(candidate(1.33) - 0.33) < 1e-6"), "f")
+        == "from demo import f\nprint(abs(f(1.33) - 0.33) < 1e-6)"
+    )
 
 
 def test_rules_evaluator_replies_parse_strictly(comm_problems):
@@ -184,24 +207,33 @@ def test_a_benchmark_protocol_run(comm_path, comm_problems, tmp_path):
     def model(messages):
         first = messages[0]["content"]
         if first.startswith(prompts.CODE_ONLY_INSTRUCTION):
-            return "Sure:\n" + fenced(by_text[first[len(prompts.CODE_ONLY_INSTRUCTION):]].solutions[0])
-        problem = by_text[first[len(prompts.ASK_OR_CODE_INSTRUCTION):]]
+            return "Sure:\n" + fenced(by_text[first[len(prompts.CODE_ONLY_INSTRUCTION) :]].solutions[0])
+        problem = by_text[first[len(prompts.ASK_OR_CODE_INSTRUCTION) :]]
         if len(messages) == 1:
             return "What should it return?\n" + fenced(problem.solutions[0])  # asks, with a draft
         assert messages[2]["content"].endswith(prompts.ROUND2_INSTRUCTION)
         return "Understood, the draft above stands."  # no block: the round-1 block is tested
 
     with ChatServer(model) as server:
-        summary = ec.evaluate_command(ec.EvaluateConfig(
-            model=f"openai:m@{server.base_url}", data=comm_path, out=tmp_path, evaluator="rules",
-            problems=("HumanEval/0", "HumanEval/2"), progress=False, concurrency=2))
+        summary = ec.evaluate_command(
+            ec.EvaluateConfig(
+                model=f"openai:m@{server.base_url}",
+                data=comm_path,
+                out=tmp_path,
+                evaluator="rules",
+                problems=("HumanEval/0", "HumanEval/2"),
+                progress=False,
+                concurrency=2,
+            )
+        )
     records = read_records(tmp_path / LOG_FILE)
     items = hec.comm_items([comm_problems["HumanEval/0"], comm_problems["HumanEval/2"]], ec.ALL_CATEGORIES)
     assert len(records) == len(items) == 11
     assert summary["settings"]["protocol_settings"]["harness"] == "benchmark"
     originals = [r for r in records.values() if r["category"] == "original"]
-    assert all(r["round2_messages"] is None and r["code_source"] == "round1" and r["passed"]
-               for r in originals)
+    assert all(
+        r["round2_messages"] is None and r["code_source"] == "round1" and r["passed"] for r in originals
+    )
     modified = [r for r in records.values() if r["category"] != "original"]
     assert all(r["code_source"] == "round1-fallback" and r["passed"] for r in modified)
     head = prompts.EVALUATOR_TEMPLATE[:60]
@@ -217,10 +249,15 @@ def test_protocol_options_resolve(comm_path):
     assert ec.resolve_protocol(ec.EvaluateConfig()) == hec.PROTOCOLS["benchmark"]
     ours = ec.resolve_protocol(ec.EvaluateConfig(protocol="clarify-jax"))
     assert ours == hec.PROTOCOLS["clarify-jax"] and ours.original_prompt == "ask-or-code"
-    mixed = ec.resolve_protocol(ec.EvaluateConfig(original_prompt="ask-or-code", max_total_tokens=(),
-                                                  evaluator_temperature=0.0))
+    mixed = ec.resolve_protocol(
+        ec.EvaluateConfig(original_prompt="ask-or-code", max_total_tokens=(), evaluator_temperature=0.0)
+    )
     assert (mixed.original_prompt, mixed.max_total_tokens, mixed.evaluator_temperature, mixed.harness) == (
-        "ask-or-code", (), 0.0, "benchmark")
+        "ask-or-code",
+        (),
+        0.0,
+        "benchmark",
+    )
     legacy = ec.resolve_protocol(ec.EvaluateConfig(protocol="clarify-jax", whole_response_if_no_fence=False))
     assert legacy.round2_fallback == "empty"
     assert hec.PROTOCOLS["benchmark"].max_total_tokens == (512, 1024)
@@ -229,7 +266,22 @@ def test_protocol_options_resolve(comm_path):
 def test_cli_flags_of_the_protocol():
     import tyro
 
-    config = tyro.cli(ec.EvaluateConfig, args=["--model", "local:x", "--protocol", "clarify-jax",
-                                               "--max-total-tokens", "256", "512", "--harness", "benchmark"])
+    config = tyro.cli(
+        ec.EvaluateConfig,
+        args=[
+            "--model",
+            "local:x",
+            "--protocol",
+            "clarify-jax",
+            "--max-total-tokens",
+            "256",
+            "512",
+            "--harness",
+            "benchmark",
+        ],
+    )
     assert (config.protocol, config.max_total_tokens, config.harness) == (
-        "clarify-jax", (256, 512), "benchmark")
+        "clarify-jax",
+        (256, 512),
+        "benchmark",
+    )

@@ -17,7 +17,7 @@ def test_token_by_token_decoding_equals_full_forward(tiny_models, variant):
     logits, cache = model.forward_with_cache(cfg, params, jnp.asarray(TOKENS[:, :5]), cache)
     steps = [np.asarray(logits)]
     for t in range(5, 12):
-        logits, cache = model.forward_with_cache(cfg, params, jnp.asarray(TOKENS[:, t:t + 1]), cache)
+        logits, cache = model.forward_with_cache(cfg, params, jnp.asarray(TOKENS[:, t : t + 1]), cache)
         steps.append(np.asarray(logits))
     assert int(cache["index"]) == 12
     assert np.abs(np.concatenate(steps, axis=1) - full).max() <= 1e-5
@@ -30,14 +30,20 @@ def test_ragged_batch_decodes_each_row_as_if_alone(tiny_models):
     prompt = np.where(np.arange(6)[None] < lengths[:, None], TOKENS[:, :6], 0).astype(np.int32)
     segment = (np.arange(6)[None] < lengths[:, None]).astype(np.int32)
     cache = model.init_cache(cfg, batch=2, max_length=12)
-    logits, cache = model.forward_with_cache(cfg, params, jnp.asarray(prompt), cache,
-                                             segment_ids=jnp.asarray(segment))
+    logits, cache = model.forward_with_cache(
+        cfg, params, jnp.asarray(prompt), cache, segment_ids=jnp.asarray(segment)
+    )
     continuation = TOKENS[:, 6:10]
     outputs = []
     for step in range(continuation.shape[1]):
         positions = (lengths + step)[:, None].astype(np.int32)
-        out, cache = model.forward_with_cache(cfg, params, jnp.asarray(continuation[:, step:step + 1]),
-                                              cache, positions=jnp.asarray(positions))
+        out, cache = model.forward_with_cache(
+            cfg,
+            params,
+            jnp.asarray(continuation[:, step : step + 1]),
+            cache,
+            positions=jnp.asarray(positions),
+        )
         outputs.append(np.asarray(out[:, 0]))
     for row, n in enumerate(lengths):
         alone = np.concatenate([TOKENS[row, :n], continuation[row]])[None]
@@ -65,6 +71,7 @@ def test_packed_row_equals_each_sequence_alone(tiny_models, variant):
 def test_blocked_causal_attention_equals_plain_on_packed_rows():
     """Three packed segments over 300 tokens: every query block sees exactly the keys it should."""
     from clarify_jax.model.layers import attention_mask, causal_attention, dot_product_attention
+
     rng = np.random.default_rng(6)
     q = jnp.asarray(rng.standard_normal((2, 300, 4, 16)), jnp.float32)
     k, v = (jnp.asarray(rng.standard_normal((2, 300, 2, 16)), jnp.float32) for _ in range(2))
@@ -72,8 +79,9 @@ def test_blocked_causal_attention_equals_plain_on_packed_rows():
     segments = np.array([np.repeat(np.arange(1, 4), n) for n in lengths])
     positions = np.array([np.concatenate([np.arange(n) for n in row]) for row in lengths])
     segments[1, -1:] = 0  # padding at the end of the second row
-    mask = attention_mask(jnp.asarray(positions), jnp.asarray(segments), jnp.asarray(positions),
-                          jnp.asarray(segments), None)
+    mask = attention_mask(
+        jnp.asarray(positions), jnp.asarray(segments), jnp.asarray(positions), jnp.asarray(segments), None
+    )
     plain = dot_product_attention(q, k, v, mask)
     blocked = causal_attention(q, k, v, mask, block=128)
     assert np.abs(np.asarray(blocked) - np.asarray(plain)).max() <= 1e-5

@@ -28,7 +28,9 @@ def test_checkpoint_restores_sharded_onto_a_mesh(tiny_models, tmp_path):
 def test_checkpoint_of_another_shape_is_refused_before_loading(tiny_models, tmp_path):
     hf_to_checkpoint(tiny_models("llama"), tmp_path / "ckpt", dtype="float32", progress=False)
     cfg = model.ModelConfig.from_hf_file(tiny_models("llama")).replace(intermediate_size=96)
-    expected = (r"param \['layers'\]\['mlp'\]\['down_proj'\]\['kernel'\] has shape \[2, 128, 64\], "
-                r"the config asks for \[2, 96, 64\]")
+    expected = (
+        r"param \['layers'\]\['mlp'\]\['down_proj'\]\['kernel'\] has shape \[2, 128, 64\], "
+        r"the config asks for \[2, 96, 64\]"
+    )
     with pytest.raises(CheckpointMismatch, match=expected):
         restore_params(tmp_path / "ckpt" / "params", cfg)

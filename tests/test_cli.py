@@ -34,15 +34,27 @@ def test_convert_then_export_reloads_in_transformers(tiny_models, tmp_path, dtyp
 def test_convert_and_export_spread_over_a_mesh(tiny_models, tmp_path):
     source = tiny_models("llama")
     env_devices = {"XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    converted = run_cli("convert", "--model", source, "--out", tmp_path / "ckpt", "--dtype", "float32",
-                        "--mesh", "1,2,2", env=env_devices)
+    converted = run_cli(
+        "convert",
+        "--model",
+        source,
+        "--out",
+        tmp_path / "ckpt",
+        "--dtype",
+        "float32",
+        "--mesh",
+        "1,2,2",
+        env=env_devices,
+    )
     assert converted.returncode == 0, converted.stderr
-    exported = run_cli("export", "--source", tmp_path / "ckpt", "--out", tmp_path / "hf", "--mesh", "1,-1,1",
-                       env=env_devices)
+    exported = run_cli(
+        "export", "--source", tmp_path / "ckpt", "--out", tmp_path / "hf", "--mesh", "1,-1,1", env=env_devices
+    )
     assert exported.returncode == 0, exported.stderr
     assert np.abs(hf_logits(tmp_path / "hf", TOKENS) - hf_logits(source, TOKENS)).max() <= 1e-6
-    refused = run_cli("convert", "--model", source, "--out", tmp_path / "x", "--mesh", "3,-1,1",
-                      env=env_devices)
+    refused = run_cli(
+        "convert", "--model", source, "--out", tmp_path / "x", "--mesh", "3,-1,1", env=env_devices
+    )
     assert refused.returncode == 2 and "3 does not divide the 4 devices" in refused.stderr
 
 
@@ -62,20 +74,36 @@ def test_bad_source_is_one_clear_line(tmp_path):
 
 def test_synthesize_takes_a_backend_spec(shared_data, tmp_path):
     help_text = run_cli("synthesize", "--help").stdout
-    for text in ("--backend STR", "openai:<model>[@<base_url>]", "local:<dir>", "--api-key-env",
-                 "--request-timeout-s", "--batch-size"):
+    for text in (
+        "--backend STR",
+        "openai:<model>[@<base_url>]",
+        "local:<dir>",
+        "--api-key-env",
+        "--request-timeout-s",
+        "--batch-size",
+    ):
         assert text in help_text
-    source = ("--source", "mbpp", "--input", shared_data / "mbpp" / "sanitized-mbpp.json", "--limit", 2,
-              "--no-check-references")
-    result = run_cli("synthesize", *source, "--out", tmp_path / "bad",
-                     "--backend", "openai:qwen@localhost:8000")
+    source = (
+        "--source",
+        "mbpp",
+        "--input",
+        shared_data / "mbpp" / "sanitized-mbpp.json",
+        "--limit",
+        2,
+        "--no-check-references",
+    )
+    result = run_cli(
+        "synthesize", *source, "--out", tmp_path / "bad", "--backend", "openai:qwen@localhost:8000"
+    )
     assert result.returncode == 2 and not (tmp_path / "bad").exists()
     assert result.stderr.strip() == (
         "clarify-jax: error: --backend spec 'openai:qwen@localhost:8000': the base URL after '@' "
         "('localhost:8000') must start with http:// or https://; expected openai:<model>[@<base_url>], "
-        "local:<checkpoint dir> or rules")
+        "local:<checkpoint dir> or rules"
+    )
     result = run_cli("synthesize", *source, "--out", tmp_path / "rules")  # --backend rules by default
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "rules" / "summary.json").read_text())
     assert summary["attempted"] == 8 and summary["rows"] == dict.fromkeys(
-        ("original", "ambiguous", "inconsistent", "incomplete"), 2)
+        ("original", "ambiguous", "inconsistent", "incomplete"), 2
+    )

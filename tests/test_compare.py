@@ -6,21 +6,38 @@ from clarify_jax.evaluate import compare, metrics
 
 
 def _record(category: str, problem: int, asked: bool, grade: int | None = None, passed: bool = False) -> dict:
-    return {"id": f"HumanEval/{problem}#{category}", "category": category, "round1_is_code": not asked,
-            "communicated": asked, "question_quality": grade if asked else None, "passed": passed,
-            "test_pass_rate": 1.0 if passed else 0.0, "round1_response": "reply " + category}
+    return {
+        "id": f"HumanEval/{problem}#{category}",
+        "category": category,
+        "round1_is_code": not asked,
+        "communicated": asked,
+        "question_quality": grade if asked else None,
+        "passed": passed,
+        "test_pass_rate": 1.0 if passed else 0.0,
+        "round1_response": "reply " + category,
+    }
 
 
 def _summary(records: list[dict]) -> dict:
     return {"metrics": metrics.humanevalcomm_metrics(records), "items": len(records)}
 
 
-UNTRAINED = [_record("original", 0, asked=True), _record("original", 1, asked=False, passed=True),
-             _record("1a", 0, asked=True, grade=1), _record("1p", 0, asked=False),
-             _record("1p", 1, asked=False), _record("3acp", 0, asked=True, grade=2)]
-TRAINED = [_record("original", 0, asked=False, passed=True), _record("original", 1, asked=False, passed=True),
-           _record("1a", 0, asked=True, grade=3), _record("1p", 0, asked=True, grade=3),
-           _record("1p", 1, asked=True, grade=1), _record("3acp", 0, asked=False)]
+UNTRAINED = [
+    _record("original", 0, asked=True),
+    _record("original", 1, asked=False, passed=True),
+    _record("1a", 0, asked=True, grade=1),
+    _record("1p", 0, asked=False),
+    _record("1p", 1, asked=False),
+    _record("3acp", 0, asked=True, grade=2),
+]
+TRAINED = [
+    _record("original", 0, asked=False, passed=True),
+    _record("original", 1, asked=False, passed=True),
+    _record("1a", 0, asked=True, grade=3),
+    _record("1p", 0, asked=True, grade=3),
+    _record("1p", 1, asked=True, grade=1),
+    _record("3acp", 0, asked=False),
+]
 
 
 def test_ask_gap_compares_modified_with_unmodified_prompts():

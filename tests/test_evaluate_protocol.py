@@ -17,30 +17,36 @@ from clarify_jax.evaluate import metrics, report, runner
 FENCE = "```"
 
 
-@pytest.mark.parametrize("reply, code", [
-    (f"{FENCE}python\ndef f():\n    return 1\n{FENCE}", "def f():\n    return 1"),
-    (f"\n\n  {FENCE}python\nx = 1\n{FENCE}  \n\n", "x = 1"),  # whitespace around the block
-    (f"{FENCE}\nx = 1\n{FENCE}", "x = 1"),  # no info string
-    (f"{FENCE}python\nx = 1\n{FENCE}\nThis sets x.", "x = 1"),  # text after the block: still code
-    (f"{FENCE}python\na = 1\n{FENCE}\n{FENCE}python\nb = 2\n{FENCE}", "a = 1"),  # the first block
-    (f"Here is the code:\n{FENCE}python\nx = 1\n{FENCE}", None),  # prose first: it talks
-    ("What should f return for an empty list?", None),
-    (f"{FENCE}python x = 1{FENCE}", None),  # one line is no block
-    (f"{FENCE}python\nx = 1", None),  # never closed
-    (f"{FENCE}python\n{FENCE}", None),  # empty
-    (f"{FENCE}python\nx = 1\n{FENCE}print(x)\n", None),  # a closing fence line holds only the fence
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "reply, code",
+    [
+        (f"{FENCE}python\ndef f():\n    return 1\n{FENCE}", "def f():\n    return 1"),
+        (f"\n\n  {FENCE}python\nx = 1\n{FENCE}  \n\n", "x = 1"),  # whitespace around the block
+        (f"{FENCE}\nx = 1\n{FENCE}", "x = 1"),  # no info string
+        (f"{FENCE}python\nx = 1\n{FENCE}\nThis sets x.", "x = 1"),  # text after the block: still code
+        (f"{FENCE}python\na = 1\n{FENCE}\n{FENCE}python\nb = 2\n{FENCE}", "a = 1"),  # the first block
+        (f"Here is the code:\n{FENCE}python\nx = 1\n{FENCE}", None),  # prose first: it talks
+        ("What should f return for an empty list?", None),
+        (f"{FENCE}python x = 1{FENCE}", None),  # one line is no block
+        (f"{FENCE}python\nx = 1", None),  # never closed
+        (f"{FENCE}python\n{FENCE}", None),  # empty
+        (f"{FENCE}python\nx = 1\n{FENCE}print(x)\n", None),  # a closing fence line holds only the fence
+        ("", None),
+    ],
+)
 def test_code_only_rule(reply, code):
     assert hec.leading_code_block(reply) == code
 
 
-@pytest.mark.parametrize("reply, communicated", [
-    ("1. Should the list be sorted?\n2. What about empty input?", True),
-    (f"Before I start: is the input sorted?\n{FENCE}python\ndef f(x):\n    return x\n{FENCE}", False),
-    (f"{FENCE}python\nx = 1\n{FENCE}", False),
-    ("Use ```sorted(x)```?", True),  # inline backticks are no block
-])
+@pytest.mark.parametrize(
+    "reply, communicated",
+    [
+        ("1. Should the list be sorted?\n2. What about empty input?", True),
+        (f"Before I start: is the input sorted?\n{FENCE}python\ndef f(x):\n    return x\n{FENCE}", False),
+        (f"{FENCE}python\nx = 1\n{FENCE}", False),
+        ("Use ```sorted(x)```?", True),  # inline backticks are no block
+    ],
+)
 def test_communication_counts_replies_without_any_code_block(reply, communicated):
     assert (not hec.has_code_block(reply)) is communicated
 
@@ -52,23 +58,30 @@ def test_extract_code_takes_the_first_block_or_the_whole_reply():
     assert hec.extract_code("def f(): pass", whole_if_unfenced=False) == ""
 
 
-@pytest.mark.parametrize("reply, quality, answers, problems", [
-    ("QUALITY=3\nANSWERS=```The list is sorted.```", 3, "The list is sorted.", ()),
-    ("QUALITY= 3\nANSWERS= ```\nIt returns the sum.\n```", 3, "It returns the sum.", ()),
-    ("QUALITY=[2]\nANSWERS=```[Use ascending order.]```", 2, "[Use ascending order.]", ()),
-    ("QUALITY: 1\nANSWERS: ", 1, "", ()),
-    ("**QUALITY**: 3\n**ANSWERS**: Ascending order.\nBoth ends included.", 3,
-     "Ascending order.\nBoth ends included.", ()),
-    ("quality = 2\nanswers: the threshold is exclusive", 2, "the threshold is exclusive", ()),
-    ("ANSWERS=```text\nOdd numbers only.\n```\nQUALITY=3", 3, "Odd numbers only.", ()),  # other order
-    ("ANSWERS: plain answer\nQUALITY=2\n", 2, "plain answer", ()),
-    ("QUALITY=[your int]\nQUALITY=3\nANSWERS=```a```", 3, "a", ()),  # template echoed first
-    ("QUALITY=3", 3, "", ("answers missing",)),
-    ("ANSWERS=```The input is never empty.```", None, "The input is never empty.", ("quality missing",)),
-    ("QUALITY=3\nANSWERS=```cut off here", 3, "cut off here", ("answers fence not closed",)),
-    ("QUALITY=5\nANSWERS=```x```", None, "x", ("quality 5 is not 1, 2 or 3",)),
-    ("I cannot grade these questions.", None, "", ("quality missing", "answers missing")),
-])
+@pytest.mark.parametrize(
+    "reply, quality, answers, problems",
+    [
+        ("QUALITY=3\nANSWERS=```The list is sorted.```", 3, "The list is sorted.", ()),
+        ("QUALITY= 3\nANSWERS= ```\nIt returns the sum.\n```", 3, "It returns the sum.", ()),
+        ("QUALITY=[2]\nANSWERS=```[Use ascending order.]```", 2, "[Use ascending order.]", ()),
+        ("QUALITY: 1\nANSWERS: ", 1, "", ()),
+        (
+            "**QUALITY**: 3\n**ANSWERS**: Ascending order.\nBoth ends included.",
+            3,
+            "Ascending order.\nBoth ends included.",
+            (),
+        ),
+        ("quality = 2\nanswers: the threshold is exclusive", 2, "the threshold is exclusive", ()),
+        ("ANSWERS=```text\nOdd numbers only.\n```\nQUALITY=3", 3, "Odd numbers only.", ()),  # other order
+        ("ANSWERS: plain answer\nQUALITY=2\n", 2, "plain answer", ()),
+        ("QUALITY=[your int]\nQUALITY=3\nANSWERS=```a```", 3, "a", ()),  # template echoed first
+        ("QUALITY=3", 3, "", ("answers missing",)),
+        ("ANSWERS=```The input is never empty.```", None, "The input is never empty.", ("quality missing",)),
+        ("QUALITY=3\nANSWERS=```cut off here", 3, "cut off here", ("answers fence not closed",)),
+        ("QUALITY=5\nANSWERS=```x```", None, "x", ("quality 5 is not 1, 2 or 3",)),
+        ("I cannot grade these questions.", None, "", ("quality missing", "answers missing")),
+    ],
+)
 def test_evaluator_reply_parsing(reply, quality, answers, problems):
     assert hec.parse_evaluator(reply) == hec.Verdict(quality, answers, problems)
 
@@ -77,8 +90,11 @@ def test_messages_of_both_rounds_and_the_evaluator():
     first = hec.round1_messages("def f(x):\n    '''Sort x.'''\n")
     assert first == [{"role": "user", "content": ROUND1_INSTRUCTION + "def f(x):\n    '''Sort x.'''\n"}]
     second = hec.round2_messages(first, "Ascending?", "Ascending.")
-    assert second == [*first, {"role": "assistant", "content": "Ascending?"},
-                      {"role": "user", "content": "Ascending." + hec.ROUND2_INSTRUCTION}]
+    assert second == [
+        *first,
+        {"role": "assistant", "content": "Ascending?"},
+        {"role": "user", "content": "Ascending." + hec.ROUND2_INSTRUCTION},
+    ]
     (judge,) = hec.evaluator_messages("Ascending?", "MODIFIED TEXT", "ORIGINAL TEXT")
     content = judge["content"]
     assert "<original_problem>\nORIGINAL TEXT\n</original_problem>" in content
@@ -93,12 +109,27 @@ def comm_problems(shared_data):
 
 
 def test_items_keep_the_original_entry_point_of_renamed_functions(comm_problems):
-    items = {i.id: i for i in hec.comm_items([comm_problems["HumanEval/0"], comm_problems["HumanEval/41"]],
-                                             ("original", *hec.CATEGORIES))}
-    assert sorted(items) == ["HumanEval/0#1a", "HumanEval/0#1c", "HumanEval/0#1p", "HumanEval/0#2ap",
-                             "HumanEval/0#original", "HumanEval/41#1a", "HumanEval/41#1c", "HumanEval/41#1p",
-                             "HumanEval/41#2ac", "HumanEval/41#2ap", "HumanEval/41#2cp", "HumanEval/41#3acp",
-                             "HumanEval/41#original"]
+    items = {
+        i.id: i
+        for i in hec.comm_items(
+            [comm_problems["HumanEval/0"], comm_problems["HumanEval/41"]], ("original", *hec.CATEGORIES)
+        )
+    }
+    assert sorted(items) == [
+        "HumanEval/0#1a",
+        "HumanEval/0#1c",
+        "HumanEval/0#1p",
+        "HumanEval/0#2ap",
+        "HumanEval/0#original",
+        "HumanEval/41#1a",
+        "HumanEval/41#1c",
+        "HumanEval/41#1p",
+        "HumanEval/41#2ac",
+        "HumanEval/41#2ap",
+        "HumanEval/41#2cp",
+        "HumanEval/41#3acp",
+        "HumanEval/41#original",
+    ]
     assert items["HumanEval/0#1a"].renamed == "candidate" and items["HumanEval/0#1c"].renamed is None
     assert items["HumanEval/41#1c"].renamed == "is_prime"  # this one is not called candidate
     assert {i.entry_point for k, i in items.items() if k.startswith("HumanEval/0#")} == {"has_close_elements"}
@@ -116,8 +147,12 @@ def test_code_under_the_modified_name_is_tested_as_the_entry_point(comm_problems
     assert wrong["tests"]["statuses"] == ["failed", "failed", "passed", "passed", "passed"]
     assert wrong["test_pass_rate"] == pytest.approx(0.6)
     empty = hec.score({"final_code": ""}, item)
-    assert empty["tests"] == {"passed": 0, "total": 5, "statuses": ["no code"] * 5,
-                              "first_error": "no code to test"}
+    assert empty["tests"] == {
+        "passed": 0,
+        "total": 5,
+        "statuses": ["no code"] * 5,
+        "first_error": "no code to test",
+    }
 
 
 def _judge(questions, problem, category):
@@ -144,13 +179,21 @@ def test_rules_evaluator_grades_questions_by_what_the_modification_changed(comm_
 
 def test_rules_backend_still_refuses_unknown_prompts():
     from clarify_jax.backends import BackendError
+
     with pytest.raises(BackendError, match="rules backend needs"):
         RulesBackend().complete([{"role": "user", "content": "hello"}])
 
 
 def _record(category, communicated, is_code, quality, passed, rate):
-    return {"id": f"x#{category}", "category": category, "communicated": communicated,
-            "round1_is_code": is_code, "question_quality": quality, "passed": passed, "test_pass_rate": rate}
+    return {
+        "id": f"x#{category}",
+        "category": category,
+        "communicated": communicated,
+        "round1_is_code": is_code,
+        "question_quality": quality,
+        "passed": passed,
+        "test_pass_rate": rate,
+    }
 
 
 def test_humanevalcomm_metrics_on_hand_made_records():
@@ -163,11 +206,23 @@ def test_humanevalcomm_metrics_on_hand_made_records():
     ]
     result = metrics.humanevalcomm_metrics(records)
     assert result["categories"]["1a"] == {
-        "items": 3, "communication_rate": 1 / 3, "good_question_rate": 1 / 3, "pass@1": 1 / 3,
-        "test_pass_rate": 0.5, "asked_rate": 2 / 3, "evaluator_unparsed": 0}
+        "items": 3,
+        "communication_rate": 1 / 3,
+        "good_question_rate": 1 / 3,
+        "pass@1": 1 / 3,
+        "test_pass_rate": 0.5,
+        "asked_rate": 2 / 3,
+        "evaluator_unparsed": 0,
+    }
     assert result["overall"] == {
-        "items": 4, "communication_rate": 0.5, "good_question_rate": 0.25, "pass@1": 0.5,
-        "test_pass_rate": 0.625, "asked_rate": 0.75, "evaluator_unparsed": 1}
+        "items": 4,
+        "communication_rate": 0.5,
+        "good_question_rate": 0.25,
+        "pass@1": 0.5,
+        "test_pass_rate": 0.625,
+        "asked_rate": 0.75,
+        "evaluator_unparsed": 1,
+    }
     assert result["original"]["pass@1"] == 1.0 and result["original"]["communication_rate"] == 0.0
     assert set(result["categories"]) == {"1a", "1p"}
     assert metrics.humanevalcomm_metrics([])["overall"]["pass@1"] is None
@@ -175,28 +230,51 @@ def test_humanevalcomm_metrics_on_hand_made_records():
         metrics.humanevalcomm_metrics([_record("9z", True, False, 3, True, 1.0)])
 
 
-@pytest.mark.parametrize("n, c, k, expected", [
-    (5, 2, 1, 0.4), (5, 2, 2, 0.7), (5, 0, 3, 0.0), (5, 5, 1, 1.0), (5, 3, 3, 1.0),
-    (10, 3, 5, 1 - math.comb(7, 5) / math.comb(10, 5)),
-    (200, 13, 10, 1 - math.comb(187, 10) / math.comb(200, 10)),
-])
+@pytest.mark.parametrize(
+    "n, c, k, expected",
+    [
+        (5, 2, 1, 0.4),
+        (5, 2, 2, 0.7),
+        (5, 0, 3, 0.0),
+        (5, 5, 1, 1.0),
+        (5, 3, 3, 1.0),
+        (10, 3, 5, 1 - math.comb(7, 5) / math.comb(10, 5)),
+        (200, 13, 10, 1 - math.comb(187, 10) / math.comb(200, 10)),
+    ],
+)
 def test_pass_at_k_is_the_unbiased_estimator(n, c, k, expected):
     assert metrics.pass_at_k(n, c, k) == pytest.approx(expected, abs=1e-12)
 
 
 def test_pass_at_k_over_problems():
-    records = [{"problem_id": p, "passed": ok, "test_pass_rate": float(ok)}
-               for p, oks in (("a", [1, 1, 0, 0]), ("b", [0, 0, 0, 0]), ("c", [1, 1, 1, 1])) for ok in oks]
+    records = [
+        {"problem_id": p, "passed": ok, "test_pass_rate": float(ok)}
+        for p, oks in (("a", [1, 1, 0, 0]), ("b", [0, 0, 0, 0]), ("c", [1, 1, 1, 1]))
+        for ok in oks
+    ]
     result = metrics.pass_at_k_metrics(records, (1, 2, 5))
-    assert result == {"problems": 3, "samples": 12, "test_pass_rate": 0.5, "pass@1": pytest.approx(0.5),
-                      "pass@2": pytest.approx((1 - 1 / 6 + 0 + 1) / 3), "pass@5": None}
+    assert result == {
+        "problems": 3,
+        "samples": 12,
+        "test_pass_rate": 0.5,
+        "pass@1": pytest.approx(0.5),
+        "pass@2": pytest.approx((1 - 1 / 6 + 0 + 1) / 3),
+        "pass@5": None,
+    }
     with pytest.raises(ValueError, match="1 <= k <= n"):
         metrics.pass_at_k(3, 1, 4)
 
 
 def test_report_table_and_charts(tmp_path):
-    group = {"items": 2, "communication_rate": 0.5, "good_question_rate": 0.25, "pass@1": 1.0,
-             "test_pass_rate": 0.875, "asked_rate": 0.5, "evaluator_unparsed": 0}
+    group = {
+        "items": 2,
+        "communication_rate": 0.5,
+        "good_question_rate": 0.25,
+        "pass@1": 1.0,
+        "test_pass_rate": 0.875,
+        "asked_rate": 0.5,
+        "evaluator_unparsed": 0,
+    }
     rows = {"my-model": {"overall": group, "categories": {"1a": group}, "original": group}}
     text = report.comm_markdown(rows)
     assert "| my-model | 100.00% | 100.00% | 87.50% | 87.50% | 50.00% | 25.00% |" in text
@@ -228,12 +306,17 @@ def test_results_log_drops_a_cut_last_line_and_names_damaged_lines(tmp_path):
 
 def test_backend_specs_and_problem_selection_errors(shared_data):
     config = ec.EvaluateConfig(model="rules", temperature=0.5, evaluator_temperature=1.0, concurrency=3)
-    expected = (r"model spec 'rules': the rules backend cannot be the model; "
-                r"expected openai:<model>\[@<base_url>\] or local:<checkpoint dir>$")
+    expected = (
+        r"model spec 'rules': the rules backend cannot be the model; "
+        r"expected openai:<model>\[@<base_url>\] or local:<checkpoint dir>$"
+    )
     with pytest.raises(ValueError, match=expected):
         ec.role_backend("rules", config, "model")
-    with pytest.raises(ValueError, match=r"evaluator spec 'gpt4': unknown backend 'gpt4'; expected "
-                                         r"openai:<model>\[@<base_url>\], local:<checkpoint dir> or rules"):
+    with pytest.raises(
+        ValueError,
+        match=r"evaluator spec 'gpt4': unknown backend 'gpt4'; expected "
+        r"openai:<model>\[@<base_url>\], local:<checkpoint dir> or rules",
+    ):
         ec.role_backend("gpt4", config, "evaluator")
     backend = ec.role_backend("openai:tiny-coder@http://127.0.0.1:9/v1", config, "model")
     assert backend.name == "openai:tiny-coder" and backend.url == "http://127.0.0.1:9/v1/chat/completions"
@@ -247,8 +330,9 @@ def test_backend_specs_and_problem_selection_errors(shared_data):
     path = shared_data / "humanevalcomm" / "HumanEvalComm.jsonl"
     with pytest.raises(ValueError, match=r"problems not in .*: \['HumanEval/999'\]"):
         ec.load_problems(ec.EvaluateConfig(model="x", data=path, problems=("HumanEval/1", "HumanEval/999")))
-    chosen = ec.load_problems(ec.EvaluateConfig(model="x", data=path,
-                                                problems=("HumanEval/7", "HumanEval/3")))
+    chosen = ec.load_problems(
+        ec.EvaluateConfig(model="x", data=path, problems=("HumanEval/7", "HumanEval/3"))
+    )
     assert [p.id for p in chosen] == ["HumanEval/3", "HumanEval/7"]
     assert len(ec.load_problems(ec.EvaluateConfig(model="x", benchmark="humaneval", limit=4))) == 4
     with pytest.raises(ValueError, match=r"k=\[5\] with n_samples=2"):

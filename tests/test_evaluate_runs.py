@@ -47,12 +47,20 @@ def fenced(code):
 
 
 def problem_text(messages):
-    return messages[0]["content"][len(ROUND1_INSTRUCTION):]
+    return messages[0]["content"][len(ROUND1_INSTRUCTION) :]
 
 
 def config(comm_path, out, server, **overrides):
-    values = dict(model=f"openai:tiny-coder@{server.base_url}", data=comm_path, out=out,
-                  problems=PROBLEMS, categories=ALL, progress=False, concurrency=4, protocol="clarify-jax")
+    values = dict(
+        model=f"openai:tiny-coder@{server.base_url}",
+        data=comm_path,
+        out=out,
+        problems=PROBLEMS,
+        categories=ALL,
+        progress=False,
+        concurrency=4,
+        protocol="clarify-jax",
+    )
     return EvaluateConfig(**(values | overrides))
 
 
@@ -63,22 +71,33 @@ def test_canonical_code_everywhere_passes_everything_without_asking(comm_path, s
     items = hec.comm_items(list(read_humanevalcomm(comm_path))[:8], ALL)
     assert summary["complete"] and summary["done"] == len(items) == len(records) == len(server.requests) == 48
     overall, original = summary["metrics"]["overall"], summary["metrics"]["original"]
-    assert original == {"items": 8, "communication_rate": 0.0, "good_question_rate": 0.0, "pass@1": 1.0,
-                        "test_pass_rate": 1.0, "asked_rate": 0.0, "evaluator_unparsed": 0}
+    assert original == {
+        "items": 8,
+        "communication_rate": 0.0,
+        "good_question_rate": 0.0,
+        "pass@1": 1.0,
+        "test_pass_rate": 1.0,
+        "asked_rate": 0.0,
+        "evaluator_unparsed": 0,
+    }
     assert overall["items"] == 40 and overall["pass@1"] == 1.0 and overall["communication_rate"] == 0.0
-    assert all(r["round1_is_code"] and r["evaluator_messages"] is None and r["code_source"] == "round1"
-               for r in records)
+    assert all(
+        r["round1_is_code"] and r["evaluator_messages"] is None and r["code_source"] == "round1"
+        for r in records
+    )
     assert (tmp_path / "results.md").read_text().count("| openai:tiny-coder | 100.00% | 100.00% |") == 1
     assert {Path(p).name for p in summary["files"]["charts"]} == {f"chart_{g}.png" for g in ("overall", *ALL)}
     assert json.loads((tmp_path / "summary.json").read_text())["metrics"] == summary["metrics"]
 
 
 # The evaluator's replies, in the forms real models write; the grade a reply means, None: unreadable.
-VERDICTS = (("QUALITY=3\nANSWERS=```Follow the original docstring.```", 3),
-            ("QUALITY= [2]\nANSWERS: Use the examples.", 2),
-            ("**QUALITY**: 3\n**ANSWERS**: As the original says.", 3),
-            ("QUALITY: 1", 1),
-            ("I would rather not grade this.", None))
+VERDICTS = (
+    ("QUALITY=3\nANSWERS=```Follow the original docstring.```", 3),
+    ("QUALITY= [2]\nANSWERS: Use the examples.", 2),
+    ("**QUALITY**: 3\n**ANSWERS**: As the original says.", 3),
+    ("QUALITY: 1", 1),
+    ("I would rather not grade this.", None),
+)
 
 
 def verdict_for(text):
@@ -97,8 +116,9 @@ def test_questions_everywhere_go_through_the_evaluator_and_round_two(comm_path, 
         return verdict_for(modified.group(1))[0]
 
     with ChatServer(model) as model_server, ChatServer(evaluator) as judge_server:
-        summary = evaluate_command(config(comm_path, tmp_path, model_server,
-                                          evaluator=f"openai:judge@{judge_server.base_url}"))
+        summary = evaluate_command(
+            config(comm_path, tmp_path, model_server, evaluator=f"openai:judge@{judge_server.base_url}")
+        )
     items = hec.comm_items(list(read_humanevalcomm(comm_path))[:8], ALL)
     records = read_records(tmp_path / LOG_FILE)
     assert len(model_server.requests) == 2 * len(items) and len(judge_server.requests) == len(items)
@@ -107,16 +127,25 @@ def test_questions_everywhere_go_through_the_evaluator_and_round_two(comm_path, 
         record = records[item.id]
         assert record["question_quality"] == grades[item.id] and record["code_source"] == "round2"
         assert record["round2_messages"][2]["content"] == record["answers"] + hec.ROUND2_INSTRUCTION
-    for group, members in [("overall", [i for i in items if i.category != "original"]),
-                           ("original", [i for i in items if i.category == "original"]),
-                           *[(c, [i for i in items if i.category == c]) for c in ("1a", "1p", "2ap")]]:
-        metrics = summary["metrics"][group] if group in ("overall", "original") else \
-            summary["metrics"]["categories"][group]
+    for group, members in [
+        ("overall", [i for i in items if i.category != "original"]),
+        ("original", [i for i in items if i.category == "original"]),
+        *[(c, [i for i in items if i.category == c]) for c in ("1a", "1p", "2ap")],
+    ]:
+        metrics = (
+            summary["metrics"][group]
+            if group in ("overall", "original")
+            else summary["metrics"]["categories"][group]
+        )
         assert metrics == {
-            "items": len(members), "communication_rate": 1.0,
+            "items": len(members),
+            "communication_rate": 1.0,
             "good_question_rate": pytest.approx(sum(grades[i.id] == 3 for i in members) / len(members)),
-            "pass@1": 1.0, "test_pass_rate": 1.0, "asked_rate": 1.0,
-            "evaluator_unparsed": sum(grades[i.id] is None for i in members)}
+            "pass@1": 1.0,
+            "test_pass_rate": 1.0,
+            "asked_rate": 1.0,
+            "evaluator_unparsed": sum(grades[i.id] is None for i in members),
+        }
     assert 0 < summary["metrics"]["overall"]["good_question_rate"] < 1
 
 
@@ -149,9 +178,19 @@ def test_a_killed_run_resumes_without_losing_or_repeating_items(comm_path, solut
     problems = PROBLEMS[:6]
     with ChatServer(lambda messages: fenced(solutions[problem_text(messages)]), delay_s=0.15) as server:
         root = Path(__file__).parents[1]
-        child = subprocess.Popen([sys.executable, "-c", KILLED_RUN, server.base_url, str(comm_path),
-                                  str(tmp_path), ",".join(problems)],
-                                 cwd=root, env=os.environ | {"PYTHONPATH": str(root)})
+        child = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                KILLED_RUN,
+                server.base_url,
+                str(comm_path),
+                str(tmp_path),
+                ",".join(problems),
+            ],
+            cwd=root,
+            env=os.environ | {"PYTHONPATH": str(root)},
+        )
         log = tmp_path / LOG_FILE
         deadline = time.monotonic() + 60
         while (not log.exists() or log.read_text().count("\n") < 4) and time.monotonic() < deadline:
@@ -160,12 +199,20 @@ def test_a_killed_run_resumes_without_losing_or_repeating_items(comm_path, solut
         child.send_signal(signal.SIGKILL)
         child.wait()
         before = log.read_bytes()
-        kept = before[:before.rfind(b"\n") + 1]
+        kept = before[: before.rfind(b"\n") + 1]
         with open(log, "ab") as f:
             f.write(b'{"id": "HumanEval/5#1a", "round1_resp')  # as if killed mid-write
         assert 4 <= kept.count(b"\n") < 18
-        summary = evaluate_command(config(comm_path, tmp_path, server, problems=problems,
-                                          categories=("original", "1a", "1p"), concurrency=2))
+        summary = evaluate_command(
+            config(
+                comm_path,
+                tmp_path,
+                server,
+                problems=problems,
+                categories=("original", "1a", "1p"),
+                concurrency=2,
+            )
+        )
     lines = log.read_bytes()
     assert lines.startswith(kept)  # finished items are kept as they were
     ids = [json.loads(line)["id"] for line in lines.splitlines()]
@@ -182,7 +229,7 @@ def sampled_server(prompt_to_problem, correct, wrong, good_counts):
     seen = Counter()
 
     def reply(messages):
-        problem = prompt_to_problem[messages[0]["content"][len(CODEGEN_INSTRUCTION):]]
+        problem = prompt_to_problem[messages[0]["content"][len(CODEGEN_INSTRUCTION) :]]
         seen[problem.id] += 1
         return fenced(correct(problem) if seen[problem.id] <= good_counts[problem.id] else wrong(problem))
 
@@ -192,15 +239,32 @@ def sampled_server(prompt_to_problem, correct, wrong, good_counts):
 def test_humaneval_pass_at_k_on_known_samples(tmp_path):
     problems = list(read_humaneval())[:3]
     good = dict(zip((p.id for p in problems), (4, 1, 0)))
-    with sampled_server({p.prompt: p for p in problems}, lambda p: p.solutions[0],
-                        lambda p: p.prompt + "    return None\n", good) as server:
-        summary = evaluate_command(EvaluateConfig(
-            model=f"openai:tiny-coder@{server.base_url}", benchmark="humaneval", out=tmp_path, limit=3,
-            n_samples=4, k=(1, 2, 4), temperature=0.8, progress=False))
-    assert summary["metrics"] == {"problems": 3, "samples": 12, "test_pass_rate": pytest.approx(5 / 12),
-                                  "pass@1": pytest.approx((1 + 0.25 + 0) / 3),
-                                  "pass@2": pytest.approx((1 + (1 - 3 / 6) + 0) / 3),
-                                  "pass@4": pytest.approx((1 + 1 + 0) / 3)}
+    with sampled_server(
+        {p.prompt: p for p in problems},
+        lambda p: p.solutions[0],
+        lambda p: p.prompt + "    return None\n",
+        good,
+    ) as server:
+        summary = evaluate_command(
+            EvaluateConfig(
+                model=f"openai:tiny-coder@{server.base_url}",
+                benchmark="humaneval",
+                out=tmp_path,
+                limit=3,
+                n_samples=4,
+                k=(1, 2, 4),
+                temperature=0.8,
+                progress=False,
+            )
+        )
+    assert summary["metrics"] == {
+        "problems": 3,
+        "samples": 12,
+        "test_pass_rate": pytest.approx(5 / 12),
+        "pass@1": pytest.approx((1 + 0.25 + 0) / 3),
+        "pass@2": pytest.approx((1 + (1 - 3 / 6) + 0) / 3),
+        "pass@4": pytest.approx((1 + 1 + 0) / 3),
+    }
     assert server.requests[0]["body"]["temperature"] == 0.8
     table = (tmp_path / "results.md").read_text()
     assert "| openai:tiny-coder | 3 | 12 | 41.67% | 50.00% | 66.67% | 41.67% |" in table
@@ -210,13 +274,31 @@ def test_mbpp_pass_at_k_on_known_samples(shared_data, tmp_path):
     path = shared_data / "mbpp" / "sanitized-mbpp.json"
     problems = list(read_mbpp(path))[:2]
     good = {problems[0].id: 2, problems[1].id: 0}
-    with sampled_server({p.prompt: p for p in problems}, lambda p: p.solutions[0],
-                        lambda p: p.solutions[0] + "\nraise SystemExit(1)\n", good) as server:
-        summary = evaluate_command(EvaluateConfig(
-            model=f"openai:tiny-coder@{server.base_url}", benchmark="mbpp", data=path, out=tmp_path, limit=2,
-            n_samples=3, k=(1, 3), progress=False))
-    assert summary["metrics"] == {"problems": 2, "samples": 6, "test_pass_rate": pytest.approx(2 / 6),
-                                  "pass@1": pytest.approx((2 / 3 + 0) / 2), "pass@3": pytest.approx(0.5)}
+    with sampled_server(
+        {p.prompt: p for p in problems},
+        lambda p: p.solutions[0],
+        lambda p: p.solutions[0] + "\nraise SystemExit(1)\n",
+        good,
+    ) as server:
+        summary = evaluate_command(
+            EvaluateConfig(
+                model=f"openai:tiny-coder@{server.base_url}",
+                benchmark="mbpp",
+                data=path,
+                out=tmp_path,
+                limit=2,
+                n_samples=3,
+                k=(1, 3),
+                progress=False,
+            )
+        )
+    assert summary["metrics"] == {
+        "problems": 2,
+        "samples": 6,
+        "test_pass_rate": pytest.approx(2 / 6),
+        "pass@1": pytest.approx((2 / 3 + 0) / 2),
+        "pass@3": pytest.approx(0.5),
+    }
 
 
 class BatchingModel:
@@ -252,8 +334,13 @@ def test_a_batching_model_with_the_rules_evaluator(comm_path, tmp_path):
     from clarify_jax.evaluate.runner import run_suite
 
     problems = list(read_humanevalcomm(comm_path))[:4]
-    cfg = EvaluateConfig(model="unused", data=comm_path, categories=("original", "1a", "1p"), batch_size=5,
-                         protocol="clarify-jax")
+    cfg = EvaluateConfig(
+        model="unused",
+        data=comm_path,
+        categories=("original", "1a", "1p"),
+        batch_size=5,
+        protocol="clarify-jax",
+    )
     suite = ec.build_suite(cfg, problems)
     model = BatchingModel(problems)
     summary = run_suite(suite, model, RulesBackend(), tmp_path, identity={}, batch_size=5, progress=False)

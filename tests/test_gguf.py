@@ -27,9 +27,11 @@ from tests.support.chat_templates import QWEN25_CODER_INSTRUCT
 from tests.support.cli import run_cli
 from tests.support.hf_models import build_tiny_model
 
-CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] "
-          "+ '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
-          "{% endif %}")
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] "
+    "+ '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}"
+    "{% endif %}"
+)
 CODE = '''def fizz_buzz(n: int) -> list[str]:
     """Return FizzBuzz for 1..n; e.g. fizz_buzz(15)[-1] == 'FizzBuzz'."""
     out = []
@@ -50,32 +52,60 @@ class Stack:
     def push(self, x):
         self.items.append(x)
 '''
-PROSE = ("Write a function that returns the sum of the squares of the odd numbers in a list. "
-         "It's ambiguous: should negative numbers count? I'd ask first, then write the code.\n")
-TEXTS = [CODE, PROSE, "  leading spaces\tand tabs\n\n\nnaïve café — 北京 😀 <tool_call>x</tool_call>",
-         "x=1;y=22;z=333;w=4444", "'s 've 'LL Don't STOP", "Done.</s><s>Next<|im_end|> after"]
-MESSAGES = [{"role": "system", "content": "You are a careful coding assistant."},
-            {"role": "user", "content": PROSE + CODE},
-            {"role": "assistant", "content": "Should negative numbers count?"},
-            {"role": "user", "content": "Yes, they count."}]
+PROSE = (
+    "Write a function that returns the sum of the squares of the odd numbers in a list. "
+    "It's ambiguous: should negative numbers count? I'd ask first, then write the code.\n"
+)
+TEXTS = [
+    CODE,
+    PROSE,
+    "  leading spaces\tand tabs\n\n\nnaïve café — 北京 😀 <tool_call>x</tool_call>",
+    "x=1;y=22;z=333;w=4444",
+    "'s 've 'LL Don't STOP",
+    "Done.</s><s>Next<|im_end|> after",
+]
+MESSAGES = [
+    {"role": "system", "content": "You are a careful coding assistant."},
+    {"role": "user", "content": PROSE + CODE},
+    {"role": "assistant", "content": "Should negative numbers count?"},
+    {"role": "user", "content": "Yes, they count."},
+]
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"]
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, BYTE = 1, 2, 3, 4, 6
 TOKENS = np.random.default_rng(5).integers(0, 256, (2, 11)).astype(np.int32)
 
 # transformers name -> llama.cpp name, written out here (not taken from the code under test).
-GLOBAL_NAMES = {"model.embed_tokens.weight": "token_embd.weight", "model.norm.weight": "output_norm.weight",
-                "lm_head.weight": "output.weight"}
-LAYER_NAMES = {"input_layernorm.weight": "attn_norm.weight",
-               "post_attention_layernorm.weight": "ffn_norm.weight",
-               "self_attn.q_proj.weight": "attn_q.weight", "self_attn.k_proj.weight": "attn_k.weight",
-               "self_attn.v_proj.weight": "attn_v.weight", "self_attn.o_proj.weight": "attn_output.weight",
-               "self_attn.q_proj.bias": "attn_q.bias", "self_attn.k_proj.bias": "attn_k.bias",
-               "self_attn.v_proj.bias": "attn_v.bias", "mlp.gate_proj.weight": "ffn_gate.weight",
-               "mlp.up_proj.weight": "ffn_up.weight", "mlp.down_proj.weight": "ffn_down.weight"}
+GLOBAL_NAMES = {
+    "model.embed_tokens.weight": "token_embd.weight",
+    "model.norm.weight": "output_norm.weight",
+    "lm_head.weight": "output.weight",
+}
+LAYER_NAMES = {
+    "input_layernorm.weight": "attn_norm.weight",
+    "post_attention_layernorm.weight": "ffn_norm.weight",
+    "self_attn.q_proj.weight": "attn_q.weight",
+    "self_attn.k_proj.weight": "attn_k.weight",
+    "self_attn.v_proj.weight": "attn_v.weight",
+    "self_attn.o_proj.weight": "attn_output.weight",
+    "self_attn.q_proj.bias": "attn_q.bias",
+    "self_attn.k_proj.bias": "attn_k.bias",
+    "self_attn.v_proj.bias": "attn_v.bias",
+    "mlp.gate_proj.weight": "ffn_gate.weight",
+    "mlp.up_proj.weight": "ffn_up.weight",
+    "mlp.down_proj.weight": "ffn_down.weight",
+}
 # The mixed file: one block format per projection.
-MIXED_TYPES = {"q_proj": QType.Q8_0, "k_proj": QType.Q4_0, "v_proj": QType.Q4_1, "o_proj": QType.Q5_0,
-               "gate_proj": QType.Q5_1, "up_proj": QType.BF16, "down_proj": QType.Q8_0,
-               "embed_tokens": QType.Q8_0, "lm_head": QType.F16}
+MIXED_TYPES = {
+    "q_proj": QType.Q8_0,
+    "k_proj": QType.Q4_0,
+    "v_proj": QType.Q4_1,
+    "o_proj": QType.Q5_0,
+    "gate_proj": QType.Q5_1,
+    "up_proj": QType.BF16,
+    "down_proj": QType.Q8_0,
+    "embed_tokens": QType.Q8_0,
+    "lm_head": QType.F16,
+}
 
 
 def gguf_name(hf: str) -> str:
@@ -92,17 +122,24 @@ def permute(w: np.ndarray, heads: int) -> np.ndarray:
 
 # ---- vocabularies, as llama.cpp stores them ----
 
+
 def byte_level_vocab(pre: str) -> dict:
     """A byte-level BPE trained on a little code (merges included), with ChatML specials."""
     tok = FastTokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = trainers.BpeTrainer(vocab_size=360, special_tokens=SPECIALS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=360,
+        special_tokens=SPECIALS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     tok.train_from_iterator([CODE, PROSE] * 20, trainer)
     saved = json.loads(tok.to_str())["model"]
     tokens = sorted(saved["vocab"], key=saved["vocab"].get)
-    types = [USER_DEFINED if t.startswith(("<tool", "</tool")) else CONTROL if t in SPECIALS else NORMAL
-             for t in tokens]
+    types = [
+        USER_DEFINED if t.startswith(("<tool", "</tool")) else CONTROL if t in SPECIALS else NORMAL
+        for t in tokens
+    ]
     merges = [m if isinstance(m, str) else " ".join(m) for m in saved["merges"]]
     return dict(model="gpt2", pre=pre, tokens=tokens, types=types, merges=merges, scores=None)
 
@@ -111,22 +148,53 @@ def sentencepiece_vocab() -> dict:
     """A SentencePiece BPE with byte fallback: pieces, scores and types, no merges (as llama.cpp
     writes a tokenizer.model vocabulary)."""
     model_file = io.BytesIO()
-    spm.SentencePieceTrainer.train(sentence_iterator=iter((CODE + PROSE).splitlines() * 20),
-                                   model_writer=model_file, vocab_size=400, model_type="bpe",
-                                   byte_fallback=True, character_coverage=1.0, hard_vocab_limit=False,
-                                   unk_id=0, bos_id=1, eos_id=2, pad_id=-1, minloglevel=2)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter((CODE + PROSE).splitlines() * 20),
+        model_writer=model_file,
+        vocab_size=400,
+        model_type="bpe",
+        byte_fallback=True,
+        character_coverage=1.0,
+        hard_vocab_limit=False,
+        unk_id=0,
+        bos_id=1,
+        eos_id=2,
+        pad_id=-1,
+        minloglevel=2,
+    )
     sp = spm.SentencePieceProcessor(model_proto=model_file.getvalue())
     n = sp.get_piece_size()
-    types = [UNKNOWN if sp.is_unknown(i) else CONTROL if sp.is_control(i) else BYTE if sp.is_byte(i)
-             else NORMAL for i in range(n)]
-    return dict(model="llama", pre=None, tokens=[sp.id_to_piece(i) for i in range(n)], types=types,
-                merges=None, scores=[sp.get_score(i) for i in range(n)])
+    types = [
+        UNKNOWN if sp.is_unknown(i) else CONTROL if sp.is_control(i) else BYTE if sp.is_byte(i) else NORMAL
+        for i in range(n)
+    ]
+    return dict(
+        model="llama",
+        pre=None,
+        tokens=[sp.id_to_piece(i) for i in range(n)],
+        types=types,
+        merges=None,
+        scores=[sp.get_score(i) for i in range(n)],
+    )
 
 
 # ---- GGUF files ----
 
-def write_gguf(path, hf_model, arch: str, vocab: dict, qtype_of, *, bos: int, eos: int, pad=None,
-               add_bos: bool, chat_template: str | None = None, rope_linear: float | None = None):
+
+def write_gguf(
+    path,
+    hf_model,
+    arch: str,
+    vocab: dict,
+    qtype_of,
+    *,
+    bos: int,
+    eos: int,
+    pad=None,
+    add_bos: bool,
+    chat_template: str | None = None,
+    rope_linear: float | None = None,
+):
     c = hf_model.config
     w = gguf.GGUFWriter(str(path), arch)
     w.add_name("tiny")
@@ -189,12 +257,27 @@ def mixed_type(name: str) -> QType:
 
 CASES = {
     # name: (transformers variant, GGUF architecture, vocabulary, tensor types, special ids and flags)
-    "llama_f32": ("llama", "llama", lambda: byte_level_vocab("llama-bpe"), lambda name: QType.F32,
-                  dict(bos=0, eos=2, add_bos=True, chat_template=CHATML)),
-    "qwen2_f16_tied": ("qwen2_tied", "qwen2", lambda: byte_level_vocab("qwen2"), lambda name: QType.F16,
-                       dict(bos=0, eos=2, pad=0, add_bos=False, chat_template=QWEN25_CODER_INSTRUCT)),
-    "llama_mixed_spm": ("llama", "llama", sentencepiece_vocab, mixed_type,
-                        dict(bos=1, eos=2, add_bos=True, chat_template=CHATML)),
+    "llama_f32": (
+        "llama",
+        "llama",
+        lambda: byte_level_vocab("llama-bpe"),
+        lambda name: QType.F32,
+        dict(bos=0, eos=2, add_bos=True, chat_template=CHATML),
+    ),
+    "qwen2_f16_tied": (
+        "qwen2_tied",
+        "qwen2",
+        lambda: byte_level_vocab("qwen2"),
+        lambda name: QType.F16,
+        dict(bos=0, eos=2, pad=0, add_bos=False, chat_template=QWEN25_CODER_INSTRUCT),
+    ),
+    "llama_mixed_spm": (
+        "llama",
+        "llama",
+        sentencepiece_vocab,
+        mixed_type,
+        dict(bos=1, eos=2, add_bos=True, chat_template=CHATML),
+    ),
 }
 
 
@@ -223,8 +306,12 @@ def converted(files, tmp_path_factory):
     def get(case: str):
         if case not in done:
             folder, _ = files(case)
-            done[case] = hf_to_checkpoint(folder / "model.gguf", tmp_path_factory.mktemp(case + "_ckpt"),
-                                          dtype="float32", progress=False)
+            done[case] = hf_to_checkpoint(
+                folder / "model.gguf",
+                tmp_path_factory.mktemp(case + "_ckpt"),
+                dtype="float32",
+                progress=False,
+            )
         return done[case]
 
     return get
@@ -232,7 +319,8 @@ def converted(files, tmp_path_factory):
 
 def transformers_model(folder):
     return transformers.AutoModelForCausalLM.from_pretrained(
-        folder, gguf_file="model.gguf", dtype=torch.float32, attn_implementation="eager").eval()
+        folder, gguf_file="model.gguf", dtype=torch.float32, attn_implementation="eager"
+    ).eval()
 
 
 def logits_of(torch_model, tokens=TOKENS):
@@ -245,8 +333,12 @@ def test_logits_equal_transformers_loading_the_same_file(files, converted, case)
     folder, hf_model = files(case)
     cfg, params = load_model(converted(case))
     expected = ModelConfig.from_hf_dict(hf_model.config.to_dict())
-    keep = dict(bos_token_id=cfg.bos_token_id, eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id,
-                max_position_embeddings=cfg.max_position_embeddings)
+    keep = dict(
+        bos_token_id=cfg.bos_token_id,
+        eos_token_id=cfg.eos_token_id,
+        pad_token_id=cfg.pad_token_id,
+        max_position_embeddings=cfg.max_position_embeddings,
+    )
     assert cfg == expected.replace(**keep)
     ours = np.asarray(model.forward(cfg, params, TOKENS))
     diff = np.abs(ours - logits_of(transformers_model(folder))).max()
@@ -301,8 +393,11 @@ def test_tokenizer_equals_transformers_on_code_and_chat(files, converted, case):
             assert ids == theirs(text, add_special_tokens=special)["input_ids"], (text, special)
         assert ours.decode(ids) == theirs.decode(ids)
         assert ours.decode(ids, skip_special_tokens=True) == theirs.decode(ids, skip_special_tokens=True)
-    assert (ours.bos_token, ours.eos_token, ours.pad_token) == (theirs.bos_token, theirs.eos_token,
-                                                                theirs.pad_token)
+    assert (ours.bos_token, ours.eos_token, ours.pad_token) == (
+        theirs.bos_token,
+        theirs.eos_token,
+        theirs.pad_token,
+    )
     generation = json.loads((converted(case) / "generation_config.json").read_text())
     assert generation["eos_token_id"] == ours.eos_id
 
@@ -311,8 +406,9 @@ def test_export_loads_in_transformers(converted, tmp_path):
     source = converted("llama_mixed_spm")
     out = export_to_hf(source, tmp_path / "hf", progress=False)
     cfg, params = load_model(source)
-    reloaded = transformers.AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32,
-                                                                 attn_implementation="eager")
+    reloaded = transformers.AutoModelForCausalLM.from_pretrained(
+        out, dtype=torch.float32, attn_implementation="eager"
+    )
     assert np.abs(logits_of(reloaded) - np.asarray(model.forward(cfg, params, TOKENS))).max() <= 1e-4
     theirs = transformers.AutoTokenizer.from_pretrained(out)
     ours = Tokenizer(source)
@@ -323,22 +419,34 @@ def test_export_loads_in_transformers(converted, tmp_path):
 def test_linear_rope_scaling_and_loading_a_gguf_file_directly(tmp_path):
     vocab = byte_level_vocab("llama-bpe")
     hf_model = build_tiny_model("llama_linear", vocab_size=len(vocab["tokens"]))
-    path = write_gguf(tmp_path / "linear.gguf", hf_model, "llama", vocab, lambda name: QType.F32, bos=0,
-                      eos=2, add_bos=False, rope_linear=4.0)
+    path = write_gguf(
+        tmp_path / "linear.gguf",
+        hf_model,
+        "llama",
+        vocab,
+        lambda name: QType.F32,
+        bos=0,
+        eos=2,
+        add_bos=False,
+        rope_linear=4.0,
+    )
     assert GGUFModel(path).hf_config()["rope_scaling"] == {"type": "linear", "factor": 4.0}
     cfg, params = load_pretrained(path)  # a GGUF file loads wherever an HF directory does
     assert cfg.rope_scaling.type == "linear" and cfg.rope_scaling.factor == 4.0
     assert np.abs(np.asarray(model.forward(cfg, params, TOKENS)) - logits_of(hf_model)).max() <= 1e-4
 
 
-@pytest.mark.parametrize("pre, text, pieces", [
-    # llama.cpp's regex lists (llama-vocab.cpp), in GPT-2's byte spelling (Ġ space, Ċ newline)
-    ("llama-bpe", "x = 12345;\n", ["x", "Ġ=", "Ġ", "123", "45", ";Ċ"]),
-    ("qwen2", "x = 123;", ["x", "Ġ=", "Ġ", "1", "2", "3", ";"]),
-    ("smollm", "a\n  12 ab", ["a", "ĊĠĠ", "1", "2", "Ġab"]),  # digits split off first
-    ("deepseek-coder", "x = 12;\n", ["x", "Ġ=Ġ", "1", "2", ";", "Ċ"]),
-    ("default", "a\n  12 ab", ["a", "ĊĠ", "Ġ12", "Ġab"]),  # GPT-2's regex, as transformers reads it
-])
+@pytest.mark.parametrize(
+    "pre, text, pieces",
+    [
+        # llama.cpp's regex lists (llama-vocab.cpp), in GPT-2's byte spelling (Ġ space, Ċ newline)
+        ("llama-bpe", "x = 12345;\n", ["x", "Ġ=", "Ġ", "123", "45", ";Ċ"]),
+        ("qwen2", "x = 123;", ["x", "Ġ=", "Ġ", "1", "2", "3", ";"]),
+        ("smollm", "a\n  12 ab", ["a", "ĊĠĠ", "1", "2", "Ġab"]),  # digits split off first
+        ("deepseek-coder", "x = 12;\n", ["x", "Ġ=Ġ", "1", "2", ";", "Ċ"]),
+        ("default", "a\n  12 ab", ["a", "ĊĠ", "Ġ12", "Ġab"]),  # GPT-2's regex, as transformers reads it
+    ],
+)
 def test_byte_level_pre_tokenizers_split_as_llama_cpp(pre, text, pieces):
     alphabet = list(bytes_to_unicode().values())
     tokenizer, _ = build_tokenizer(dict(model="gpt2", pre=pre, tokens=alphabet, merges=[]))
@@ -347,13 +455,17 @@ def test_byte_level_pre_tokenizers_split_as_llama_cpp(pre, text, pieces):
 
 # ---- bad files: one error naming the file and what is wrong ----
 
+
 def test_truncated_file(files, tmp_path):
     folder, _ = files("llama_f32")
     data = (folder / "model.gguf").read_bytes()
     cut = tmp_path / "cut.gguf"
     cut.write_bytes(data[:-1000])
-    with pytest.raises(CheckpointError, match=rf"{cut}: truncated: tensor 'output\.weight' needs bytes up to "
-                                              rf"\d+, the file has {len(data) - 1000}"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"{cut}: truncated: tensor 'output\.weight' needs bytes up to "
+        rf"\d+, the file has {len(data) - 1000}",
+    ):
         GGUFModel(cut)
     cut.write_bytes(data[:200])
     with pytest.raises(CheckpointError, match=f"{cut}: not a readable GGUF file, or truncated in its header"):
@@ -371,8 +483,11 @@ def test_unsupported_architecture(tmp_path):
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
-    with pytest.raises(ConfigError, match=rf"{tmp_path / 'phi.gguf'}: general.architecture is 'phi3'; "
-                                          "supported: llama, qwen2"):
+    with pytest.raises(
+        ConfigError,
+        match=rf"{tmp_path / 'phi.gguf'}: general.architecture is 'phi3'; "
+        "supported: llama, qwen2",
+    ):
         hf_to_checkpoint(tmp_path / "phi.gguf", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
@@ -381,19 +496,34 @@ def test_unsupported_quantization_type(tmp_path):
     vocab = byte_level_vocab("llama-bpe")
     hf_model = build_tiny_model("llama", vocab_size=len(vocab["tokens"]))
     v_proj = "model.layers.0.self_attn.v_proj.weight"
-    path = write_gguf(tmp_path / "q8_1.gguf", hf_model, "llama", vocab,
-                      lambda name: QType.Q8_1 if name == v_proj else QType.F32, bos=0, eos=2, add_bos=False)
-    with pytest.raises(CheckpointError, match=rf"{path}: tensor 'blk\.0\.attn_v\.weight' is stored as Q8_1, "
-                                              r"which is not supported \(supported: F32, F16, BF16, Q8_0"):
+    path = write_gguf(
+        tmp_path / "q8_1.gguf",
+        hf_model,
+        "llama",
+        vocab,
+        lambda name: QType.Q8_1 if name == v_proj else QType.F32,
+        bos=0,
+        eos=2,
+        add_bos=False,
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=rf"{path}: tensor 'blk\.0\.attn_v\.weight' is stored as Q8_1, "
+        r"which is not supported \(supported: F32, F16, BF16, Q8_0",
+    ):
         load_pretrained(path)
 
 
 def test_a_vocabulary_we_cannot_rebuild_fails_before_any_output(files, tmp_path):
     vocab = {**byte_level_vocab("llama-bpe"), "model": "rwkv"}
     hf_model = build_tiny_model("llama", vocab_size=len(vocab["tokens"]))
-    path = write_gguf(tmp_path / "rwkv.gguf", hf_model, "llama", vocab, lambda name: QType.F32, bos=0, eos=2,
-                      add_bos=False)
-    with pytest.raises(ConfigError, match=rf"{path}: tokenizer.ggml.model 'rwkv' is not supported "
-                                          r"\(supported: gpt2, llama\)"):
+    path = write_gguf(
+        tmp_path / "rwkv.gguf", hf_model, "llama", vocab, lambda name: QType.F32, bos=0, eos=2, add_bos=False
+    )
+    with pytest.raises(
+        ConfigError,
+        match=rf"{path}: tokenizer.ggml.model 'rwkv' is not supported "
+        r"\(supported: gpt2, llama\)",
+    ):
         hf_to_checkpoint(path, tmp_path / "out")
     assert not (tmp_path / "out").exists()

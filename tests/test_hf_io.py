@@ -23,8 +23,7 @@ def test_export_round_trip_through_transformers(tiny_models, tmp_path, variant):
     source = tiny_models(variant)
     (source / "tokenizer_config.json").write_text(json.dumps({"bos_token": "<s>"}))
     cfg, params = hf.load_pretrained(source)
-    out = hf.save_pretrained(cfg, params, tmp_path / "export", max_shard_size="40KB",
-                             source_dir=source)
+    out = hf.save_pretrained(cfg, params, tmp_path / "export", max_shard_size="40KB", source_dir=source)
     index = json.loads((out / "model.safetensors.index.json").read_text())
     assert len(set(index["weight_map"].values())) > 1  # really sharded
     assert (out / "tokenizer_config.json").read_text() == (source / "tokenizer_config.json").read_text()
@@ -61,6 +60,7 @@ def test_sharded_hf_input_and_bfloat16_export(tmp_path):
 
 # ---- bad input ----
 
+
 def _copy(source, dst):
     shutil.copytree(source, dst)
     return dst
@@ -93,24 +93,30 @@ def test_tensor_of_wrong_shape(tiny_models, tmp_path):
     d = _copy(tiny_models("llama"), tmp_path / "m")
     name = "model.layers.1.mlp.up_proj.weight"
     _rewrite(d / "model.safetensors", lambda t: t.__setitem__(name, t[name][:100]))
-    with pytest.raises(hf.CheckpointError, match=r"model\.safetensors: tensor 'model\.layers\.1\.mlp"
-                                                  r"\.up_proj\.weight' has shape \[100, 64\], "
-                                                  r"config\.json implies \[128, 64\]"):
+    with pytest.raises(
+        hf.CheckpointError,
+        match=r"model\.safetensors: tensor 'model\.layers\.1\.mlp"
+        r"\.up_proj\.weight' has shape \[100, 64\], "
+        r"config\.json implies \[128, 64\]",
+    ):
         hf.load_pretrained(d)
 
 
 def test_missing_tensor(tiny_models, tmp_path):
     d = _copy(tiny_models("llama"), tmp_path / "m")
     _rewrite(d / "model.safetensors", lambda t: t.pop("model.layers.0.self_attn.k_proj.weight"))
-    with pytest.raises(hf.CheckpointError, match=r"tensor 'model\.layers\.0\.self_attn\.k_proj"
-                                                  r"\.weight' is missing"):
+    with pytest.raises(
+        hf.CheckpointError,
+        match=r"tensor 'model\.layers\.0\.self_attn\.k_proj"
+        r"\.weight' is missing",
+    ):
         hf.load_pretrained(d)
 
 
 def test_truncated_safetensors(tiny_models, tmp_path):
     d = _copy(tiny_models("llama"), tmp_path / "m")
     data = (d / "model.safetensors").read_bytes()
-    (d / "model.safetensors").write_bytes(data[:len(data) // 2])
+    (d / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(hf.CheckpointError, match=r"model\.safetensors: truncated: tensor '.+' needs"):
         hf.load_pretrained(d)
     (d / "model.safetensors").write_bytes(data[:5])
@@ -130,13 +136,15 @@ def test_config_fields_are_checked():
     with pytest.raises(ConfigError, match="'hidden_size' must be an integer"):
         model.ModelConfig.from_hf_dict({**TINY, "model_type": "llama", "hidden_size": None})
     with pytest.raises(ConfigError, match="rope scaling type 'yarn'"):
-        model.ModelConfig.from_hf_dict({**TINY, "model_type": "llama",
-                                        "rope_scaling": {"type": "yarn", "factor": 2.0}})
+        model.ModelConfig.from_hf_dict(
+            {**TINY, "model_type": "llama", "rope_scaling": {"type": "yarn", "factor": 2.0}}
+        )
 
 
 def _random_checkpoint(directory, hf_config: dict, dtype) -> model.ModelConfig:
     """An HF directory of random weights written straight with our writer (no transformers)."""
     from clarify_jax.hf.names import get_path, tensor_maps
+
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(hf_config))
     cfg = model.ModelConfig.from_hf_dict(hf_config)
@@ -147,8 +155,11 @@ def _random_checkpoint(directory, hf_config: dict, dtype) -> model.ModelConfig:
         for name in m.hf_names(cfg):
             specs[name] = m.hf_shape(leaf[1:] if m.per_layer else leaf)
     rng = np.random.default_rng(0)
-    write_safetensors(directory / "model.safetensors", [(n, s, dtype) for n, s in specs.items()],
-                      lambda n: rng.standard_normal(specs[n], np.float32).astype(dtype))
+    write_safetensors(
+        directory / "model.safetensors",
+        [(n, s, dtype) for n, s in specs.items()],
+        lambda n: rng.standard_normal(specs[n], np.float32).astype(dtype),
+    )
     return cfg
 
 
@@ -174,11 +185,25 @@ def test_loading_streams_so_peak_memory_is_near_one_copy(tmp_path):
     everything before converting needs about twice the params and fails this bound."""
     import subprocess
     import sys
-    cfg = _random_checkpoint(tmp_path / "m", {
-        "model_type": "llama", "vocab_size": 32000, "hidden_size": 512, "intermediate_size": 1376,
-        "num_hidden_layers": 8, "num_attention_heads": 8}, jax.numpy.bfloat16)
-    out = subprocess.run([sys.executable, "-c", LOAD_AND_REPORT_PEAK, str(tmp_path / "m")],
-                         capture_output=True, text=True, env={**os.environ, "XLA_FLAGS": ""})
+
+    cfg = _random_checkpoint(
+        tmp_path / "m",
+        {
+            "model_type": "llama",
+            "vocab_size": 32000,
+            "hidden_size": 512,
+            "intermediate_size": 1376,
+            "num_hidden_layers": 8,
+            "num_attention_heads": 8,
+        },
+        jax.numpy.bfloat16,
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", LOAD_AND_REPORT_PEAK, str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "XLA_FLAGS": ""},
+    )
     assert out.returncode == 0, out.stderr
     largest = max(leaf.size for leaf in jax.tree.leaves(model.param_shapes(cfg))) * 4
     assert int(out.stdout.split()[-1]) <= cfg.num_params * 4 + 2 * largest + 32 * 2**20

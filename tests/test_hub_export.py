@@ -93,8 +93,12 @@ class FakeHub(LocalServer):
         repo = self.repos[match.group(1)]
         if match.group(2) == "preupload":
             files = json.loads(raw)["files"]
-            return 200, {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False,
-                                    "oid": None} for f in files]}
+            return 200, {
+                "files": [
+                    {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False, "oid": None}
+                    for f in files
+                ]
+            }
         lines = [json.loads(line) for line in raw.decode().splitlines() if line.strip()]
         header = next(line["value"] for line in lines if line["key"] == "header")
         for line in lines:
@@ -119,24 +123,61 @@ def sha256(data: bytes) -> str:
 def comm_summary(model: str) -> dict:
     records = []
     # 1a: 4 items, 3 asked (2 good questions), 2 passed; original: 2 items, both code, 1 passed.
-    for i, (asked, quality, passed, rate) in enumerate([(True, 3, True, 1.0), (True, 3, False, 0.5),
-                                                         (True, 2, True, 1.0), (False, None, False, 0.0)]):
-        records.append({"category": "1a", "round1_is_code": not asked, "communicated": asked,
-                        "question_quality": quality, "passed": passed, "test_pass_rate": rate})
+    for i, (asked, quality, passed, rate) in enumerate(
+        [(True, 3, True, 1.0), (True, 3, False, 0.5), (True, 2, True, 1.0), (False, None, False, 0.0)]
+    ):
+        records.append(
+            {
+                "category": "1a",
+                "round1_is_code": not asked,
+                "communicated": asked,
+                "question_quality": quality,
+                "passed": passed,
+                "test_pass_rate": rate,
+            }
+        )
     for passed in (True, False):
-        records.append({"category": "original", "round1_is_code": True, "communicated": False,
-                        "question_quality": None, "passed": passed,
-                        "test_pass_rate": 1.0 if passed else 0.25})
-    return {"benchmark": "humanevalcomm", "model": model, "evaluator": "rules", "items": 6, "done": 6,
-            "failed": 0, "complete": True, "errors": [], "wall_s": 1.0,
-            "metrics": humanevalcomm_metrics(records), "settings": {}}
+        records.append(
+            {
+                "category": "original",
+                "round1_is_code": True,
+                "communicated": False,
+                "question_quality": None,
+                "passed": passed,
+                "test_pass_rate": 1.0 if passed else 0.25,
+            }
+        )
+    return {
+        "benchmark": "humanevalcomm",
+        "model": model,
+        "evaluator": "rules",
+        "items": 6,
+        "done": 6,
+        "failed": 0,
+        "complete": True,
+        "errors": [],
+        "wall_s": 1.0,
+        "metrics": humanevalcomm_metrics(records),
+        "settings": {},
+    }
 
 
 def humaneval_summary(model: str) -> dict:
-    records = [{"problem_id": f"HumanEval/{p}", "passed": ok, "test_pass_rate": 1.0 if ok else 0.0}
-               for p, ok in [(0, True), (1, False), (2, True), (3, True)]]
-    return {"benchmark": "humaneval", "model": model, "evaluator": None, "items": 4, "done": 4, "failed": 0,
-            "complete": True, "metrics": pass_at_k_metrics(records, ks=(1,)), "settings": {}}
+    records = [
+        {"problem_id": f"HumanEval/{p}", "passed": ok, "test_pass_rate": 1.0 if ok else 0.0}
+        for p, ok in [(0, True), (1, False), (2, True), (3, True)]
+    ]
+    return {
+        "benchmark": "humaneval",
+        "model": model,
+        "evaluator": None,
+        "items": 4,
+        "done": 4,
+        "failed": 0,
+        "complete": True,
+        "metrics": pass_at_k_metrics(records, ks=(1,)),
+        "settings": {},
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,40 +190,103 @@ def make_run(tmp_path: Path) -> Path:
     rows = []
     for p in range(3):
         for kind in ("original", "ambiguous", "inconsistent", "incomplete"):
-            rows.append({"id": f"mbpp/{p}/{kind}", "problem_id": f"mbpp/{p}", "type": kind, "problem": "...",
-                         "answer": "...", "source": "mbpp", "backend": "rules", "dialogue": []})
+            rows.append(
+                {
+                    "id": f"mbpp/{p}/{kind}",
+                    "problem_id": f"mbpp/{p}",
+                    "type": kind,
+                    "problem": "...",
+                    "answer": "...",
+                    "source": "mbpp",
+                    "backend": "rules",
+                    "dialogue": [],
+                }
+            )
     (data / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     base = tmp_path / "models" / "deepseek-coder-6.7b-instruct"
     base.mkdir(parents=True)
-    (base / "config.json").write_text(json.dumps({"model_type": "llama",
-                                                  "architectures": ["LlamaForCausalLM"]}))
+    (base / "config.json").write_text(
+        json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]})
+    )
     config = {
-        "model": str(base), "out": str(tmp_path / "run"),
+        "model": str(base),
+        "out": str(tmp_path / "run"),
         "stages": [
-            {"steps": 2, "name": "clarify", "mixture": "clear=1,clarify=4", "clarify_weight": 1.0,
-             "code_weight": 0.5, "learning_rate": 1e-5, "warmup_steps": 1},
-            {"steps": 3, "name": "joint", "mixture": "", "clarify_weight": 1.0, "code_weight": 1.0,
-             "learning_rate": 5e-6, "warmup_steps": 0}],
-        "data": {"sources": [f"clear={data / 'train.jsonl'}:original",
-                             f"clarify={data / 'train.jsonl'}:ambiguous,inconsistent,incomplete",
-                             f"gone={tmp_path / 'missing.jsonl'}"],
-                 "validation": [f"val={data / 'validation.jsonl'}"], "seq_len": 128, "batch_size": 8,
-                 "round1_instruction": True, "answer_prefix": True},
-        "optimizer": {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 0.0, "clip_norm": 1.0,
-                      "schedule": "linear", "final_lr_ratio": 0.0},
-        "lora": {"rank": 8, "alpha": 16.0, "dropout": 0.05,
-                 "targets": ["q_proj", "k_proj", "v_proj", "o_proj"]},
-        "grad_accum": 2, "param_dtype": "float32", "compute_dtype": "bfloat16",
+            {
+                "steps": 2,
+                "name": "clarify",
+                "mixture": "clear=1,clarify=4",
+                "clarify_weight": 1.0,
+                "code_weight": 0.5,
+                "learning_rate": 1e-5,
+                "warmup_steps": 1,
+            },
+            {
+                "steps": 3,
+                "name": "joint",
+                "mixture": "",
+                "clarify_weight": 1.0,
+                "code_weight": 1.0,
+                "learning_rate": 5e-6,
+                "warmup_steps": 0,
+            },
+        ],
+        "data": {
+            "sources": [
+                f"clear={data / 'train.jsonl'}:original",
+                f"clarify={data / 'train.jsonl'}:ambiguous,inconsistent,incomplete",
+                f"gone={tmp_path / 'missing.jsonl'}",
+            ],
+            "validation": [f"val={data / 'validation.jsonl'}"],
+            "seq_len": 128,
+            "batch_size": 8,
+            "round1_instruction": True,
+            "answer_prefix": True,
+        },
+        "optimizer": {
+            "b1": 0.9,
+            "b2": 0.999,
+            "eps": 1e-8,
+            "weight_decay": 0.0,
+            "clip_norm": 1.0,
+            "schedule": "linear",
+            "final_lr_ratio": 0.0,
+        },
+        "lora": {
+            "rank": 8,
+            "alpha": 16.0,
+            "dropout": 0.05,
+            "targets": ["q_proj", "k_proj", "v_proj", "o_proj"],
+        },
+        "grad_accum": 2,
+        "param_dtype": "float32",
+        "compute_dtype": "bfloat16",
     }
     run = tmp_path / "run"
     (run / "checkpoints" / "3" / "meta").mkdir(parents=True)
     (run / "model").mkdir()
-    (run / "model" / "config.json").write_text(json.dumps(
-        {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "num_hidden_layers": 2,
-         "hidden_size": 64}))
+    (run / "model" / "config.json").write_text(
+        json.dumps(
+            {
+                "model_type": "llama",
+                "architectures": ["LlamaForCausalLM"],
+                "num_hidden_layers": 2,
+                "hidden_size": 64,
+            }
+        )
+    )
     (run / "train_config.json").write_text(json.dumps(config, indent=2))
-    (run / "checkpoints" / "3" / "meta" / "metadata").write_text(json.dumps(
-        {"stage": 1, "model": str(base), "lora": config["lora"], "param_dtype": "float32", "config": config}))
+    (run / "checkpoints" / "3" / "meta" / "metadata").write_text(
+        json.dumps(
+            {
+                "stage": 1,
+                "model": str(base),
+                "lora": config["lora"],
+                "param_dtype": "float32",
+                "config": config,
+            }
+        )
+    )
     metrics = [
         {"split": "train", "step": 1, "loss": 2.5, "loss/clarify": 2.25, "loss/code": 0.5, "stage": 0},
         {"split": "train", "step": 3, "loss": 1.625, "loss/clarify": 1.125, "loss/code": 0.5, "stage": 1},
@@ -204,8 +308,12 @@ def test_card_of_a_training_run(tmp_path):
     summary_path = tmp_path / "eval" / "summary.json"
     summary_path.parent.mkdir()
     summary_path.write_text(json.dumps(comm_summary("runs/x/hf")))
-    card = build_model_card(run, None, repo_id=REPO, eval_summaries=[load_eval_summary(summary_path.parent),
-                                                                    humaneval_summary("runs/x/hf")])
+    card = build_model_card(
+        run,
+        None,
+        repo_id=REPO,
+        eval_summaries=[load_eval_summary(summary_path.parent), humaneval_summary("runs/x/hf")],
+    )
 
     meta = front_matter(card)
     assert meta["library_name"] == "transformers"
@@ -214,8 +322,9 @@ def test_card_of_a_training_run(tmp_path):
     assert "arxiv.org/abs/2504.16331" in card
     # Training data: sources with their counts per type, the unreadable one said so.
     assert "| `clear` | `train.jsonl` | original 3 | 3 (3 problems) | mbpp (backend: rules) |" in card
-    assert ("| `clarify` | `train.jsonl` | ambiguous 3, inconsistent 3, incomplete 3 | 9 (3 problems) |"
-            in card)
+    assert (
+        "| `clarify` | `train.jsonl` | ambiguous 3, inconsistent 3, incomplete 3 | 9 (3 problems) |" in card
+    )
     assert "| `gone` | `missing.jsonl` | all | not readable at export |" in card
     # The stages table.
     assert "| Stage | Name | Steps | Mixture | Clarify weight | Code weight | Peak LR | Warmup |" in card
@@ -250,16 +359,32 @@ def test_card_of_a_plain_source_says_only_what_is_known(tiny_models):
 def test_push_to_hub_uploads_the_export_and_its_card(tiny_models, tmp_path):
     source = tiny_models("llama")
     # HF_HOME: huggingface_hub caches things there; not in the user's home.
-    env = {"HF_TOKEN": "hf_test_token", "HF_ENDPOINT": None, "HF_HUB_OFFLINE": "0",
-           "HF_HOME": str(tmp_path / "hf_home")}
+    env = {
+        "HF_TOKEN": "hf_test_token",
+        "HF_ENDPOINT": None,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HOME": str(tmp_path / "hf_home"),
+    }
     summary = tmp_path / "summary.json"
     summary.write_text(json.dumps(comm_summary("hf")))
     out = tmp_path / "hf"
     with FakeHub() as hub:
         env["HF_ENDPOINT"] = hub.url
-        result = run_cli("export", "--source", source, "--out", out, "--push-to-hub", REPO, "--private",
-                         "--eval-summary", summary, "--commit-message", "first upload",
-                         env=env)
+        result = run_cli(
+            "export",
+            "--source",
+            source,
+            "--out",
+            out,
+            "--push-to-hub",
+            REPO,
+            "--private",
+            "--eval-summary",
+            summary,
+            "--commit-message",
+            "first upload",
+            env=env,
+        )
         assert result.returncode == 0, result.stderr
         assert f"uploaded to {REPO}: {hub.url}/{REPO}/commit/" in result.stdout
 
@@ -270,12 +395,16 @@ def test_push_to_hub_uploads_the_export_and_its_card(tiny_models, tmp_path):
         for name, data in local.items():
             assert sha256(repo["files"][name]) == sha256(data), name
         assert repo["create"]["visibility"] == "private" and repo["create"]["type"] == "model"
-        assert repo["commits"] == [{"revision": "main",
-                                    "header": {"summary": "first upload", "description": ""}}]
+        assert repo["commits"] == [
+            {"revision": "main", "header": {"summary": "first upload", "description": ""}}
+        ]
         posts = [r for r in hub.requests if r["method"] == "POST"]
-        assert [r["path"] for r in posts] == ["/api/repos/create", "/api/validate-yaml",
-                                              f"/api/models/{REPO}/preupload/main",
-                                              f"/api/models/{REPO}/commit/main"]
+        assert [r["path"] for r in posts] == [
+            "/api/repos/create",
+            "/api/validate-yaml",
+            f"/api/models/{REPO}/preupload/main",
+            f"/api/models/{REPO}/commit/main",
+        ]
         assert all(r["headers"].get("authorization") == "Bearer hf_test_token" for r in posts)
         # huggingface_hub's own best-effort telemetry (the agent registry; a 404 is ignored): no other GET.
         assert {r["path"] for r in hub.requests if r["method"] == "GET"} <= {"/api/agent-harnesses"}
@@ -283,8 +412,7 @@ def test_push_to_hub_uploads_the_export_and_its_card(tiny_models, tmp_path):
         assert f"| {REPO} | 50.00% | 50.00% | 62.50% | 62.50% | 75.00% | 50.00% |" in card
 
         # A second push to the same repository (now existing: 409 on create) commits again.
-        again = run_cli("export", "--source", source, "--out", out, "--push-to-hub", REPO,
-                        env=env)
+        again = run_cli("export", "--source", source, "--out", out, "--push-to-hub", REPO, env=env)
         assert again.returncode == 0, again.stderr
         assert len(repo["commits"]) == 2
         assert "## Evaluation" not in repo["files"]["README.md"].decode()
@@ -294,9 +422,21 @@ def test_push_to_hub_uploads_the_export_and_its_card(tiny_models, tmp_path):
 def test_push_without_token_fails_before_any_work(tiny_models, tmp_path):
     out = tmp_path / "hf"
     with FakeHub() as hub:
-        result = run_cli("export", "--source", tiny_models("llama"), "--out", out, "--push-to-hub", REPO,
-                         env={"HF_TOKEN": None, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0",
-                              "HF_HOME": str(tmp_path / "hf_home")})
+        result = run_cli(
+            "export",
+            "--source",
+            tiny_models("llama"),
+            "--out",
+            out,
+            "--push-to-hub",
+            REPO,
+            env={
+                "HF_TOKEN": None,
+                "HF_ENDPOINT": hub.url,
+                "HF_HUB_OFFLINE": "0",
+                "HF_HOME": str(tmp_path / "hf_home"),
+            },
+        )
         assert result.returncode == 2
         assert "HF_TOKEN" in result.stderr and "Traceback" not in result.stderr
         assert hub.requests == []

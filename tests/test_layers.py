@@ -92,6 +92,7 @@ for level, names in enumerate(layers):
 def test_importing_a_layer_loads_nothing_above_it():
     modules = [m for m in source_modules() if top_name(m) is not None]
     script = CHECK_LOADED.format(layers=LAYERS, modules=modules)
-    result = subprocess.run([sys.executable, "-c", script], cwd=PACKAGE.parent, capture_output=True,
-                            text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=PACKAGE.parent, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]

@@ -22,10 +22,12 @@ from tests.support.hf_models import TINY
 MAX_NEW = 16
 CONVERSATIONS = [
     [{"role": "user", "content": "Write a function that sorts a list."}],
-    [{"role": "system", "content": "Ask before you code."},
-     {"role": "user", "content": "Sort it."},
-     {"role": "assistant", "content": "Which order do you mean? Ascending or descending?"},
-     {"role": "user", "content": "Ascending."}],
+    [
+        {"role": "system", "content": "Ask before you code."},
+        {"role": "user", "content": "Sort it."},
+        {"role": "assistant", "content": "Which order do you mean? Ascending or descending?"},
+        {"role": "user", "content": "Ascending."},
+    ],
     [{"role": "user", "content": "def add(a, b):\n    return a + b\nWhat does it do?"}],
 ]
 
@@ -34,12 +36,21 @@ CONVERSATIONS = [
 def model_dir(tmp_path_factory):
     """A tiny random llama with a byte-level tokenizer (vocab 320) and DeepSeek-Coder's chat template."""
     path = tmp_path_factory.mktemp("chat_model")
-    tokenizer_dirs.byte_level_dir(path, ["<s>", "</s>", "<pad>"], vocab_size=320, config={
-        "bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>",
-        "chat_template": chat_templates.DEEPSEEK_CODER_INSTRUCT})
+    tokenizer_dirs.byte_level_dir(
+        path,
+        ["<s>", "</s>", "<pad>"],
+        vocab_size=320,
+        config={
+            "bos_token": "<s>",
+            "eos_token": "</s>",
+            "pad_token": "<pad>",
+            "chat_template": chat_templates.DEEPSEEK_CODER_INSTRUCT,
+        },
+    )
     # A wider init than the default 0.02, so that replies depend visibly on the conversation.
-    config = transformers.LlamaConfig(**{**TINY, "vocab_size": 320, "bos_token_id": 0, "eos_token_id": 1,
-                                         "initializer_range": 0.2})
+    config = transformers.LlamaConfig(
+        **{**TINY, "vocab_size": 320, "bos_token_id": 0, "eos_token_id": 1, "initializer_range": 0.2}
+    )
     torch.manual_seed(0)
     transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32).save_pretrained(path)
     return path
@@ -49,16 +60,18 @@ def model_dir(tmp_path_factory):
 def expected(model_dir):
     """transformers' greedy reply to each conversation, through its own chat template and tokenizer."""
     tokenizer = transformers.AutoTokenizer.from_pretrained(model_dir)
-    reference = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
-                                                                  attn_implementation="eager")
+    reference = transformers.AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.float32, attn_implementation="eager"
+    )
     replies = []
     for messages in CONVERSATIONS:
         text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         ids = torch.tensor([tokenizer(text, add_special_tokens=False).input_ids])
         with torch.no_grad():
-            out = reference.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False,
-                                     max_new_tokens=MAX_NEW)
-        replies.append(tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+            out = reference.generate(
+                ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=MAX_NEW
+            )
+        replies.append(tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
     assert len(set(replies)) == len(replies) and all(replies), replies
     return replies
 
@@ -104,8 +117,12 @@ def test_max_total_tokens_cuts_replies_by_round(backend):
     full = LocalBackend.from_sampler(sampler, SamplingConfig(max_new_tokens=MAX_NEW), batch_size=2)
     uncut = full.sample_many(CONVERSATIONS)
     lengths = [len(full.prompt_ids(c)) for c in CONVERSATIONS]  # conversation 1 has two user turns
-    capped = LocalBackend.from_sampler(sampler, SamplingConfig(max_new_tokens=MAX_NEW), batch_size=2,
-                                       max_total_tokens=(lengths[0] + 5, lengths[1] + 3))
+    capped = LocalBackend.from_sampler(
+        sampler,
+        SamplingConfig(max_new_tokens=MAX_NEW),
+        batch_size=2,
+        max_total_tokens=(lengths[0] + 5, lengths[1] + 3),
+    )
     texts = capped.complete_many(CONVERSATIONS)
     budgets = [5, 3, max(1, min(MAX_NEW, lengths[0] + 5 - lengths[2]))]
     for text, samples, budget in zip(texts, uncut, budgets):
@@ -144,9 +161,27 @@ def scripted(lines):
 
 def test_chat_keeps_history_resets_and_quits():
     backend, printed = RecordingBackend(), []
-    final = run_chat(backend, scripted(["Sort a list.", "", "Ascending.", "/reset", '"""', "def f(x):",
-                                        "    return x", '"""', "/oops", "/quit", "never read"]),
-                     printed.append, system="Be brief.", instruction="TASK: ")
+    final = run_chat(
+        backend,
+        scripted(
+            [
+                "Sort a list.",
+                "",
+                "Ascending.",
+                "/reset",
+                '"""',
+                "def f(x):",
+                "    return x",
+                '"""',
+                "/oops",
+                "/quit",
+                "never read",
+            ]
+        ),
+        printed.append,
+        system="Be brief.",
+        instruction="TASK: ",
+    )
     system = {"role": "system", "content": "Be brief."}
     first = [system, {"role": "user", "content": "TASK: Sort a list."}]
     second = first + [{"role": "assistant", "content": "answer 1"}, {"role": "user", "content": "Ascending."}]
@@ -163,8 +198,10 @@ def test_chat_ends_on_eof_and_drops_a_failed_turn():
     backend, printed = RecordingBackend(fail_on="huge"), []
     final = run_chat(backend, scripted(["huge problem", "small problem"]), printed.append)
     assert "error: context too long\n(/reset starts a new conversation)" in printed
-    assert final == [{"role": "user", "content": "small problem"},
-                     {"role": "assistant", "content": "answer 2"}]
+    assert final == [
+        {"role": "user", "content": "small problem"},
+        {"role": "assistant", "content": "answer 2"},
+    ]
 
 
 def test_chat_with_the_local_model(backend, expected):
@@ -189,12 +226,14 @@ def test_round1_instruction_option(model_dir, monkeypatch, capsys):
     assert recorded.calls == [[{"role": "user", "content": ROUND1_INSTRUCTION + "Sort a list."}]]
 
 
-def test_synthesize_with_a_local_spec_batches_and_counts_every_row(model_dir, shared_data, tmp_path,
-                                                                    monkeypatch):
+def test_synthesize_with_a_local_spec_batches_and_counts_every_row(
+    model_dir, shared_data, tmp_path, monkeypatch
+):
     """`synthesize --backend local:DIR`: each round of rewrites (then questions, answers) is one
     sampler call of batch_size // 3 problems' types, and every row attempted is counted once: kept,
     rejected by one filter, or failed. The random model's replies lack the tags, so they fail."""
     from clarify_jax.commands import synthesize
+
     calls, sample = [], Sampler.sample
 
     def counting(self, prompts, *args, **kwargs):
@@ -202,10 +241,19 @@ def test_synthesize_with_a_local_spec_batches_and_counts_every_row(model_dir, sh
         return sample(self, prompts, *args, **kwargs)
 
     monkeypatch.setattr(Sampler, "sample", counting)
-    synthesize.run(synthesize.SynthesizeConfig(
-        source="mbpp", input=shared_data / "mbpp" / "sanitized-mbpp.json", out=tmp_path, limit=4,
-        backend=f"local:{model_dir}", max_tokens=MAX_NEW, batch_size=6, max_length=4096,
-        check_references=False))
+    synthesize.run(
+        synthesize.SynthesizeConfig(
+            source="mbpp",
+            input=shared_data / "mbpp" / "sanitized-mbpp.json",
+            out=tmp_path,
+            limit=4,
+            backend=f"local:{model_dir}",
+            max_tokens=MAX_NEW,
+            batch_size=6,
+            max_length=4096,
+            check_references=False,
+        )
+    )
     summary = json.loads((tmp_path / "summary.json").read_text())
     kept, rejected = sum(summary["rows"].values()), sum(summary["rejected"].values())
     assert summary["attempted"] == 16 == kept + rejected + summary["failed"]
@@ -213,6 +261,9 @@ def test_synthesize_with_a_local_spec_batches_and_counts_every_row(model_dir, sh
     by_type = summary["rejected_by_type"]
     assert sum(n for by_filter in by_type.values() for n in by_filter.values()) == rejected
     assert calls.count(6) >= 2 and len(calls) <= 6 and max(calls) == 6  # 2 problems x 3 types a call
-    rows = [json.loads(line) for name in ("train", "validation")
-            for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
+    rows = [
+        json.loads(line)
+        for name in ("train", "validation")
+        for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()
+    ]
     assert {row["backend"] for row in rows} == {f"local:{model_dir}"}

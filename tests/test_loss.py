@@ -12,9 +12,11 @@ RNG = np.random.default_rng(11)
 
 def _batch(b=2, t=12, v=64):
     kinds = RNG.integers(0, 3, (b, t))
-    return {"targets": jnp.asarray(RNG.integers(0, v, (b, t)), jnp.int32),
-            "clarify_mask": jnp.asarray(kinds == 1, jnp.float32),
-            "code_mask": jnp.asarray(kinds == 2, jnp.float32)}
+    return {
+        "targets": jnp.asarray(RNG.integers(0, v, (b, t)), jnp.int32),
+        "clarify_mask": jnp.asarray(kinds == 1, jnp.float32),
+        "code_mask": jnp.asarray(kinds == 2, jnp.float32),
+    }
 
 
 def test_per_kind_means_match_numpy():
@@ -35,8 +37,16 @@ def test_per_kind_means_match_numpy():
 
 
 def test_zero_clarify_weight_gives_exactly_zero_gradient_from_clarify_tokens():
-    cfg = model.ModelConfig("llama", vocab_size=64, hidden_size=32, intermediate_size=64, num_layers=2,
-                            num_heads=4, num_kv_heads=2, head_dim=8)
+    cfg = model.ModelConfig(
+        "llama",
+        vocab_size=64,
+        hidden_size=32,
+        intermediate_size=64,
+        num_layers=2,
+        num_heads=4,
+        num_kv_heads=2,
+        head_dim=8,
+    )
     params = model.init_params(cfg, jax.random.key(0))
     tokens = jnp.asarray(RNG.integers(0, 64, (2, 12)), jnp.int32)
     batch = _batch()
@@ -50,14 +60,19 @@ def test_zero_clarify_weight_gives_exactly_zero_gradient_from_clarify_tokens():
         assert np.array_equal(np.asarray(a), np.asarray(b))
     # ...while a non-zero weight does move them.
     with_clarify = grads(batch, {"clarify": 1.0, "code": 1.0})
-    assert not np.array_equal(np.asarray(with_clarify["lm_head"]["kernel"]),
-                              np.asarray(grads(without_clarify, weights)["lm_head"]["kernel"]))
+    assert not np.array_equal(
+        np.asarray(with_clarify["lm_head"]["kernel"]),
+        np.asarray(grads(without_clarify, weights)["lm_head"]["kernel"]),
+    )
 
 
 def test_a_batch_without_a_kind_contributes_nothing():
     logits = jnp.asarray(RNG.standard_normal((1, 4, 8)), jnp.float32)
-    batch = {"targets": jnp.zeros((1, 4), jnp.int32), "clarify_mask": jnp.zeros((1, 4)),
-             "code_mask": jnp.ones((1, 4))}
+    batch = {
+        "targets": jnp.zeros((1, 4), jnp.int32),
+        "clarify_mask": jnp.zeros((1, 4)),
+        "code_mask": jnp.ones((1, 4)),
+    }
     loss, metrics = joint_loss(logits, batch, {"clarify": 5.0, "code": 1.0})
     assert float(metrics["loss/clarify"]) == 0.0 and float(metrics["tokens/clarify"]) == 0.0
     assert np.isclose(float(loss), float(metrics["loss/code"]))

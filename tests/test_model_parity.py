@@ -20,11 +20,14 @@ def test_float32_logits_match_transformers(tiny_models, variant):
     assert np.abs(ours - theirs).max() <= 1e-4
 
 
-@pytest.mark.parametrize("variant,override", [
-    ("llama_linear", {"rope_scaling": model.RopeScaling()}),
-    ("llama_llama3", {"rope_scaling": model.RopeScaling()}),
-    ("mistral", {"sliding_window": None}),
-])
+@pytest.mark.parametrize(
+    "variant,override",
+    [
+        ("llama_linear", {"rope_scaling": model.RopeScaling()}),
+        ("llama_llama3", {"rope_scaling": model.RopeScaling()}),
+        ("mistral", {"sliding_window": None}),
+    ],
+)
 def test_the_parity_cases_exercise_scaling_and_window(tiny_models, variant, override):
     """Dropping the RoPE scaling or the window changes the logits, so the parity above is not vacuous."""
     path = tiny_models(variant)
@@ -62,6 +65,7 @@ def test_right_padding_matches_transformers_attention_mask(tiny_models):
     attention_mask = (np.arange(12)[None] < lengths[:, None]).astype(np.int32)
     ours = np.asarray(model.forward(cfg, params, TOKENS, segment_ids=attention_mask))
     import torch
+
     theirs = hf_logits(path, TOKENS, attention_mask=torch.as_tensor(attention_mask))
     valid = attention_mask.astype(bool)
     assert np.abs(ours[valid] - theirs[valid]).max() <= 1e-4

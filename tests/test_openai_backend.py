@@ -10,8 +10,15 @@ MESSAGES = [{"role": "user", "content": "Is the problem clear?"}]
 
 
 def backend(server, **overrides):
-    config = OpenAIConfig(base_url=server.base_url, model="tiny-coder", api_key_env="TEST_LLM_KEY",
-                          backoff_s=0.01, max_retries=3, timeout_s=5, **overrides)
+    config = OpenAIConfig(
+        base_url=server.base_url,
+        model="tiny-coder",
+        api_key_env="TEST_LLM_KEY",
+        backoff_s=0.01,
+        max_retries=3,
+        timeout_s=5,
+        **overrides,
+    )
     return OpenAIBackend(config)
 
 
@@ -23,8 +30,12 @@ def test_request_shape_and_reply(monkeypatch):
     assert request["path"] == "/v1/chat/completions"
     assert request["headers"]["Authorization"] == "Bearer sk-test"
     assert request["headers"]["Content-Type"] == "application/json"
-    assert request["body"] == {"model": "tiny-coder", "messages": MESSAGES, "temperature": 0.3,
-                               "max_tokens": 77}
+    assert request["body"] == {
+        "model": "tiny-coder",
+        "messages": MESSAGES,
+        "temperature": 0.3,
+        "max_tokens": 77,
+    }
 
 
 def test_no_key_no_authorization_header(monkeypatch):
@@ -56,8 +67,11 @@ def test_client_errors_are_not_retried():
 
 def test_malformed_reply_is_retried_then_a_clear_error():
     with ChatServer(lambda messages: "", malformed=True) as server:
-        with pytest.raises(BackendError, match=r"gave up after 4 attempts; last: malformed reply from "
-                                               r".*\(expected choices\[0\]\.message\.content\)"):
+        with pytest.raises(
+            BackendError,
+            match=r"gave up after 4 attempts; last: malformed reply from "
+            r".*\(expected choices\[0\]\.message\.content\)",
+        ):
             backend(server).complete(MESSAGES)
     assert len(server.requests) == 4
 

@@ -36,23 +36,36 @@ def make_rows(count: int, start: int = 0) -> list[dict]:
     for i in range(start, start + count):
         problem = "p" * (2 + i % 11)
         if i % 3 == 0:
-            dialogue = [{"role": "user", "content": problem},
-                        {"role": "assistant", "kind": "code", "content": "c" * (1 + i % 7)}]
+            dialogue = [
+                {"role": "user", "content": problem},
+                {"role": "assistant", "kind": "code", "content": "c" * (1 + i % 7)},
+            ]
         else:
-            dialogue = [{"role": "user", "content": problem},
-                        {"role": "assistant", "kind": "clarify", "content": "q" * (1 + i % 5)},
-                        {"role": "user", "content": "a" * (1 + i % 4)},
-                        {"role": "assistant", "kind": "code", "content": "c" * (1 + i % 23)}]
-        rows.append({"id": f"row-{i}", "problem_id": f"p{i}", "type": "original",
-                     "problem": problem, "answer": "", "dialogue": dialogue})
+            dialogue = [
+                {"role": "user", "content": problem},
+                {"role": "assistant", "kind": "clarify", "content": "q" * (1 + i % 5)},
+                {"role": "user", "content": "a" * (1 + i % 4)},
+                {"role": "assistant", "kind": "code", "content": "c" * (1 + i % 23)},
+            ]
+        rows.append(
+            {
+                "id": f"row-{i}",
+                "problem_id": f"p{i}",
+                "type": "original",
+                "problem": problem,
+                "answer": "",
+                "dialogue": dialogue,
+            }
+        )
     return rows
 
 
 def expected_kinds(row: dict) -> np.ndarray:
     """One kind per character: 0 for user turns, 1 clarify, 2 code."""
     kind_of = {"clarify": 1, "code": 2}
-    return np.concatenate([np.full(len(t["content"]), kind_of.get(t.get("kind"), 0), np.int8)
-                           for t in row["dialogue"]])
+    return np.concatenate(
+        [np.full(len(t["content"]), kind_of.get(t.get("kind"), 0), np.int8) for t in row["dialogue"]]
+    )
 
 
 def fake_render(row: dict):
@@ -79,9 +92,17 @@ CONFIG = PipelineConfig(batch_size=4, seq_len=32, seed=3)
 
 def test_batch_layout_and_dtypes():
     batch = next(make_iterator([(ROWS, 1.0)], fake_render, CONFIG))
-    dtypes = {"tokens": np.int32, "segment_ids": np.int32, "positions": np.int32,
-              "kinds": np.int8, "targets": np.int32, "target_kinds": np.int8,
-              "clarify_mask": np.float32, "code_mask": np.float32, "decision_mask": np.float32}
+    dtypes = {
+        "tokens": np.int32,
+        "segment_ids": np.int32,
+        "positions": np.int32,
+        "kinds": np.int8,
+        "targets": np.int32,
+        "target_kinds": np.int8,
+        "clarify_mask": np.float32,
+        "code_mask": np.float32,
+        "decision_mask": np.float32,
+    }
     assert {k: v.dtype for k, v in batch.items()} == dtypes
     assert all(v.shape == (4, 32) for v in batch.values())
 
@@ -145,8 +166,16 @@ def test_kinds_targets_segments_and_positions_exact():
     for batch in build_pipeline([(ROWS, 1.0)], fake_render, config):
         tokens, segments, positions = batch["tokens"], batch["segment_ids"], batch["positions"]
         padding = segments == 0
-        for name in ("tokens", "positions", "kinds", "targets", "target_kinds", "clarify_mask",
-                     "code_mask", "decision_mask"):
+        for name in (
+            "tokens",
+            "positions",
+            "kinds",
+            "targets",
+            "target_kinds",
+            "clarify_mask",
+            "code_mask",
+            "decision_mask",
+        ):
             assert not batch[name][padding].any(), f"{name} non-zero on padding"
         for row in range(tokens.shape[0]):
             for segment in np.unique(segments[row][segments[row] > 0]):
@@ -202,8 +231,9 @@ def test_make_global_batch_on_eight_devices():
 def test_multiprocess_prefetch_gives_the_same_batches():
     config = dataclasses.replace(CONFIG, num_epochs=1)
     sequential = list(build_pipeline([(ROWS, 1.0)], fake_render, config))
-    prefetched = list(build_pipeline([(ROWS, 1.0)], fake_render,
-                                     dataclasses.replace(config, prefetch_workers=2)))
+    prefetched = list(
+        build_pipeline([(ROWS, 1.0)], fake_render, dataclasses.replace(config, prefetch_workers=2))
+    )
     assert_same_batches(sequential, prefetched)
 
 
@@ -240,13 +270,24 @@ def free_port() -> int:
 @pytest.mark.slow
 def test_two_processes_read_disjoint_slices_covering_the_data(tmp_path):
     repo = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(repo),
-           "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    env = {
+        **os.environ,
+        "JAX_PLATFORMS": "cpu",
+        "PYTHONPATH": str(repo),
+        "XLA_FLAGS": "--xla_force_host_platform_device_count=2",
+    }
     port = free_port()
     outs = [tmp_path / f"host{i}.json" for i in range(2)]
-    procs = [subprocess.Popen([sys.executable, "-c", HOST_SCRIPT, str(port), str(i), str(outs[i])],
-                              cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", HOST_SCRIPT, str(port), str(i), str(outs[i])],
+            cwd=repo,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for i in range(2)
+    ]
     try:
         logs = [p.communicate(timeout=60)[0].decode() for p in procs]
     finally:

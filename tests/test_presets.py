@@ -13,8 +13,11 @@ from clarify_jax.train.presets import load_presets
 GRID = memory_estimate.load_config_module("finetune_7b")
 TARGETS = memory_estimate.targets()
 PRESETS = load_presets()
-PUBLISHED = {"deepseek-coder-6.7b-instruct": 6_740_512_768, "CodeLlama-7b-Instruct": 6_738_546_688,
-             "Qwen2.5-Coder-7B-Instruct": 7_615_616_512}
+PUBLISHED = {
+    "deepseek-coder-6.7b-instruct": 6_740_512_768,
+    "CodeLlama-7b-Instruct": 6_738_546_688,
+    "Qwen2.5-Coder-7B-Instruct": 7_615_616_512,
+}
 
 
 @pytest.fixture(scope="module")
@@ -23,14 +26,21 @@ def estimates():
 
 
 def test_grid_names_every_model_mode_and_chip():
-    expected = {f"{model}-{mode}-{chip}" for model in ("deepseek-6.7b", "codellama-7b", "qwen2.5-coder-7b")
-                for mode in ("lora", "full") for chip in ("v4-8", "v5e-16", "v5p-8", "8xh100")}
+    expected = {
+        f"{model}-{mode}-{chip}"
+        for model in ("deepseek-6.7b", "codellama-7b", "qwen2.5-coder-7b")
+        for mode in ("lora", "full")
+        for chip in ("v4-8", "v5e-16", "v5p-8", "8xh100")
+    }
     assert set(TARGETS) == expected and expected <= set(PRESETS)
     assert {"deepseek-6.7b-lora-v5p-8", "qwen2.5-coder-7b-full-8xh100"} <= expected
     models = memory_estimate.load_config_module("models").HF_CONFIGS
     # test_real_configs checks these dicts against the published parameter counts.
-    assert set(models) == {"deepseek-coder-6.7b-instruct", "CodeLlama-7b-Instruct",
-                           "Qwen2.5-Coder-7B-Instruct"}
+    assert set(models) == {
+        "deepseek-coder-6.7b-instruct",
+        "CodeLlama-7b-Instruct",
+        "Qwen2.5-Coder-7B-Instruct",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(TARGETS))
@@ -75,9 +85,14 @@ def test_full_fine_tuning_state_bytes_are_exact(estimates):
     assert terms["optimizer"] == 2 * params + 2 * 4  # mu, nu in float32; two int32 step counters
 
 
-@pytest.mark.parametrize("model,adapters", [("deepseek-6.7b", 32 * 4 * 2 * 4096 * 16),
-                                            ("codellama-7b", 32 * 4 * 2 * 4096 * 16),
-                                            ("qwen2.5-coder-7b", 28 * 16 * (4 * 3584 + 2 * 3584 + 2 * 512))])
+@pytest.mark.parametrize(
+    "model,adapters",
+    [
+        ("deepseek-6.7b", 32 * 4 * 2 * 4096 * 16),
+        ("codellama-7b", 32 * 4 * 2 * 4096 * 16),
+        ("qwen2.5-coder-7b", 28 * 16 * (4 * 3584 + 2 * 3584 + 2 * 512)),
+    ],
+)
 def test_lora_state_bytes_are_exact(model, adapters, estimates):
     # 8xH100, mesh 8,1,1: the bfloat16 base whole on each GPU, float32 adapters and moments.
     terms = estimates[f"{model}-lora-8xh100"]["terms"]

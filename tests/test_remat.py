@@ -7,8 +7,16 @@ import pytest
 
 from clarify_jax import model
 
-CFG = model.ModelConfig("llama", vocab_size=128, hidden_size=64, intermediate_size=128,
-                        num_layers=2, num_heads=4, num_kv_heads=2, head_dim=16)
+CFG = model.ModelConfig(
+    "llama",
+    vocab_size=128,
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=16,
+)
 TOKENS = jnp.asarray(np.random.default_rng(7).integers(0, 128, (2, 10)), jnp.int32)
 
 
@@ -16,6 +24,7 @@ def loss_and_grads(cfg, params):
     def loss(p):
         logits = model.forward(cfg, p, TOKENS[:, :-1])
         return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), TOKENS[:, 1:, None], -1))
+
     return jax.value_and_grad(loss)(params)
 
 

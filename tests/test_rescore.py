@@ -45,13 +45,19 @@ def test_the_cheap_columns_from_the_logs_alone(logs, comm_path):
     log3 = rescore.read_log(found[("HumanEvalComm", 3)], unparsed)
     log2 = rescore.read_log(found[("HumanEvalComm", 2)], unparsed)
     assert unparsed == [] and (len(log3), len(log2)) == (775, 725)
-    items = {i.id: i for i in ec.humanevalcomm.comm_items(ec.load_problems(ec.EvaluateConfig(data=comm_path)),
-                                                          ec.ALL_CATEGORIES)}
+    items = {
+        i.id: i
+        for i in ec.humanevalcomm.comm_items(
+            ec.load_problems(ec.EvaluateConfig(data=comm_path)), ec.ALL_CATEGORIES
+        )
+    }
     records = []
     for e in log3:
         item_id = f"{e.name}#{e.category}"
-        records.append(rescore.record_for(rescore.RescoreItem(item_id, items[item_id], e, True))
-                       | {"passed": False, "test_pass_rate": 0.0})
+        records.append(
+            rescore.record_for(rescore.RescoreItem(item_id, items[item_id], e, True))
+            | {"passed": False, "test_pass_rate": 0.0}
+        )
     columns = rescore.published_columns(records, log2, {"log_3": "log_3", "log_2": "log_2"})["overall"]
     assert (columns["communication_rate"]["numerator"], columns["communication_rate"]["items"]) == (223, 725)
     assert (columns["good_question_rate"]["numerator"], columns["good_question_rate"]["items"]) == (476, 775)
@@ -67,9 +73,12 @@ def _columns(outcomes: dict) -> dict:
     original = [v for k, v in outcomes.items() if k.endswith("#original")]
     modified = [v for k, v in outcomes.items() if not k.endswith("#original")]
     assert (len(original), len(modified)) == (163, 775)
-    return {"hmeval_pass@1": sum(v[0] for v in original) / 163,
-            "hmeval_test_pass_rate": sum(v[1] for v in original) / 163,
-            "pass@1": sum(v[0] for v in modified) / 775, "test_pass_rate": sum(v[1] for v in modified) / 775}
+    return {
+        "hmeval_pass@1": sum(v[0] for v in original) / 163,
+        "hmeval_test_pass_rate": sum(v[1] for v in original) / 163,
+        "pass@1": sum(v[0] for v in modified) / 775,
+        "test_pass_rate": sum(v[1] for v in modified) / 775,
+    }
 
 
 def test_published_row_from_the_per_item_outcomes():
@@ -80,8 +89,9 @@ def test_published_row_from_the_per_item_outcomes():
     within 0.1 point (in fact within 0.003)."""
     expected = json.loads(EXPECTED.read_text())
     stale = rescore.STALE_IMPORTS["deepseek-coder-6.7b-instruct"]
-    as_run = _columns(expected | {k: [passed == total, passed / total]
-                                  for k, (passed, total, _) in stale.items()})
+    as_run = _columns(
+        expected | {k: [passed == total, passed / total] for k, (passed, total, _) in stale.items()}
+    )
     for key, value in as_run.items():
         assert abs(100 * value - published_row()[key]) < 0.1, key
     ours = _columns(expected)
@@ -111,8 +121,9 @@ def _check_summary(summary, expected, full):
 @pytest.mark.skipif(FULL, reason="the full rescore runs instead")
 def test_rescore_command_on_a_sample_matches_the_full_run(logs, comm_path, tmp_path):
     expected = json.loads(EXPECTED.read_text())
-    summary = ec.evaluate_command(ec.EvaluateConfig(rescore=logs, data=comm_path, out=tmp_path,
-                                                    problems=SAMPLE, progress=False))
+    summary = ec.evaluate_command(
+        ec.EvaluateConfig(rescore=logs, data=comm_path, out=tmp_path, problems=SAMPLE, progress=False)
+    )
     assert summary["done"] == summary["items"] == sum(k.split("#")[0] in SAMPLE for k in expected)
     assert summary["logs"]["original_problems_missing"] == ["HumanEval/129"]
     _check_summary(summary, expected, full=False)
@@ -127,8 +138,16 @@ def test_full_rescore_reproduces_the_published_row(logs, comm_path, tmp_path):
 
 
 def _log_line(**fields):
-    row = {"key": "HumanEval/0_prompt1a", "name": "HumanEval/0", "prompt_type": "prompt1a", "index": 0,
-           "response": "What?", "answer": "", "question_quality": "2", "code": ""} | fields
+    row = {
+        "key": "HumanEval/0_prompt1a",
+        "name": "HumanEval/0",
+        "prompt_type": "prompt1a",
+        "index": 0,
+        "response": "What?",
+        "answer": "",
+        "question_quality": "2",
+        "code": "",
+    } | fields
     return json.dumps(row) + "\n"
 
 
@@ -140,8 +159,16 @@ def test_bad_logs_name_the_line_and_bad_items_are_counted(tmp_path):
     path.write_text(_log_line() + '{"key": "HumanEval/1_prompt1a", "na')
     with pytest.raises(rescore.LogError, match=r"log_3:2: .*the file ends inside this line: it was cut"):
         rescore.read_log(path, [])
-    path.write_text(_log_line() + _log_line(prompt_type="prompt9z") + json.dumps({"name": "x"}) + "\n"
-                    + _log_line(index=1) + _log_line() + _log_line(response="Other?") + "[1, 2]\n")
+    path.write_text(
+        _log_line()
+        + _log_line(prompt_type="prompt9z")
+        + json.dumps({"name": "x"})
+        + "\n"
+        + _log_line(index=1)
+        + _log_line()
+        + _log_line(response="Other?")
+        + "[1, 2]\n"
+    )
     unparsed = []
     entries = rescore.read_log(path, unparsed)
     assert [u["line"] for u in unparsed] == [2, 3, 4, 7]

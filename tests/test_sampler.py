@@ -28,16 +28,18 @@ class IdTokenizer:
 
 def hf_greedy(model_dir, prompts, max_new_tokens=MAX_NEW):
     """transformers' greedy continuation of each prompt alone (no padding), cut before its EOS."""
-    reference = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
-                                                                  attn_implementation="eager")
+    reference = transformers.AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.float32, attn_implementation="eager"
+    )
     eos = reference.generation_config.eos_token_id
     out = []
     for prompt in prompts:
         tokens = torch.tensor([prompt])
         with torch.no_grad():
-            ids = reference.generate(tokens, attention_mask=torch.ones_like(tokens), do_sample=False,
-                                     max_new_tokens=max_new_tokens)[0, len(prompt):].tolist()
-        out.append(ids[:ids.index(eos)] if eos in ids else ids)
+            ids = reference.generate(
+                tokens, attention_mask=torch.ones_like(tokens), do_sample=False, max_new_tokens=max_new_tokens
+            )[0, len(prompt) :].tolist()
+        out.append(ids[: ids.index(eos)] if eos in ids else ids)
     return out
 
 
@@ -67,7 +69,8 @@ def test_greedy_equals_transformers_generate(llama, sampler, greedy):
     assert greedy == expected
     out = sampler.sample(PROMPTS, max_new_tokens=MAX_NEW)
     assert [row[0].finish_reason for row in out.completions] == [
-        "length" if len(ids) == MAX_NEW else "eos" for ids in expected]
+        "length" if len(ids) == MAX_NEW else "eos" for ids in expected
+    ]
 
 
 @pytest.mark.parametrize("variant", ["qwen2_tied", "mistral"])
@@ -81,8 +84,9 @@ def test_greedy_parity_other_families(tiny_models, variant):
 def test_top_k_one_equals_greedy_at_temperature_one(sampler, greedy):
     """Through the sampling path (temperature, key, the prefill repeated for two samples); the
     top-p rule itself is checked on known logits below."""
-    out = sampler.sample(PROMPTS, max_new_tokens=MAX_NEW, temperature=1.0, top_k=1, num_samples=2,
-                         rng=jax.random.key(5))
+    out = sampler.sample(
+        PROMPTS, max_new_tokens=MAX_NEW, temperature=1.0, top_k=1, num_samples=2, rng=jax.random.key(5)
+    )
     assert out.tokens == [[ids, ids] for ids in greedy]
 
 
@@ -98,7 +102,8 @@ def test_stop_ids_cut_and_end_the_loop_early(sampler, greedy):
     assert out.tokens == [[ids[:cut]] for ids, cut in zip(greedy, cuts)]
     assert [row[0].finish_reason for row in out.completions] == ["eos"] * 3
     assert [row[0].text for row in out.completions] == [
-        "".join(f"<{t}>" for t in ids[:cut]) for ids, cut in zip(greedy, cuts)]
+        "".join(f"<{t}>" for t in ids[:cut]) for ids, cut in zip(greedy, cuts)
+    ]
     assert out.steps == max(cuts) + 1 < MAX_NEW
 
 
@@ -108,6 +113,7 @@ def test_stop_strings_cut_text_and_tokens(sampler, greedy):
     single = f"<{row[4]}>"
     spanning = f"{row[7]}><{row[8]}"  # starts and ends inside tokens
     out = sampler.sample(PROMPTS, max_new_tokens=MAX_NEW, stop=(spanning, single))
+
     def text_of(ids):
         return "".join(f"<{t}>" for t in ids)
 
@@ -119,8 +125,9 @@ def test_stop_strings_cut_text_and_tokens(sampler, greedy):
             continue
         at = min(found)
         # The shortest token prefix whose text holds the stop string.
-        n = next(k for k in range(1, len(ids) + 1)
-                 if single in text_of(ids[:k]) or spanning in text_of(ids[:k]))
+        n = next(
+            k for k in range(1, len(ids) + 1) if single in text_of(ids[:k]) or spanning in text_of(ids[:k])
+        )
         assert (completion.tokens, completion.text, completion.finish_reason) == (ids[:n], text[:at], "stop")
     assert out.completions[2][0].text == text_of(row[:4])
     assert out.completions[2][0].tokens == row[:5]
@@ -142,8 +149,9 @@ def test_seeds_and_samples_per_prompt(sampler):
     first, again, other = out.tokens, run(1).tokens, run(2).tokens
     assert first == again
     assert [len(row) for row in first] == [2, 2, 2]
-    assert all((len(c.tokens) == MAX_NEW) == (c.finish_reason == "length")
-               for row in out.completions for c in row)
+    assert all(
+        (len(c.tokens) == MAX_NEW) == (c.finish_reason == "length") for row in out.completions for c in row
+    )
     assert first != other
     assert all(row[0] != row[1] for row in first)  # the samples of one prompt differ
 
@@ -154,8 +162,11 @@ def test_token_choice_rules():
 
     def draw(top_k=0, top_p=1.0):
         choice = TokenChoice(greedy=False, top_k=top_k, nucleus=top_p < 1)
-        return np.asarray(jax.jit(choose_tokens, static_argnums=4)(
-            logits, key, temperature, jax.numpy.float32(top_p), choice))
+        return np.asarray(
+            jax.jit(choose_tokens, static_argnums=4)(
+                logits, key, temperature, jax.numpy.float32(top_p), choice
+            )
+        )
 
     assert np.bincount(draw(top_k=2), minlength=4)[2:].sum() == 0
     assert set(np.unique(draw(top_p=0.7))) == {0, 1}  # 0.5 < 0.7 needs the second token, not a third

@@ -183,8 +183,13 @@ def test_files_outside_the_scratch_dir_are_untouchable(sentinel_dir):
     result = sb.run_tests(f"import os\nSENTINEL = {sentinel!r}", tests)
     hidden = kind == "pytest_tmp_dir" and result.private_tmp
     # A read-only mount answers EROFS (OSError) or, where the permission check comes first, EACCES.
-    denied = {"FileNotFoundError"} if hidden else {"OSError", "PermissionError"} if result.read_only_root \
+    denied = (
+        {"FileNotFoundError"}
+        if hidden
+        else {"OSError", "PermissionError"}
+        if result.read_only_root
         else {"PermissionError"}
+    )
     assert [s for s, _ in outcomes(result)] == ["error"] * 3 + ["passed"] * 2
     assert {error for _, error in outcomes(result)[:3]} <= denied
     after = (sorted(os.listdir(directory)), os.stat(sentinel))
@@ -214,9 +219,13 @@ def test_a_world_writable_dir_outside_tmp_is_read_only(tmp_path):
             f.write("original")
         os.chmod(victim, 0o666)
         before = (sorted(os.listdir(shared)), os.stat(victim).st_mode, os.stat(shared).st_mode)
-        attacks = [f"open({shared!r} + '/new.txt', 'w').write('x')", f"os.remove({victim!r})",
-                   f"os.chmod({victim!r}, 0o600)", f"open({victim!r}, 'a').write('tampered')",
-                   f"os.rename({victim!r}, {victim!r} + '.moved')"]
+        attacks = [
+            f"open({shared!r} + '/new.txt', 'w').write('x')",
+            f"os.remove({victim!r})",
+            f"os.chmod({victim!r}, 0o600)",
+            f"open({victim!r}, 'a').write('tampered')",
+            f"os.rename({victim!r}, {victim!r} + '.moved')",
+        ]
         result = sb.run_tests("import os", attacks)
         assert result.read_only_root and result.private_tmp
         assert outcomes(result) == [("error", "OSError")] * len(attacks)
@@ -225,8 +234,11 @@ def test_a_world_writable_dir_outside_tmp_is_read_only(tmp_path):
         with open(victim) as f:
             assert f.read() == "original"
         # Its own scratch dir and /tmp stay writable, and /dev/null takes writes.
-        writes = ["open('here.txt', 'w').write('x')", "open('/tmp/t.txt', 'w').write('x')",
-                  "open('/dev/null', 'w').write('x')"]
+        writes = [
+            "open('here.txt', 'w').write('x')",
+            "open('/tmp/t.txt', 'w').write('x')",
+            "open('/dev/null', 'w').write('x')",
+        ]
         assert outcomes(sb.run_tests("", writes)) == [("passed", "")] * 3
     finally:
         shutil.rmtree(shared)
@@ -269,8 +281,13 @@ def test_killing_the_parent_hits_the_supervisor_not_the_harness():
         return
     tests += [f"os.kill({harness_pid}, signal.SIGKILL)", "os.killpg(0, signal.SIGKILL)", "assert True"]
     result = sb.run_tests("import os, signal", tests)
-    assert outcomes(result) == [("passed", ""), ("error", "PermissionError"), ("error", "PermissionError"),
-                                ("error", "Killed(SIGKILL)"), ("error", "Killed(SIGKILL)")]
+    assert outcomes(result) == [
+        ("passed", ""),
+        ("error", "PermissionError"),
+        ("error", "PermissionError"),
+        ("error", "Killed(SIGKILL)"),
+        ("error", "Killed(SIGKILL)"),
+    ]
     assert result.killed_by_signal == signal.SIGKILL
 
 

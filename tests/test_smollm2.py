@@ -20,8 +20,10 @@ pytestmark = pytest.mark.slow  # real processes: `make test-fast` leaves them ou
 PROMPTS = [
     [{"role": "user", "content": "Write a Python function that returns the factorial of n."}],
     [{"role": "user", "content": "What is the capital of France?"}],
-    [{"role": "system", "content": "You answer with code only."},
-     {"role": "user", "content": "Reverse a string in Python. Should it handle None?"}],
+    [
+        {"role": "system", "content": "You answer with code only."},
+        {"role": "user", "content": "Reverse a string in Python. Should it handle None?"},
+    ],
 ]
 NEW_TOKENS = 24
 
@@ -58,7 +60,12 @@ def test_logits_equal_transformers(converted, reference):
     hf_model, hf_tokenizer = reference
     cfg, params = load_model(converted)
     assert (cfg.model_type, cfg.num_layers, cfg.hidden_size, cfg.num_kv_heads, cfg.tie_word_embeddings) == (
-        "llama", 30, 576, 3, True)
+        "llama",
+        30,
+        576,
+        3,
+        True,
+    )
     ids = np.asarray(chat_ids(hf_tokenizer, PROMPTS[0]), np.int32)[None]
     ours = np.asarray(model.forward(cfg, params, ids))
     with torch.no_grad():
@@ -77,9 +84,14 @@ def test_greedy_replies_equal_transformers_generate(converted, reference):
         assert prompt == chat_ids(hf_tokenizer, messages)
         stops = list(backend.sampler.stop_token_ids)
         with torch.no_grad():
-            out = hf_model.generate(torch.as_tensor([prompt]), max_new_tokens=NEW_TOKENS, do_sample=False,
-                                    eos_token_id=stops, pad_token_id=hf_tokenizer.pad_token_id)
-        theirs = out[0, len(prompt):].tolist()
+            out = hf_model.generate(
+                torch.as_tensor([prompt]),
+                max_new_tokens=NEW_TOKENS,
+                do_sample=False,
+                eos_token_id=stops,
+                pad_token_id=hf_tokenizer.pad_token_id,
+            )
+        theirs = out[0, len(prompt) :].tolist()
         if theirs[-1] in stops:  # transformers keeps the stop id; our completion ends before it
             theirs = theirs[:-1]
         print(repr(completions[0].text))

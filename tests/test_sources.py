@@ -17,8 +17,10 @@ def test_mbpp_full_and_sanitized(shared_data):
     first = sanitized[0]
     assert (first.id, first.source, first.entry_point) == ("mbpp/2", "mbpp", "similar_elements")
     assert first.tests[0] == "assert set(similar_elements((3, 4, 5, 6),(5, 7, 4, 10))) == set((4, 5))"
-    assert first.prompt.startswith("Write a function to find the shared elements from the given two lists.\n"
-                                   "Your code should pass these tests:\nassert set(")
+    assert first.prompt.startswith(
+        "Write a function to find the shared elements from the given two lists.\n"
+        "Your code should pass these tests:\nassert set("
+    )
     assert "\r" not in full[0].solutions[0] and full[0].entry_point == "min_cost"
 
 
@@ -38,18 +40,37 @@ def test_humanevalcomm_variants_and_tests(shared_data):
     assert counts == {"1a": 164, "1c": 164, "1p": 164, "2ac": 162, "2ap": 74, "2cp": 34, "3acp": 13}
     assert sum(counts.values()) - counts["3acp"] == 762
     first = problems[0]
-    assert first.tests[0] == "assert str(has_close_elements([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.3)).strip() == 'True'"
+    assert (
+        first.tests[0]
+        == "assert str(has_close_elements([1.0, 2.0, 3.9, 4.0, 5.0, 2.2], 0.3)).strip() == 'True'"
+    )
     assert first.test_setup == "candidate = has_close_elements"
     find_zero = next(p for p in problems if p.id == "HumanEval/32")
-    assert find_zero.tests[0].splitlines()[-1] == "assert str(math.fabs(poly([-10, -2], solution)) < 1e-4) == 'True'"
+    assert (
+        find_zero.tests[0].splitlines()[-1]
+        == "assert str(math.fabs(poly([-10, -2], solution)) < 1e-4) == 'True'"
+    )
 
 
 def test_bad_rows_name_file_line_and_field(tmp_path):
     path = tmp_path / "mbpp.jsonl"
-    good = {"task_id": 1, "text": "Add.", "code": "def add(a, b): return a + b",
-            "test_list": ["assert add(1, 2) == 3"]}
-    path.write_text("\n".join([json.dumps(good), json.dumps({**good, "task_id": 2, "code": 5}),
-                               "{not json", json.dumps({**good, "task_id": 4})]) + "\n")
+    good = {
+        "task_id": 1,
+        "text": "Add.",
+        "code": "def add(a, b): return a + b",
+        "test_list": ["assert add(1, 2) == 3"],
+    }
+    path.write_text(
+        "\n".join(
+            [
+                json.dumps(good),
+                json.dumps({**good, "task_id": 2, "code": 5}),
+                "{not json",
+                json.dumps({**good, "task_id": 4}),
+            ]
+        )
+        + "\n"
+    )
     with pytest.raises(DataError, match=rf"{path}:2: field 'code': expected str, got int"):
         list(sources.read_mbpp(path))
     report = ReadReport()
@@ -60,8 +81,12 @@ def test_bad_rows_name_file_line_and_field(tmp_path):
 
 
 def _apps_row(problem_id, io):
-    return {"problem_id": problem_id, "question": "Read n, print 2n.",
-            "solutions": json.dumps(["n = int(input())\nprint(2 * n)"]), "input_output": json.dumps(io)}
+    return {
+        "problem_id": problem_id,
+        "question": "Read n, print 2n.",
+        "solutions": json.dumps(["n = int(input())\nprint(2 * n)"]),
+        "input_output": json.dumps(io),
+    }
 
 
 def test_apps_jsonl_and_folder_layouts(tmp_path):
@@ -79,8 +104,10 @@ def test_apps_jsonl_and_folder_layouts(tmp_path):
     for problems in (list(sources.read_apps(jsonl)), list(sources.read_apps(folder))):
         stdin_problem, call_problem = problems
         assert stdin_problem.io_tests == (("3\n", "6\n"), ("5\n", "10\n")) and not stdin_problem.tests
-        assert call_problem.tests == ("assert _apps_call('double', [3]) == 6",
-                                      "assert _apps_call('double', [5]) == 10")
+        assert call_problem.tests == (
+            "assert _apps_call('double', [3]) == 6",
+            "assert _apps_call('double', [5]) == 10",
+        )
         assert call_problem.entry_point == "double" and stdin_problem.solutions[0].startswith("n = int")
     (folder / "0001" / "input_output.json").write_text('{"inputs": [1]}')
     with pytest.raises(DataError, match=r"0001: field 'input_output': expected \{inputs"):
@@ -89,11 +116,24 @@ def test_apps_jsonl_and_folder_layouts(tmp_path):
 
 def test_generic_jsonl_with_a_field_mapping(tmp_path):
     path = tmp_path / "mine.jsonl"
-    path.write_text(json.dumps({"key": 7, "q": "Add two numbers.", "ref": "def add(a, b): return a + b",
-                                "checks": ["assert add(1, 1) == 2"]}) + "\n")
+    path.write_text(
+        json.dumps(
+            {
+                "key": 7,
+                "q": "Add two numbers.",
+                "ref": "def add(a, b): return a + b",
+                "checks": ["assert add(1, 1) == 2"],
+            }
+        )
+        + "\n"
+    )
     (problem,) = sources.read_jsonl(path, "id=key,prompt=q,solution=ref,tests=checks", source="mine")
     assert (problem.id, problem.source, problem.prompt, problem.tests) == (
-        "7", "mine", "Add two numbers.", ("assert add(1, 1) == 2",))
+        "7",
+        "mine",
+        "Add two numbers.",
+        ("assert add(1, 1) == 2",),
+    )
     with pytest.raises(ValueError, match="field mapping 'answer=ref'"):
         sources.parse_mapping("id=key,answer=ref")
     with pytest.raises(DataError, match=r"mine.jsonl:1: field 'question': missing"):
@@ -120,7 +160,8 @@ def test_mbpp_docstring_style_reads_like_humaneval(shared_data):
         '    """ Write a python function to identify non-prime numbers.\n'
         "    >>> is_not_prime(2)\n    False\n    >>> is_not_prime(10)\n    True\n"
         "    >>> is_not_prime(35)\n    True\n"
-        '    """\n')
+        '    """\n'
+    )
     # The prompt with the reference body is a program that passes the problem's own tests.
     namespace: dict = {}
     body = "    import math\n    return any(n % i == 0 for i in range(2, int(math.sqrt(n)) + 1))\n"
@@ -132,7 +173,8 @@ def test_mbpp_docstring_style_reads_like_humaneval(shared_data):
 def test_mbpp_docstring_style_falls_back_where_tests_are_not_examples():
     code = "def f(x):\n    return x\n"
     assert sources.docstring_prompt("Echo.", code, ["assert f(1) == 1"], "f") == (
-        'def f(x):\n    """ Echo.\n    >>> f(1)\n    1\n    """\n')
+        'def f(x):\n    """ Echo.\n    >>> f(1)\n    1\n    """\n'
+    )
     assert sources.docstring_prompt("Echo.", code, ["assert f(1)"], "f") is None  # not call == value
     assert sources.docstring_prompt("Echo.", code, ["assert g(1) == 1"], "g") is None  # no such def
     with pytest.raises(ValueError, match="docstrings"):

@@ -79,11 +79,15 @@ def test_rewrites_target_what_changed(mbpp):
 
 def test_incomplete_rewrites_cut_either_the_examples_or_the_description():
     from clarify_jax.backends.rules import answers_for, make_incomplete, questions_for
+
     def prompt(name):
-        return (f"def {name}(xs):\n"
-                '    """ Write a function to sort a given matrix in ascending order of row sums.\n'
-                f"    >>> {name}([[2], [1]])\n    [[1], [2]]\n"
-                '    """\n')
+        return (
+            f"def {name}(xs):\n"
+            '    """ Write a function to sort a given matrix in ascending order of row sums.\n'
+            f"    >>> {name}([[2], [1]])\n    [[1], [2]]\n"
+            '    """\n'
+        )
+
     changes = {name: make_incomplete(prompt(name)) for name in ("f", "g", "h", "k", "m", "n")}
     cut = [c for c in changes.values() if ">>>" in c.text]
     dropped = [c for c in changes.values() if ">>>" not in c.text]
@@ -157,7 +161,8 @@ FILTERED_REPLIES = {
     "rewrite_unclosed": {"rewrite": lambda p: "<rewritten>\n" + _problem_of(p)[:40]},
     "rewrite_empty": {"rewrite": "Sure.\n<rewritten>\n\n</rewritten>"},
     "rewrite_echoes_prompt": {
-        "rewrite": lambda p: f"<rewritten>\n<task>rewrite</task>\n{_problem_of(p)}\n</rewritten>"},
+        "rewrite": lambda p: f"<rewritten>\n<task>rewrite</task>\n{_problem_of(p)}\n</rewritten>"
+    },
     "rewrite_identical": {"rewrite": lambda p: f"<rewritten>\n  {_problem_of(p)}  \n</rewritten>"},
     "questions_empty": {"questions": "  \n"},
     "questions_has_code": {"questions": "def f():\n    return 1?"},
@@ -185,8 +190,14 @@ def test_each_filter_rejects_and_is_counted(mbpp, tmp_path, reason):
 def test_reference_filters_and_failures_are_retried(mbpp, tmp_path):
     problems = mbpp[:3]
     checks = {problems[0].id: False}
-    summary = run_synthesis(problems, RulesBackend(), tmp_path / "c", reference_checks=checks,
-                            types=("ambiguous",), progress=False)
+    summary = run_synthesis(
+        problems,
+        RulesBackend(),
+        tmp_path / "c",
+        reference_checks=checks,
+        types=("ambiguous",),
+        progress=False,
+    )
     assert summary.rejected == {"reference_fails_tests": 2}
     assert summary.rows == {"original": 2, "ambiguous": 2}
     assert summary.attempted == 6
@@ -225,7 +236,8 @@ def test_a_batching_backend_gets_whole_rounds(mbpp, tmp_path):
     expected = read_rows(tmp_path / "a" / "train.jsonl")
     run_synthesis(mbpp[:7], RulesBackend(), tmp_path / "b", progress=False)
     assert read_rows(tmp_path / "b" / "train.jsonl") == [
-        {**row, "backend": "rules"} for row in expected]  # the same rows as one at a time
+        {**row, "backend": "rules"} for row in expected
+    ]  # the same rows as one at a time
 
     # A batch that fails is asked again one conversation at a time: only the culprit fails.
     culprit = mbpp[1].prompt.splitlines()[0]
@@ -247,10 +259,25 @@ def test_a_cut_last_log_line_is_dropped_and_redone(mbpp, tmp_path):
 
 
 def _synthesize_cli(out, base_url, limit):
-    return [sys.executable, "-m", "clarify_jax.cli", "synthesize", "--source", "mbpp", "--input",
-            str(out.parent / "mbpp.json"), "--out", str(out),
-            "--backend", f"openai:rules-over-http@{base_url}", "--workers", "2", "--limit", str(limit),
-            "--no-check-references"]
+    return [
+        sys.executable,
+        "-m",
+        "clarify_jax.cli",
+        "synthesize",
+        "--source",
+        "mbpp",
+        "--input",
+        str(out.parent / "mbpp.json"),
+        "--out",
+        str(out),
+        "--backend",
+        f"openai:rules-over-http@{base_url}",
+        "--workers",
+        "2",
+        "--limit",
+        str(limit),
+        "--no-check-references",
+    ]
 
 
 def test_killed_run_resumes_to_the_same_files(shared_data, tmp_path):
@@ -258,11 +285,20 @@ def test_killed_run_resumes_to_the_same_files(shared_data, tmp_path):
     rules = RulesBackend()
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}
     with ChatServer(lambda messages: rules.complete(messages), delay_s=0.01) as server:
-        whole = subprocess.run(_synthesize_cli(tmp_path / "whole", server.base_url, 40), env=env,
-                               capture_output=True, text=True, timeout=300)
+        whole = subprocess.run(
+            _synthesize_cli(tmp_path / "whole", server.base_url, 40),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert whole.returncode == 0, whole.stderr
-        victim = subprocess.Popen(_synthesize_cli(tmp_path / "resumed", server.base_url, 40), env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        victim = subprocess.Popen(
+            _synthesize_cli(tmp_path / "resumed", server.base_url, 40),
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         log = tmp_path / "resumed" / LOG_FILE
         deadline = time.time() + 120
         while time.time() < deadline and (not log.exists() or log.read_text().count("\n") < 10):
@@ -271,12 +307,17 @@ def test_killed_run_resumes_to_the_same_files(shared_data, tmp_path):
         victim.wait()
         done_when_killed = log.read_text().count("\n")
         assert 10 <= done_when_killed < 40
-        resumed = subprocess.run(_synthesize_cli(tmp_path / "resumed", server.base_url, 40), env=env,
-                                 capture_output=True, text=True, timeout=300)
+        resumed = subprocess.run(
+            _synthesize_cli(tmp_path / "resumed", server.base_url, 40),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert resumed.returncode == 0, resumed.stderr
     for name in ("train.jsonl", "validation.jsonl"):
         assert (tmp_path / "resumed" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
     entries = read_log(log)
     assert len(entries) == 40 and log.read_text().count("\n") == 40  # nothing lost, nothing twice
-    summary = json.loads(resumed.stdout[resumed.stdout.index("{"):resumed.stdout.rindex("}") + 1])
+    summary = json.loads(resumed.stdout[resumed.stdout.index("{") : resumed.stdout.rindex("}") + 1])
     assert summary["rows"] == {t: 40 for t in TYPES}

@@ -9,8 +9,14 @@ import transformers
 from clarify_jax.hf import Tokenizer, TokenizerError
 from tests.support import tokenizer_dirs
 
-TEXTS = ["def f(x):\n    return x * 2", "Hello world!", "naïve λ → ✓", "a  b\n\nc", "12345 + 678",
-         "Ask before you code."]
+TEXTS = [
+    "def f(x):\n    return x * 2",
+    "Hello world!",
+    "naïve λ → ✓",
+    "a  b\n\nc",
+    "12345 + 678",
+    "Ask before you code.",
+]
 TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
 
 
@@ -18,16 +24,28 @@ TEMPLATE = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfo
 def byte_level_dir(tmp_path_factory):
     """Like deepseek-coder: byte-level BPE, a post-processor that prepends BOS, add_bos_token."""
     return tokenizer_dirs.byte_level_dir(
-        tmp_path_factory.mktemp("bpe"), ["<s>", "</s>", "<pad>"], bos_in_post_processor=True, vocab_size=320,
-        config={"bos_token": {"__type": "AddedToken", "content": "<s>"}, "eos_token": "</s>",
-                "pad_token": "<pad>", "add_bos_token": True, "add_eos_token": False, "chat_template": TEMPLATE})
+        tmp_path_factory.mktemp("bpe"),
+        ["<s>", "</s>", "<pad>"],
+        bos_in_post_processor=True,
+        vocab_size=320,
+        config={
+            "bos_token": {"__type": "AddedToken", "content": "<s>"},
+            "eos_token": "</s>",
+            "pad_token": "<pad>",
+            "add_bos_token": True,
+            "add_eos_token": False,
+            "chat_template": TEMPLATE,
+        },
+    )
 
 
 @pytest.fixture(scope="module")
 def sentencepiece_dir(tmp_path_factory):
     """Like CodeLlama: a sentencepiece BPE model with byte fallback and identity normalization."""
-    return tokenizer_dirs.sentencepiece_dir(tmp_path_factory.mktemp("spm"), {
-        "bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True, "legacy": True})
+    return tokenizer_dirs.sentencepiece_dir(
+        tmp_path_factory.mktemp("spm"),
+        {"bos_token": "<s>", "eos_token": "</s>", "add_bos_token": True, "legacy": True},
+    )
 
 
 @pytest.mark.parametrize("fixture", ["byte_level_dir", "sentencepiece_dir"])
@@ -62,7 +80,7 @@ def test_missing_tokenizer_is_a_clear_error(tmp_path):
     with pytest.raises(TokenizerError, match="no tokenizer.json or tokenizer.model"):
         Tokenizer(tmp_path)
     (tmp_path / "tokenizer.json").write_text("{}")
-    (tmp_path / "tokenizer_config.json").write_text("{\n  \"bos_token\": ,\n}")
+    (tmp_path / "tokenizer_config.json").write_text('{\n  "bos_token": ,\n}')
     with pytest.raises(TokenizerError, match="tokenizer_config.json: line 2: invalid JSON"):
         Tokenizer(tmp_path)
 

@@ -11,17 +11,39 @@ from clarify_jax.data import sources
 from clarify_jax.data.render import KIND_CODE, render_dialogue
 from clarify_jax.hf import Tokenizer
 
-CODE = "def pairs(xs):\n    out = []\n    for i in range(len(xs) - 1):\n        out.append((xs[i], xs[i + 1]))\n    return out\n"
+CODE = (
+    "def pairs(xs):\n    out = []\n    for i in range(len(xs) - 1):\n"
+    "        out.append((xs[i], xs[i + 1]))\n    return out\n"
+)
 
 
 @pytest.mark.slow
 def test_trained_tokenizer_round_trips_code_and_matches_transformers(shared_data, tmp_path):
     corpus = tmp_path / "mbpp.txt"
-    corpus.write_text("\n".join(p.prompt + "\n" + p.solutions[0]
-                                for p in sources.read_mbpp(shared_data / "mbpp" / "sanitized-mbpp.json")))
-    result = subprocess.run([sys.executable, "-m", "clarify_jax.cli", "tokenizer", "train", "--corpus",
-                             str(corpus), "--out", str(tmp_path / "tok"), "--vocab-size", "512"],
-                            capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    corpus.write_text(
+        "\n".join(
+            p.prompt + "\n" + p.solutions[0]
+            for p in sources.read_mbpp(shared_data / "mbpp" / "sanitized-mbpp.json")
+        )
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clarify_jax.cli",
+            "tokenizer",
+            "train",
+            "--corpus",
+            str(corpus),
+            "--out",
+            str(tmp_path / "tok"),
+            "--vocab-size",
+            "512",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
     assert result.returncode == 0, result.stderr
     ours = Tokenizer(tmp_path / "tok")
     assert ours.vocab_size == 512
@@ -32,16 +54,31 @@ def test_trained_tokenizer_round_trips_code_and_matches_transformers(shared_data
     theirs = transformers.AutoTokenizer.from_pretrained(tmp_path / "tok")
     for text in (CODE, "Write a function to find the shared elements from the given two lists."):
         assert theirs.encode(text) == ours.encode(text)
-    dialogue = [{"role": "user", "content": "Pair up neighbours."}, {"role": "assistant", "kind": "code",
-                                                                      "content": CODE}]
+    dialogue = [
+        {"role": "user", "content": "Pair up neighbours."},
+        {"role": "assistant", "kind": "code", "content": CODE},
+    ]
     tokens, kinds = render_dialogue(dialogue, ours)
     assert ours.decode(tokens[kinds == KIND_CODE]) == CODE + "</s>"
 
 
 @pytest.mark.slow
 def test_missing_corpus_is_a_clear_error(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "clarify_jax.cli", "tokenizer", "train", "--corpus",
-                             str(tmp_path / "none.txt"), "--out", str(tmp_path / "tok")],
-                            capture_output=True, text=True, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "clarify_jax.cli",
+            "tokenizer",
+            "train",
+            "--corpus",
+            str(tmp_path / "none.txt"),
+            "--out",
+            str(tmp_path / "tok"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == f"clarify-jax: error: corpus files not found: {tmp_path / 'none.txt'}"

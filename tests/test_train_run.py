@@ -32,28 +32,49 @@ def inputs(tmp_path_factory, shared_data):
 
 def train_args(inputs, out, *extra, preset="tiny-cpu"):
     data = inputs["data"]
-    return [preset, "--model", str(inputs["model"]), "--out", str(out),
-            "--data.sources", f"clear={data}/train.jsonl:original",
-            f"clarify={data}/train.jsonl:ambiguous,inconsistent,incomplete",
-            "--data.validation", f"v={data}/validation.jsonl",
-            "--data.seq-len", "256", "--data.batch-size", "4",
-            "--data.no-round1-instruction", "--data.no-answer-prefix",
-            "--no-progress", "--log-every", "1", *extra]
+    return [
+        preset,
+        "--model",
+        str(inputs["model"]),
+        "--out",
+        str(out),
+        "--data.sources",
+        f"clear={data}/train.jsonl:original",
+        f"clarify={data}/train.jsonl:ambiguous,inconsistent,incomplete",
+        "--data.validation",
+        f"v={data}/validation.jsonl",
+        "--data.seq-len",
+        "256",
+        "--data.batch-size",
+        "4",
+        "--data.no-round1-instruction",
+        "--data.no-answer-prefix",
+        "--no-progress",
+        "--log-every",
+        "1",
+        *extra,
+    ]
 
 
 def subprocess_env(inputs, devices: int) -> dict:
     # The runs of a test share one persistent compilation cache, so only the first one compiles.
-    return dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} "
-                "--xla_backend_optimization_level=0",
-                JAX_COMPILATION_CACHE_DIR=str(inputs["cache"]),
-                JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-                JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+    return dict(
+        os.environ,
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} --xla_backend_optimization_level=0",
+        JAX_COMPILATION_CACHE_DIR=str(inputs["cache"]),
+        JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+        JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0",
+    )
 
 
 def start_train(inputs, args, devices=2):
-    return subprocess.Popen([sys.executable, "-m", "clarify_jax.cli", "train", *args],
-                            env=subprocess_env(inputs, devices), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "clarify_jax.cli", "train", *args],
+        env=subprocess_env(inputs, devices),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def wait_for_step(process, metrics_path, step, timeout=300):
@@ -84,6 +105,7 @@ def shortest_rows(inputs, types, count=1):
     """The rows of these types with the fewest tokens (whole dialogues fit a 256-token row)."""
     from clarify_jax.data.render import DialogueRenderer
     from clarify_jax.hf.tokenizer import Tokenizer
+
     render = DialogueRenderer(Tokenizer(inputs["model"]))
     rows = [json.loads(line) for line in (inputs["data"] / "train.jsonl").read_text().splitlines()]
     return sorted((r for r in rows if r["type"] in types), key=lambda r: len(render(r)[0]))[:count]
@@ -92,11 +114,30 @@ def shortest_rows(inputs, types, count=1):
 def test_tiny_model_overfits_a_tiny_set(inputs, tmp_path):
     rows = shortest_rows(inputs, ("original",)) + shortest_rows(inputs, ("ambiguous", "incomplete"))
     (tmp_path / "two.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-    args = train_args(inputs, tmp_path / "run", "--stages.0.steps", "90", "--stages.0.learning-rate", "1e-2",
-                      "--stages.0.warmup-steps", "5", "--stages.0.code-weight", "1.0",
-                      "--stages.1.steps", "10",
-                      "--stages.1.learning-rate", "1e-3", "--checkpoint-every", "0", "--eval-every", "0",
-                      "--data.batch-size", "2", "--mesh", "1,1,1")
+    args = train_args(
+        inputs,
+        tmp_path / "run",
+        "--stages.0.steps",
+        "90",
+        "--stages.0.learning-rate",
+        "1e-2",
+        "--stages.0.warmup-steps",
+        "5",
+        "--stages.0.code-weight",
+        "1.0",
+        "--stages.1.steps",
+        "10",
+        "--stages.1.learning-rate",
+        "1e-3",
+        "--checkpoint-every",
+        "0",
+        "--eval-every",
+        "0",
+        "--data.batch-size",
+        "2",
+        "--mesh",
+        "1,1,1",
+    )
     sources = slice(args.index("--data.sources") + 1, args.index("--data.validation"))
     args[sources] = [f"both={tmp_path / 'two.jsonl'}"]
     process = start_train(inputs, args, devices=1)
@@ -110,8 +151,18 @@ def test_tiny_model_overfits_a_tiny_set(inputs, tmp_path):
 
 
 def test_sigterm_then_sigkill_then_resume_equals_an_uninterrupted_run(inputs, tmp_path):
-    steps = ["--stages.0.steps", "10", "--stages.1.steps", "10", "--checkpoint-every", "3",
-             "--eval-every", "4", "--eval-batches", "1"]
+    steps = [
+        "--stages.0.steps",
+        "10",
+        "--stages.1.steps",
+        "10",
+        "--checkpoint-every",
+        "3",
+        "--eval-every",
+        "4",
+        "--eval-batches",
+        "1",
+    ]
     reference = tmp_path / "reference"
     done = start_train(inputs, train_args(inputs, reference, *steps))
     assert done.wait(timeout=600) == 0, done.stdout.read()
@@ -139,8 +190,9 @@ def test_sigterm_then_sigkill_then_resume_equals_an_uninterrupted_run(inputs, tm
 
     expected, resumed = train_losses(reference), train_losses(run)
     assert sorted(resumed) == list(range(1, 21))  # every step logged once
-    np.testing.assert_allclose([resumed[s] for s in range(1, 21)], [expected[s] for s in range(1, 21)],
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        [resumed[s] for s in range(1, 21)], [expected[s] for s in range(1, 21)], rtol=1e-5
+    )
     for a, b in zip(jax.tree.leaves(final_params(run, 20)), jax.tree.leaves(final_params(reference, 20))):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
@@ -150,11 +202,15 @@ def test_config_errors_before_anything_compiles(inputs, tmp_path, capsys):
         (["--mesh", "3,-1,1"], "does not divide the 8 devices"),
         (["--data.batch-size", "6"], "not divisible by the 8 batch shards"),
         (["--data.batch-size", "8", "--grad-accum", "3"], "not divisible by grad_accum 3"),
-        (["--data.batch-size", "8", "--lora.targets", "q_proj", "attn"],
-         "unknown LoRA target modules ['attn']"),
+        (
+            ["--data.batch-size", "8", "--lora.targets", "q_proj", "attn"],
+            "unknown LoRA target modules ['attn']",
+        ),
         (["--data.batch-size", "8", "--stages.0.mixture", "clear=1,other=2"], "'other=2' is not name=weight"),
-        (["--data.batch-size", "8", "--data.sources", "x=/nonexistent.jsonl"],
-         "/nonexistent.jsonl does not exist"),
+        (
+            ["--data.batch-size", "8", "--data.sources", "x=/nonexistent.jsonl"],
+            "/nonexistent.jsonl does not exist",
+        ),
     ]
     for extra, message in cases:
         with pytest.raises(SystemExit) as exit_info:
@@ -164,8 +220,14 @@ def test_config_errors_before_anything_compiles(inputs, tmp_path, capsys):
 
     # A checkpoint of another model shape: a 32-wide model resuming the 64-wide run.
     run = tmp_path / "run"
-    main(["train", *train_args(inputs, run, "--stages.0.steps", "1", "--stages.1.steps", "1",
-                                  "--data.batch-size", "8")])
+    main(
+        [
+            "train",
+            *train_args(
+                inputs, run, "--stages.0.steps", "1", "--stages.1.steps", "1", "--data.batch-size", "8"
+            ),
+        ]
+    )
     narrow = tiny_chat_model(tmp_path / "narrow", inputs["data"] / "train.jsonl", hidden_size=32)
     args = train_args(inputs, run, "--stages.0.steps", "3", "--data.batch-size", "8", "--resume")
     args[args.index("--model") + 1] = str(narrow)
@@ -186,9 +248,28 @@ def test_lora_run_exports_a_merged_model_that_transformers_loads(inputs, tmp_pat
     from clarify_jax.model.transformer import forward
 
     run = tmp_path / "lora"
-    main(["train", *train_args(inputs, run, "--stages.0.steps", "3", "--stages.0.learning-rate", "5e-2",
-                                  "--data.batch-size", "8", "--lora.dropout", "0.1",
-                                  "--lora.targets", "q_proj", "v_proj", "down_proj", preset="tiny-cpu-lora")])
+    main(
+        [
+            "train",
+            *train_args(
+                inputs,
+                run,
+                "--stages.0.steps",
+                "3",
+                "--stages.0.learning-rate",
+                "5e-2",
+                "--data.batch-size",
+                "8",
+                "--lora.dropout",
+                "0.1",
+                "--lora.targets",
+                "q_proj",
+                "v_proj",
+                "down_proj",
+                preset="tiny-cpu-lora",
+            ),
+        ]
+    )
     adapters = final_params(run, 3)
     assert float(np.abs(adapters["layers"]["self_attn"]["q_proj"]["lora_b"]).max()) > 0
     with caplog.at_level(logging.WARNING):
@@ -208,21 +289,49 @@ def test_lora_run_exports_a_merged_model_that_transformers_loads(inputs, tmp_pat
 
 
 def test_two_hosts_of_four_devices_equal_one_host_of_eight(inputs, tmp_path):
-    steps = ["--stages.0.steps", "3", "--stages.1.steps", "1", "--checkpoint-every", "0",
-             "--eval-every", "0", "--data.seq-len", "128", "--data.batch-size", "8"]
+    steps = [
+        "--stages.0.steps",
+        "3",
+        "--stages.1.steps",
+        "1",
+        "--checkpoint-every",
+        "0",
+        "--eval-every",
+        "0",
+        "--data.seq-len",
+        "128",
+        "--data.batch-size",
+        "8",
+    ]
     single = start_train(inputs, train_args(inputs, tmp_path / "single", *steps), devices=8)
     assert single.wait(timeout=600) == 0, single.stdout.read()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    hosts = [start_train(inputs, train_args(
-        inputs, tmp_path / "multi", *steps, "--distributed.initialize",
-        "--distributed.coordinator-address", f"127.0.0.1:{port}", "--distributed.num-processes", "2",
-        "--distributed.process-id", str(i)), devices=4) for i in range(2)]
+    hosts = [
+        start_train(
+            inputs,
+            train_args(
+                inputs,
+                tmp_path / "multi",
+                *steps,
+                "--distributed.initialize",
+                "--distributed.coordinator-address",
+                f"127.0.0.1:{port}",
+                "--distributed.num-processes",
+                "2",
+                "--distributed.process-id",
+                str(i),
+            ),
+            devices=4,
+        )
+        for i in range(2)
+    ]
     for host in hosts:
         assert host.wait(timeout=600) == 0, host.stdout.read()
     single_losses, multi_losses = train_losses(tmp_path / "single"), train_losses(tmp_path / "multi")
     assert sorted(multi_losses) == [1, 2, 3, 4]
-    np.testing.assert_allclose([multi_losses[s] for s in range(1, 5)],
-                               [single_losses[s] for s in range(1, 5)], rtol=1e-5)
+    np.testing.assert_allclose(
+        [multi_losses[s] for s in range(1, 5)], [single_losses[s] for s in range(1, 5)], rtol=1e-5
+    )
     assert json.loads((tmp_path / "multi" / "train_config.json").read_text())["distributed"]["initialize"]

@@ -14,8 +14,17 @@ from clarify_jax.train.config import OptimizerConfig, Stage
 from clarify_jax.train.optimizer import make_optimizer
 from clarify_jax.train.step import Trainer, loss_weights
 
-CFG = ModelConfig("llama", vocab_size=256, hidden_size=64, intermediate_size=128, num_layers=2,
-                  num_heads=4, num_kv_heads=2, head_dim=16, attention_bias=False)
+CFG = ModelConfig(
+    "llama",
+    vocab_size=256,
+    hidden_size=64,
+    intermediate_size=128,
+    num_layers=2,
+    num_heads=4,
+    num_kv_heads=2,
+    head_dim=16,
+    attention_bias=False,
+)
 BATCH, LENGTH = 8, 32
 
 
@@ -30,17 +39,21 @@ def packed_batch(seed: int = 0) -> dict[str, np.ndarray]:
     kinds = rng.choice(3, (BATCH, LENGTH), p=[0.4, 0.3, 0.3])
     has_next = np.zeros((BATCH, LENGTH), bool)
     has_next[:, :-1] = (segment_ids[:, 1:] == segment_ids[:, :-1]) & (segment_ids[:, :-1] != 0)
-    return {"tokens": tokens, "segment_ids": segment_ids,
-            "positions": positions.astype(np.int32)[None].repeat(BATCH, 0),
-            "targets": np.where(has_next, np.roll(tokens, -1, 1), 0).astype(np.int32),
-            "clarify_mask": ((kinds == 1) & has_next).astype(np.float32),
-            "code_mask": ((kinds == 2) & has_next).astype(np.float32)}
+    return {
+        "tokens": tokens,
+        "segment_ids": segment_ids,
+        "positions": positions.astype(np.int32)[None].repeat(BATCH, 0),
+        "targets": np.where(has_next, np.roll(tokens, -1, 1), 0).astype(np.int32),
+        "clarify_mask": ((kinds == 1) & has_next).astype(np.float32),
+        "code_mask": ((kinds == 2) & has_next).astype(np.float32),
+    }
 
 
 def make_trainer(cfg=CFG, mesh="1,1,1", grad_accum=1) -> Trainer:
     devices = jax.devices()[:1] if mesh == "1,1,1" else None
     optimizer, schedule = make_optimizer(
-        [Stage(steps=10, learning_rate=1e-2, warmup_steps=1)], OptimizerConfig(weight_decay=0.1))
+        [Stage(steps=10, learning_rate=1e-2, warmup_steps=1)], OptimizerConfig(weight_decay=0.1)
+    )
     return Trainer(cfg, LogicalSharding(make_mesh(mesh, devices)), optimizer, schedule, grad_accum, seed=0)
 
 
@@ -80,8 +93,9 @@ def test_zero_clarify_weight_gives_no_gradient_from_clarify_tokens(single_device
     changed = dict(batch)
     rng = np.random.default_rng(5)
     clarify = batch["clarify_mask"] > 0
-    changed["targets"] = np.where(clarify, rng.integers(0, CFG.vocab_size, clarify.shape), batch["targets"]
-                                  ).astype(np.int32)
+    changed["targets"] = np.where(
+        clarify, rng.integers(0, CFG.vocab_size, clarify.shape), batch["targets"]
+    ).astype(np.int32)
     assert (changed["targets"] != batch["targets"]).sum() > 20
     # Step 0 has learning rate 0 (warmup); two steps so the second applies the gradient.
     zero = run_steps(single_device, [batch, batch], weights=(0.0, 1.0))[0]
@@ -95,8 +109,9 @@ def test_zero_clarify_weight_gives_no_gradient_from_clarify_tokens(single_device
 
 
 def test_lora_trains_adapters_and_leaves_the_base_bit_identical():
-    cfg = CFG.replace(lora_rank=4, lora_alpha=8.0, lora_dropout=0.1,
-                      lora_targets=("q_proj", "v_proj", "down_proj"))
+    cfg = CFG.replace(
+        lora_rank=4, lora_alpha=8.0, lora_dropout=0.1, lora_targets=("q_proj", "v_proj", "down_proj")
+    )
     trainer = make_trainer(cfg)
     params = init_params(cfg, jax.random.key(0))
     before = jax.device_get(params)
@@ -104,8 +119,9 @@ def test_lora_trains_adapters_and_leaves_the_base_bit_identical():
     adapters = state["params"]
     assert set(adapters["layers"]["self_attn"]) == {"q_proj", "v_proj"}
     assert set(adapters["layers"]["mlp"]) == {"down_proj"}
-    assert all(set(leaf) == {"lora_a", "lora_b"} for group in adapters["layers"].values()
-               for leaf in group.values())
+    assert all(
+        set(leaf) == {"lora_a", "lora_b"} for group in adapters["layers"].values() for leaf in group.values()
+    )
     # The base never entered the optimizer: its moments exist only for the adapter leaves.
     n_adapter = len(jax.tree.leaves(adapters))
     assert len(jax.tree.leaves(state["opt_state"])) == 2 * n_adapter + 1 + 1  # mu, nu, count(s)

@@ -52,8 +52,13 @@ class LocalConfig:
     seed: int = 0
 
     def sampling(self) -> SamplingConfig:
-        return SamplingConfig(max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-                              top_k=self.top_k, top_p=self.top_p, stop=tuple(self.stop))
+        return SamplingConfig(
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            stop=tuple(self.stop),
+        )
 
 
 def end_of_turn_ids(path: Path, tokenizer: Tokenizer) -> tuple[int, ...]:
@@ -70,15 +75,23 @@ def end_of_turn_ids(path: Path, tokenizer: Tokenizer) -> tuple[int, ...]:
 def load_sampler(config: LocalConfig) -> Sampler:
     """The model, its tokenizer and its end-of-turn ids, on the configured mesh."""
     if not config.model:
-        raise ValueError("the local backend needs a model path (a Hugging Face directory or a "
-                         "`clarify-jax convert` output)")
+        raise ValueError(
+            "the local backend needs a model path (a Hugging Face directory or a "
+            "`clarify-jax convert` output)"
+        )
     path = Path(config.model)
     sharding = LogicalSharding(make_mesh(config.mesh)) if config.mesh else None
     cfg, params = load_model(path, dtype=config.dtype, sharding=sharding)
     metadata = metadata_dir(path)
     tokenizer = Tokenizer(metadata)
-    return Sampler(cfg, params, tokenizer, max_length=config.max_length, sharding=sharding,
-                   stop_token_ids=end_of_turn_ids(metadata, tokenizer))
+    return Sampler(
+        cfg,
+        params,
+        tokenizer,
+        max_length=config.max_length,
+        sharding=sharding,
+        stop_token_ids=end_of_turn_ids(metadata, tokenizer),
+    )
 
 
 class LocalBackend:
@@ -93,19 +106,39 @@ class LocalBackend:
         config = model if isinstance(model, LocalConfig) else LocalConfig(model=str(model), **options)
         sampling = config.sampling()
         sampling.validate()
-        self._setup(load_sampler(config), sampling, f"local:{config.model}", config.batch_size, config.seed,
-                    config.max_total_tokens)
+        self._setup(
+            load_sampler(config),
+            sampling,
+            f"local:{config.model}",
+            config.batch_size,
+            config.seed,
+            config.max_total_tokens,
+        )
 
     @classmethod
-    def from_sampler(cls, sampler: Sampler, sampling: SamplingConfig = SamplingConfig(), *,
-                     name: str = "local", batch_size: int = 16, seed: int = 0,
-                     max_total_tokens: tuple[int, ...] = ()) -> LocalBackend:
+    def from_sampler(
+        cls,
+        sampler: Sampler,
+        sampling: SamplingConfig = SamplingConfig(),
+        *,
+        name: str = "local",
+        batch_size: int = 16,
+        seed: int = 0,
+        max_total_tokens: tuple[int, ...] = (),
+    ) -> LocalBackend:
         backend = cls.__new__(cls)
         backend._setup(sampler, sampling, name, batch_size, seed, max_total_tokens)
         return backend
 
-    def _setup(self, sampler: Sampler, sampling: SamplingConfig, name: str, batch_size: int, seed: int,
-               max_total_tokens: tuple[int, ...] = ()):
+    def _setup(
+        self,
+        sampler: Sampler,
+        sampling: SamplingConfig,
+        name: str,
+        batch_size: int,
+        seed: int,
+        max_total_tokens: tuple[int, ...] = (),
+    ):
         if sampler.tokenizer is None:
             raise ValueError("the sampler needs the tokenizer to turn tokens into text")
         if any(int(n) < 1 for n in max_total_tokens):
@@ -137,19 +170,23 @@ class LocalBackend:
             if len(prompt) > room:
                 raise BackendError(
                     f"{self.name}: conversation {i} renders to {len(prompt)} tokens; with max_new_tokens="
-                    f"{sampling.max_new_tokens} at most {room} fit in max_length={self.sampler.max_length}")
-        budgets = [self.reply_budget(messages, len(prompt), sampling.max_new_tokens)
-                   for messages, prompt in zip(conversations, prompts)]
+                    f"{sampling.max_new_tokens} at most {room} fit in max_length={self.sampler.max_length}"
+                )
+        budgets = [
+            self.reply_budget(messages, len(prompt), sampling.max_new_tokens)
+            for messages, prompt in zip(conversations, prompts)
+        ]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         results: list[list[Completion]] = [[] for _ in prompts]
         for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
+            batch = order[start : start + self.batch_size]
             # Decoding is causal, so a reply cut to its budget afterwards is the reply generation
             # would have stopped at; the batch decodes to a power of two over its largest budget
             # (few loop shapes to compile), at most max_new_tokens.
             largest = max(budgets[i] for i in batch)
             batch_sampling = dataclasses.replace(
-                sampling, max_new_tokens=min(sampling.max_new_tokens, 1 << (largest - 1).bit_length()))
+                sampling, max_new_tokens=min(sampling.max_new_tokens, 1 << (largest - 1).bit_length())
+            )
             with self._lock:
                 rng = jax.random.fold_in(self._key, self._calls)  # new samples on every call
                 self._calls += 1
@@ -173,5 +210,6 @@ class LocalBackend:
         if len(completion.tokens) <= budget:
             return completion
         tokens = completion.tokens[:budget]
-        return dataclasses.replace(completion, tokens=tokens, text=self.sampler.decode(tokens),
-                                   finish_reason="length")
+        return dataclasses.replace(
+            completion, tokens=tokens, text=self.sampler.decode(tokens), finish_reason="length"
+        )

@@ -48,14 +48,19 @@ class OpenAIBackend:
         self.url = self.config.base_url.rstrip("/") + "/chat/completions"
 
     def _request(self, messages: list[Message]) -> urllib.request.Request:
-        body = {"model": self.config.model, "messages": messages,
-                "temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
+        body = {
+            "model": self.config.model,
+            "messages": messages,
+            "temperature": self.config.temperature,
+            "max_tokens": self.config.max_tokens,
+        }
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.config.api_key_env)
         if key:
             headers["Authorization"] = f"Bearer {key}"
-        return urllib.request.Request(self.url, data=json.dumps(body).encode(), headers=headers,
-                                      method="POST")
+        return urllib.request.Request(
+            self.url, data=json.dumps(body).encode(), headers=headers, method="POST"
+        )
 
     def complete(self, messages: list[Message]) -> str:
         last_error = ""
@@ -92,8 +97,10 @@ class OpenAIBackend:
             reply = json.loads(raw)
             content = reply["choices"][0]["message"]["content"]
         except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-            raise MalformedReply(f"malformed reply from {self.url} (expected choices[0].message.content): "
-                                 f"{raw[:200].decode('utf-8', 'replace')!r}") from None
+            raise MalformedReply(
+                f"malformed reply from {self.url} (expected choices[0].message.content): "
+                f"{raw[:200].decode('utf-8', 'replace')!r}"
+            ) from None
         if not isinstance(content, str):
             raise MalformedReply(f"malformed reply from {self.url}: content is {type(content).__name__}")
         return content

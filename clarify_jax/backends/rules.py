@@ -24,20 +24,30 @@ from clarify_jax.pyparse import literal_eval
 # (vague word, precise term, its opposite): the rules blur either term into the vague word
 # (ambiguous) or swap it for its opposite (inconsistent).
 TERM_PAIRS = (
-    ("extreme", "largest", "smallest"), ("extreme", "maximum", "minimum"),
-    ("extreme-length", "longest", "shortest"), ("some order", "ascending", "descending"),
-    ("some order", "increasing", "decreasing"), ("special", "even", "odd"),
-    ("particular", "first", "last"), ("combination", "sum", "product"),
-    ("different case", "uppercase", "lowercase"), ("special", "prime", "composite"),
+    ("extreme", "largest", "smallest"),
+    ("extreme", "maximum", "minimum"),
+    ("extreme-length", "longest", "shortest"),
+    ("some order", "ascending", "descending"),
+    ("some order", "increasing", "decreasing"),
+    ("special", "even", "odd"),
+    ("particular", "first", "last"),
+    ("combination", "sum", "product"),
+    ("different case", "uppercase", "lowercase"),
+    ("special", "prime", "composite"),
     ("signed", "positive", "negative"),
 )
 # One way only: their opposites ("smallest", "least") are blurred by another pair or too common.
-VAGUE_ONE_WAY = {"biggest": ("extreme", ("biggest", "smallest")),
-                 "greatest": ("extreme", ("greatest", "least"))}
+VAGUE_ONE_WAY = {
+    "biggest": ("extreme", ("biggest", "smallest")),
+    "greatest": ("extreme", ("greatest", "least")),
+}
 # Precise term -> (vague replacement, the alternatives a reader cannot tell apart).
 VAGUE_TERMS = {term: (vague, (a, b)) for vague, a, b in TERM_PAIRS for term in (a, b)} | VAGUE_ONE_WAY
-OPPOSITES = {x: y for _, a, b in TERM_PAIRS + (("", "greater", "smaller"), ("", "more", "fewer"))
-             for x, y in ((a, b), (b, a))}
+OPPOSITES = {
+    x: y
+    for _, a, b in TERM_PAIRS + (("", "greater", "smaller"), ("", "more", "fewer"))
+    for x, y in ((a, b), (b, a))
+}
 
 CONDITION_WORDS = re.compile(r"\b(if|only|must|should|unless|each|every|not|than|least|most|\d+)\b", re.I)
 EXAMPLE_HEADERS = re.compile(r"^\s*(your code should pass these tests:|for example:?|examples?:?)\s*$", re.I)
@@ -66,8 +76,12 @@ def _example_blocks(lines: list[str]) -> list[tuple[int, int]]:
             blocks.append((i, i + 1))
         elif stripped.startswith(">>>"):
             end = i + 1
-            while end < len(lines) and lines[end].strip() and not lines[end].strip().startswith(">>>") \
-                    and not lines[end].strip().startswith('"""'):
+            while (
+                end < len(lines)
+                and lines[end].strip()
+                and not lines[end].strip().startswith(">>>")
+                and not lines[end].strip().startswith('"""')
+            ):
                 end += 1
             blocks.append((i, end))
             i = end
@@ -84,8 +98,34 @@ def _sentences(text: str) -> list[str]:
     return [s for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
 
 
-DANGLING = {"a", "an", "the", "of", "to", "from", "in", "into", "for", "with", "and", "or", "by", "using",
-            "given", "on", "at", "is", "are", "that", "which", "if", "whether", "all", "each", "every"}
+DANGLING = {
+    "a",
+    "an",
+    "the",
+    "of",
+    "to",
+    "from",
+    "in",
+    "into",
+    "for",
+    "with",
+    "and",
+    "or",
+    "by",
+    "using",
+    "given",
+    "on",
+    "at",
+    "is",
+    "are",
+    "that",
+    "which",
+    "if",
+    "whether",
+    "all",
+    "each",
+    "every",
+}
 
 
 def _cut_description(lines: list[str], examples: set[int]) -> Change | None:
@@ -93,21 +133,30 @@ def _cut_description(lines: list[str], examples: set[int]) -> Change | None:
     what to compute, as in HumanEvalComm's incomplete prompts ("Return common." for "Return sorted
     unique common elements for two lists.")."""
     quotes = ('"""', "'''")
-    described = [i for i, line in enumerate(lines) if i not in examples and line.strip()
-                 and not _is_code_line(line) and line.strip() not in quotes
-                 and not EXAMPLE_HEADERS.match(line)]
+    described = [
+        i
+        for i, line in enumerate(lines)
+        if i not in examples
+        and line.strip()
+        and not _is_code_line(line)
+        and line.strip() not in quotes
+        and not EXAMPLE_HEADERS.match(line)
+    ]
     words = " ".join(lines[i].strip().removeprefix('"""').removeprefix("'''") for i in described).split()
     if len(words) < 6:
         return None
     first = lines[described[0]]
-    indent = first[:len(first) - len(first.lstrip())]
+    indent = first[: len(first) - len(first.lstrip())]
     opening = next((q + " " for q in quotes if first.strip().startswith(q)), "")
     keep = max(5, len(words) // 2)
     while keep > 3 and words[keep - 1].lower() in DANGLING:  # "find the." -> "find."
         keep -= 1
     shortened = indent + opening + " ".join(words[:keep]).rstrip(",;:.") + "."
-    out = [shortened if i == described[0] else line for i, line in enumerate(lines)
-           if i == described[0] or i not in described]
+    out = [
+        shortened if i == described[0] else line
+        for i, line in enumerate(lines)
+        if i == described[0] or i not in described
+    ]
     return Change("incomplete", "\n".join(out), removed=[" ".join(words[keep:])])
 
 
@@ -158,7 +207,7 @@ def make_inconsistent(problem: str) -> Change:
             rebuild = lambda new: match.group(1) + new  # noqa: E731
         elif end - start >= 2:
             shown_at, expected_text = end - 1, lines[end - 1].strip()
-            indent = lines[end - 1][:len(lines[end - 1]) - len(lines[end - 1].lstrip())]
+            indent = lines[end - 1][: len(lines[end - 1]) - len(lines[end - 1].lstrip())]
             rebuild = lambda new, indent=indent: indent + new  # noqa: E731
         else:
             continue
@@ -170,7 +219,9 @@ def make_inconsistent(problem: str) -> Change:
             continue
         true_example = "\n".join(lines[start:end])
         lines[shown_at] = rebuild(repr(wrong))
-        return Change("inconsistent", "\n".join(lines), contradicted=[(true_example, "\n".join(lines[start:end]))])
+        return Change(
+            "inconsistent", "\n".join(lines), contradicted=[(true_example, "\n".join(lines[start:end]))]
+        )
     swapped = _swap_expected_results(lines)
     if swapped:
         return swapped
@@ -178,14 +229,15 @@ def make_inconsistent(problem: str) -> Change:
         match = re.match(r"(\s*)assert (?!not )(.+)$", line)
         if match and "==" not in line:
             shown = f"{match.group(1)}assert not {match.group(2)}"
-            return Change("inconsistent", "\n".join(lines[:i] + [shown] + lines[i + 1:]),
-                          contradicted=[(line, shown)])
+            return Change(
+                "inconsistent", "\n".join(lines[:i] + [shown] + lines[i + 1 :]), contradicted=[(line, shown)]
+            )
     words = re.compile(r"\b(" + "|".join(OPPOSITES) + r")\b", re.I)
     for sentence in _sentences(problem):
         match = words.search(sentence)
         if match and not _is_code_line(sentence):
             opposite = OPPOSITES[match.group(1).lower()]
-            conflicting = sentence[:match.start()] + opposite + sentence[match.end():]
+            conflicting = sentence[: match.start()] + opposite + sentence[match.end() :]
             text = problem.rstrip() + f"\nNote: {conflicting.strip()}\n"
             return Change("inconsistent", text, contradicted=[(sentence.strip(), conflicting.strip())])
     return Change("inconsistent", problem)
@@ -194,15 +246,19 @@ def make_inconsistent(problem: str) -> Change:
 def _swap_expected_results(lines: list[str]) -> Change | None:
     """Two `assert call == expected` examples with different results trade results, so the
     examples contradict the description (used when no result is a plain literal)."""
-    asserts = [(i, m) for i, line in enumerate(lines)
-               if (m := re.match(r"(\s*assert .*==\s*)(.+?)\s*$", line))]
+    asserts = [
+        (i, m) for i, line in enumerate(lines) if (m := re.match(r"(\s*assert .*==\s*)(.+?)\s*$", line))
+    ]
     for (i, a), (j, b) in zip(asserts, asserts[1:]):
         if a.group(2) != b.group(2):
             true = [lines[i], lines[j]]
             lines = list(lines)
             lines[i], lines[j] = a.group(1) + b.group(2), b.group(1) + a.group(2)
-            return Change("inconsistent", "\n".join(lines),
-                          contradicted=[("\n".join(true), "\n".join([lines[i], lines[j]]))])
+            return Change(
+                "inconsistent",
+                "\n".join(lines),
+                contradicted=[("\n".join(true), "\n".join([lines[i], lines[j]]))],
+            )
     return None
 
 
@@ -219,8 +275,10 @@ def make_ambiguous(problem: str) -> Change:
             replaced.append((term, replacement, alternatives))
         return replacement
 
-    out = [line if i in examples or _is_code_line(line) else pattern.sub(vague, line)
-           for i, line in enumerate(lines)]
+    out = [
+        line if i in examples or _is_code_line(line) else pattern.sub(vague, line)
+        for i, line in enumerate(lines)
+    ]
     if not replaced:
         numbers = re.compile(r"\b(\d+)\b")
         for i, line in enumerate(out):
@@ -247,8 +305,10 @@ def questions_for(change: Change) -> str:
             asks.append("Could you give a few example inputs together with the expected outputs?")
             asks.append("How should edge cases, such as an empty input, be handled?")
         else:
-            asks.append("The statement seems to leave out a condition: what exactly must the result "
-                        "satisfy, and are there limits on the input?")
+            asks.append(
+                "The statement seems to leave out a condition: what exactly must the result "
+                "satisfy, and are there limits on the input?"
+            )
             asks.append("Could you give an example input with the expected output?")
     elif change.kind == "inconsistent":
         for _, shown in change.contradicted:
@@ -256,8 +316,10 @@ def questions_for(change: Change) -> str:
         asks.append("Should I follow the description or the example where they conflict?")
     else:
         if change.removed:
-            asks.append("In what form should the result be returned (for example a list, a tuple "
-                        "or a set), and in which order?")
+            asks.append(
+                "In what form should the result be returned (for example a list, a tuple "
+                "or a set), and in which order?"
+            )
             asks.append("Could you show an example call with its expected result?")
         for term, vague, alternatives in change.replaced:
             if len(alternatives) > 1:
@@ -297,8 +359,10 @@ class RulesBackend:
                 raise BackendError(f"rules evaluator: {e}") from None
         task, kind, problem = _tag(text, "task"), _tag(text, "type"), _tag(text, "problem")
         if task not in ("rewrite", "questions", "answers") or kind not in REWRITERS or problem is None:
-            raise BackendError("the rules backend needs a prompt with <task>rewrite|questions|answers</task>, "
-                               "<type>ambiguous|inconsistent|incomplete</type> and <problem>...</problem>")
+            raise BackendError(
+                "the rules backend needs a prompt with <task>rewrite|questions|answers</task>, "
+                "<type>ambiguous|inconsistent|incomplete</type> and <problem>...</problem>"
+            )
         change = REWRITERS[kind](problem)
         if task == "rewrite":
             return f"<rewritten>\n{change.text}\n</rewritten>"

@@ -26,16 +26,19 @@ ORIGINAL_TAG, MODIFIED_TAG, QUESTIONS_TAG = "original_problem", "modified_proble
 
 # The benchmark's evaluator text around its three fields, in the order they appear.
 _HEAD, _AFTER_QUESTIONS, _AFTER_MODIFIED, _TAIL = re.split(
-    r"\{clarifying_questions\}|\{problem\}|\{missing_information\}", EVALUATOR_TEMPLATE)
+    r"\{clarifying_questions\}|\{problem\}|\{missing_information\}", EVALUATOR_TEMPLATE
+)
 
-STOPWORDS = frozenset("""
+STOPWORDS = frozenset(
+    """
 a an the and or of to in on for with by from as at is are be was were been it its this that these those
 if else then than so not no yes do does did can could should would will shall may might must have has
 had what which who whom whose when where why how all any each every some such only own same other into
 over under up down out about more most less least very just also there their them they you your we our
 i me my he she his her us return returns returned given list number numbers function def int str float
 bool none true false input output value values example examples e g candidate typing import from
-""".split())
+""".split()
+)
 
 
 def _tagged(text: str, tag: str, last: bool = False) -> str | None:
@@ -43,12 +46,14 @@ def _tagged(text: str, tag: str, last: bool = False) -> str | None:
     end = text.rfind(f"</{tag}>") if last else text.find(f"</{tag}>", start + 1)
     if start < 0 or end < start:
         return None
-    return text[start + len(tag) + 2:end].strip("\n")
+    return text[start + len(tag) + 2 : end].strip("\n")
 
 
 def is_evaluator_prompt(text: str) -> bool:
-    return all(f"<{tag}>" in text for tag in (ORIGINAL_TAG, MODIFIED_TAG, QUESTIONS_TAG)) or \
-        _benchmark_fields(text) is not None
+    return (
+        all(f"<{tag}>" in text for tag in (ORIGINAL_TAG, MODIFIED_TAG, QUESTIONS_TAG))
+        or _benchmark_fields(text) is not None
+    )
 
 
 def _benchmark_fields(text: str) -> tuple[str, str, str] | None:
@@ -57,12 +62,12 @@ def _benchmark_fields(text: str) -> tuple[str, str, str] | None:
     are the only part that could repeat them."""
     if not (text.startswith(_HEAD) and text.endswith(_TAIL)):
         return None
-    body = text[len(_HEAD):len(text) - len(_TAIL)]
+    body = text[len(_HEAD) : len(text) - len(_TAIL)]
     second = body.rfind(_AFTER_MODIFIED)
     first = body.rfind(_AFTER_QUESTIONS, 0, max(second, 0))
     if first < 0 or second < 0:
         return None
-    return body[:first], body[first + len(_AFTER_QUESTIONS):second], body[second + len(_AFTER_MODIFIED):]
+    return body[:first], body[first + len(_AFTER_QUESTIONS) : second], body[second + len(_AFTER_MODIFIED) :]
 
 
 SUFFIXES = ("ing", "est", "er", "ed", "es", "s", "ly")
@@ -74,7 +79,7 @@ def _stem(word: str) -> str:
         return word
     for suffix in SUFFIXES:
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            word = word[:-len(suffix)]
+            word = word[: -len(suffix)]
             break
     return word[:-1] if word.endswith("e") and len(word) > 3 else word
 
@@ -107,9 +112,12 @@ def changed_words(original: str, modified: str) -> tuple[set[str], bool]:
     if only:
         return only, False
     old, new = _lines(original), _lines(modified)
-    changed = "\n".join(line for op, i1, i2, j1, j2
-                        in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
-                        if op != "equal" for line in old[i1:i2] + new[j1:j2])
+    changed = "\n".join(
+        line
+        for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, old, new, autojunk=False).get_opcodes()
+        if op != "equal"
+        for line in old[i1:i2] + new[j1:j2]
+    )
     return (_words(changed), False) if _words(changed) else (_tokens(changed), True)
 
 
@@ -138,8 +146,11 @@ def evaluate(questions: str, original: str, modified: str) -> str:
     if quality == 1:
         return "QUALITY=1\nANSWERS=```\n```"
     lines = replaced_original_lines(original, modified)
-    answer = ("The original description says:\n" + "\n".join(lines)) if lines else \
-        "The complete original description is:\n" + original.strip("\n")
+    answer = (
+        ("The original description says:\n" + "\n".join(lines))
+        if lines
+        else "The complete original description is:\n" + original.strip("\n")
+    )
     return f"QUALITY={quality}\nANSWERS=```\n{answer}\n```"
 
 
@@ -151,6 +162,8 @@ def answer_evaluator_prompt(text: str) -> str:
     original, modified = _tagged(text, ORIGINAL_TAG), _tagged(text, MODIFIED_TAG)
     questions = _tagged(text, QUESTIONS_TAG, last=True)  # last: the reply may quote tags itself
     if original is None or modified is None or questions is None:
-        raise ValueError(f"an evaluator prompt needs <{ORIGINAL_TAG}>, <{MODIFIED_TAG}> and "
-                         f"<{QUESTIONS_TAG}> sections, each closed")
+        raise ValueError(
+            f"an evaluator prompt needs <{ORIGINAL_TAG}>, <{MODIFIED_TAG}> and "
+            f"<{QUESTIONS_TAG}> sections, each closed"
+        )
     return evaluate(questions, original, modified)

@@ -42,6 +42,7 @@ def _expected(kinds: tuple[Kind, ...]) -> str:
 def parse_spec(spec: str, *, what: str = "backend", kinds: tuple[Kind, ...] = KINDS) -> BackendSpec:
     """The spec's parts; a ValueError that names `what` and the expected forms when it is malformed
     or of a kind not in `kinds`."""
+
     def bad(why: str) -> ValueError:
         return ValueError(f"{what} spec {spec!r}: {why}; expected {_expected(kinds)}")
 
@@ -71,13 +72,24 @@ def parse_spec(spec: str, *, what: str = "backend", kinds: tuple[Kind, ...] = KI
     return BackendSpec("openai", name, url)
 
 
-def make_backend(spec: str | BackendSpec, *, what: str = "backend", kinds: tuple[Kind, ...] = KINDS,
-                 temperature: float = 0.0, max_tokens: int = 1024,
-                 api_key_env: str = "OPENAI_API_KEY", concurrency: int = 8,
-                 timeout_s: float = 120.0, max_retries: int = 6,
-                 batch_size: int = 16, mesh: str | None = None, dtype: str | None = None,
-                 max_length: int | None = None, seed: int = 0,
-                 max_total_tokens: tuple[int, ...] = ()) -> ChatBackend:
+def make_backend(
+    spec: str | BackendSpec,
+    *,
+    what: str = "backend",
+    kinds: tuple[Kind, ...] = KINDS,
+    temperature: float = 0.0,
+    max_tokens: int = 1024,
+    api_key_env: str = "OPENAI_API_KEY",
+    concurrency: int = 8,
+    timeout_s: float = 120.0,
+    max_retries: int = 6,
+    batch_size: int = 16,
+    mesh: str | None = None,
+    dtype: str | None = None,
+    max_length: int | None = None,
+    seed: int = 0,
+    max_total_tokens: tuple[int, ...] = (),
+) -> ChatBackend:
     """The backend a spec names. temperature and max_tokens apply to openai and local;
     api_key_env, concurrency (requests in flight), timeout_s and max_retries to openai;
     batch_size (conversations per sampler call), mesh, dtype, max_length, seed and max_total_tokens
@@ -87,9 +99,15 @@ def make_backend(spec: str | BackendSpec, *, what: str = "backend", kinds: tuple
     if spec.kind == "rules":
         return RulesBackend()
     if spec.kind == "openai":
-        config = OpenAIConfig(model=spec.target, api_key_env=api_key_env, temperature=temperature,
-                              max_tokens=max_tokens, concurrency=concurrency, timeout_s=timeout_s,
-                              max_retries=max_retries)
+        config = OpenAIConfig(
+            model=spec.target,
+            api_key_env=api_key_env,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            concurrency=concurrency,
+            timeout_s=timeout_s,
+            max_retries=max_retries,
+        )
         if spec.base_url:
             config = dataclasses.replace(config, base_url=spec.base_url)
         return OpenAIBackend(config)
@@ -97,6 +115,15 @@ def make_backend(spec: str | BackendSpec, *, what: str = "backend", kinds: tuple
     if not path.is_dir():  # before jax and the model are loaded
         raise FileNotFoundError(f"{what} spec 'local:{spec.target}': {path} is not a directory")
     from clarify_jax.backends.local import LocalBackend  # jax and the model: only when used
-    return LocalBackend(path, temperature=temperature, max_new_tokens=max_tokens, batch_size=batch_size,
-                        mesh=mesh, dtype=dtype, max_length=max_length, seed=seed,
-                        max_total_tokens=tuple(max_total_tokens))
+
+    return LocalBackend(
+        path,
+        temperature=temperature,
+        max_new_tokens=max_tokens,
+        batch_size=batch_size,
+        mesh=mesh,
+        dtype=dtype,
+        max_length=max_length,
+        seed=seed,
+        max_total_tokens=tuple(max_total_tokens),
+    )

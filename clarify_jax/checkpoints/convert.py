@@ -13,8 +13,13 @@ from clarify_jax.hf.pretrained import load_gguf, load_pretrained, save_pretraine
 from clarify_jax.parallel.sharding import LogicalSharding
 
 
-def hf_to_checkpoint(model_dir: str | Path, out_dir: str | Path, dtype: str = "bfloat16",
-                     sharding: LogicalSharding | None = None, progress: bool = True) -> Path:
+def hf_to_checkpoint(
+    model_dir: str | Path,
+    out_dir: str | Path,
+    dtype: str = "bfloat16",
+    sharding: LogicalSharding | None = None,
+    progress: bool = True,
+) -> Path:
     """Convert an HF directory, or a GGUF file (dequantized; its config and tokenizer rebuilt as
     HF files), into `out_dir`/params plus the HF metadata files."""
     model_dir, out = Path(model_dir), Path(out_dir)
@@ -34,9 +39,21 @@ def hf_to_checkpoint(model_dir: str | Path, out_dir: str | Path, dtype: str = "b
     return out
 
 
-def export_to_hf(source: str | Path, out_dir: str | Path, dtype: str | None = None,
-                 max_shard_size: str = "5GB", sharding: LogicalSharding | None = None,
-                 progress: bool = True) -> Path:
+def export_to_hf(
+    source: str | Path,
+    out_dir: str | Path,
+    dtype: str | None = None,
+    max_shard_size: str = "5GB",
+    sharding: LogicalSharding | None = None,
+    progress: bool = True,
+) -> Path:
     cfg, params = load_model(source, dtype=dtype, sharding=sharding)
-    return save_pretrained(cfg, params, out_dir, dtype=dtype, max_shard_size=max_shard_size,
-                           source_dir=metadata_dir(source), progress=progress)
+    return save_pretrained(
+        cfg,
+        params,
+        out_dir,
+        dtype=dtype,
+        max_shard_size=max_shard_size,
+        source_dir=metadata_dir(source),
+        progress=progress,
+    )

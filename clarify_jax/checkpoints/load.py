@@ -35,8 +35,9 @@ def metadata_dir(source: str | Path) -> Path:
     return run[0] / MODEL_DIR if run is not None else Path(source)
 
 
-def load_model(source: str | Path, dtype: str | None = None,
-             sharding: LogicalSharding | None = None) -> tuple[ModelConfig, Params]:
+def load_model(
+    source: str | Path, dtype: str | None = None, sharding: LogicalSharding | None = None
+) -> tuple[ModelConfig, Params]:
     """(config, params) from an HF directory, a converted params checkpoint, or a training run
     (its latest checkpoint) or one of its `checkpoints/<step>` directories."""
     source = Path(source)
@@ -50,23 +51,29 @@ def load_model(source: str | Path, dtype: str | None = None,
     return load_pretrained(source, dtype=dtype or "float32", sharding=sharding)
 
 
-def load_training_checkpoint(source: Path, dtype: str | None = None,
-                             sharding: LogicalSharding | None = None) -> tuple[ModelConfig, Params]:
+def load_training_checkpoint(
+    source: Path, dtype: str | None = None, sharding: LogicalSharding | None = None
+) -> tuple[ModelConfig, Params]:
     """A training checkpoint as a plain model: full params, or the base with the adapters merged."""
     run_dir, step_dir = find_run(source)
     meta = read_step_meta(step_dir)
     lora = meta["lora"]
     cfg = ModelConfig.from_hf_file(run_dir / MODEL_DIR).replace(
-        param_dtype=meta["param_dtype"], dtype=meta["param_dtype"], lora_rank=lora["rank"],
-        lora_alpha=lora["alpha"], lora_targets=tuple(lora["targets"]))
+        param_dtype=meta["param_dtype"],
+        dtype=meta["param_dtype"],
+        lora_rank=lora["rank"],
+        lora_alpha=lora["alpha"],
+        lora_targets=tuple(lora["targets"]),
+    )
     shapes = param_shapes(cfg)
     if sharding is None:
         device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
         shardings = jax.tree.map(lambda _: device, shapes)
     else:
         shardings = sharding.tree(param_axes(cfg), shapes)
-    abstract = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                            shapes, shardings)
+    abstract = jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, shardings
+    )
     trainable_abstract, _ = split_lora(abstract) if cfg.lora_rank else (abstract, None)
     trainable = restore_params_item(step_dir, trainable_abstract)
     if not cfg.lora_rank:
@@ -74,8 +81,10 @@ def load_training_checkpoint(source: Path, dtype: str | None = None,
     else:
         base_source = Path(meta["model"])
         if not base_source.exists():
-            raise FileNotFoundError(f"{step_dir}: holds LoRA adapters; their base model {base_source} "
-                                    "is not there (the run's --model must stay readable for export)")
+            raise FileNotFoundError(
+                f"{step_dir}: holds LoRA adapters; their base model {base_source} "
+                "is not there (the run's --model must stay readable for export)"
+            )
         _, base = load_model(base_source, dtype=meta["param_dtype"], sharding=sharding)
         params = merge_lora(cfg, combine(trainable, base))
     plain = cfg.replace(lora_rank=0)

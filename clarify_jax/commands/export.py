@@ -50,12 +50,19 @@ def run(config: ExportConfig) -> None:
     if config.push_to_hub:
         token = check_push(config.push_to_hub)
     summaries = [load_eval_summary(path) for path in config.eval_summary]
-    out = export_to_hf(config.source, config.out, dtype=config.dtype,
-                       max_shard_size=config.max_shard_size, sharding=optional_sharding(config.mesh))
-    card = write_model_card(out, config.source, repo_id=config.push_to_hub, eval_summaries=summaries,
-                            base_model=config.base_model)
+    out = export_to_hf(
+        config.source,
+        config.out,
+        dtype=config.dtype,
+        max_shard_size=config.max_shard_size,
+        sharding=optional_sharding(config.mesh),
+    )
+    card = write_model_card(
+        out, config.source, repo_id=config.push_to_hub, eval_summaries=summaries, base_model=config.base_model
+    )
     print(f"wrote {out} (model card: {card})")
     if config.push_to_hub:
-        url = push_folder(out, config.push_to_hub, token=token, private=config.private,
-                          commit_message=config.commit_message)
+        url = push_folder(
+            out, config.push_to_hub, token=token, private=config.private, commit_message=config.commit_message
+        )
         print(f"uploaded to {config.push_to_hub}: {url}")

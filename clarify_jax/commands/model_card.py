@@ -53,7 +53,7 @@ def infer_base_model(model_path: str | Path) -> str | None:
     path = Path(model_path)
     for part in path.parts:
         if part.startswith("models--") and part.count("--") >= 2:
-            return part[len("models--"):].replace("--", "/", 1)
+            return part[len("models--") :].replace("--", "/", 1)
     config = _read_json(path / "config.json") or {}
     name = config.get("_name_or_path")
     if isinstance(name, str) and REPO_ID.match(name) and not Path(name).exists():
@@ -109,10 +109,13 @@ def describe_rows(path: Path, types: tuple[str, ...] | None) -> dict | None:
     def text(value):
         return value.decode() if isinstance(value, bytes) else str(value)
 
-    return {"rows": len(rows), "types": Counter(text(r.get("type", "?")) for r in rows),
-            "datasets": sorted({text(r["source"]) for r in rows if r.get("source")}),
-            "backends": sorted({text(r["backend"]) for r in rows if r.get("backend")}),
-            "problems": len({text(r["problem_id"]) for r in rows if r.get("problem_id") is not None})}
+    return {
+        "rows": len(rows),
+        "types": Counter(text(r.get("type", "?")) for r in rows),
+        "datasets": sorted({text(r["source"]) for r in rows if r.get("source")}),
+        "backends": sorted({text(r["backend"]) for r in rows if r.get("backend")}),
+        "problems": len({text(r["problem_id"]) for r in rows if r.get("problem_id") is not None}),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,10 +144,13 @@ def _data_section(config: dict) -> list[str]:
     lines = ["## Training data", ""]
     if not specs:
         return lines + ["The run's configuration names no data sources.", ""]
-    lines += ["Clarification-aware rows made by `clarify-jax synthesize`: each programming problem gives "
-              "an *original* row (the answer is the reference solution) and *ambiguous*, *inconsistent* "
-              "and *incomplete* rewrites whose answer is a set of clarifying questions. Problems were "
-              "split into train and validation by problem, so no problem's variants cross the split.", ""]
+    lines += [
+        "Clarification-aware rows made by `clarify-jax synthesize`: each programming problem gives "
+        "an *original* row (the answer is the reference solution) and *ambiguous*, *inconsistent* "
+        "and *incomplete* rewrites whose answer is a set of clarifying questions. Problems were "
+        "split into train and validation by problem, so no problem's variants cross the split.",
+        "",
+    ]
     body = []
     for name, path, types in specs:
         info = describe_rows(path, types)
@@ -153,8 +159,10 @@ def _data_section(config: dict) -> list[str]:
         else:
             rows = f"{info['rows']} ({info['problems']} problems)" if info["problems"] else str(info["rows"])
             order = {t: i for i, t in enumerate(ROW_TYPES)}
-            kinds = ", ".join(f"{t} {n}" for t, n in sorted(info["types"].items(),
-                                                            key=lambda tn: (order.get(tn[0], 9), tn[0])))
+            kinds = ", ".join(
+                f"{t} {n}"
+                for t, n in sorted(info["types"].items(), key=lambda tn: (order.get(tn[0], 9), tn[0]))
+            )
             origin = ", ".join(info["datasets"] or ["—"])
             if info["backends"]:
                 origin += f" (backend: {', '.join(info['backends'])})"
@@ -162,8 +170,10 @@ def _data_section(config: dict) -> list[str]:
     lines += [markdown_table(["Source", "File", "Rows per type", "Rows", "Synthesized from"], body), ""]
     validation = [parse_source(s) for s in data.get("validation") or ()]
     if validation:
-        lines += ["Validation: " + ", ".join(f"`{n}` (`{p.name}`)" for n, p, _ in validation)
-                  + ", read in full.", ""]
+        lines += [
+            "Validation: " + ", ".join(f"`{n}` (`{p.name}`)" for n, p, _ in validation) + ", read in full.",
+            "",
+        ]
     extras = []
     if "seq_len" in data:
         extras.append(f"packed rows of {data['seq_len']} tokens")
@@ -181,16 +191,31 @@ def _data_section(config: dict) -> list[str]:
 def _stages_section(config: dict) -> list[str]:
     stages = config.get("stages") or []
     names = [parse_source(s)[0] for s in (config.get("data") or {}).get("sources") or ()]
-    body = [[str(i + 1), s.get("name") or "—", str(s.get("steps", "—")),
-             _mixture(s.get("mixture", ""), names),
-             _number(s.get("clarify_weight")), _number(s.get("code_weight")), _number(s.get("learning_rate")),
-             str(s.get("warmup_steps", 0))] for i, s in enumerate(stages)]
-    lines = ["## Training stages", "",
-             "The loss is a weighted sum of the mean cross-entropy on clarifying-question tokens and "
-             "on code-answer tokens (prompt tokens carry no loss); each stage sets its own weights, "
-             "data mixture and peak learning rate.", "",
-             markdown_table(["Stage", "Name", "Steps", "Mixture", "Clarify weight", "Code weight", "Peak LR",
-                     "Warmup"], body), ""]
+    body = [
+        [
+            str(i + 1),
+            s.get("name") or "—",
+            str(s.get("steps", "—")),
+            _mixture(s.get("mixture", ""), names),
+            _number(s.get("clarify_weight")),
+            _number(s.get("code_weight")),
+            _number(s.get("learning_rate")),
+            str(s.get("warmup_steps", 0)),
+        ]
+        for i, s in enumerate(stages)
+    ]
+    lines = [
+        "## Training stages",
+        "",
+        "The loss is a weighted sum of the mean cross-entropy on clarifying-question tokens and "
+        "on code-answer tokens (prompt tokens carry no loss); each stage sets its own weights, "
+        "data mixture and peak learning rate.",
+        "",
+        markdown_table(
+            ["Stage", "Name", "Steps", "Mixture", "Clarify weight", "Code weight", "Peak LR", "Warmup"], body
+        ),
+        "",
+    ]
     return lines
 
 
@@ -198,22 +223,34 @@ def _settings_section(config: dict, step: int | None) -> list[str]:
     lora, opt, data = config.get("lora") or {}, config.get("optimizer") or {}, config.get("data") or {}
     rank = lora.get("rank") or 0
     if rank:
-        method = (f"LoRA, rank {rank}, alpha {_number(lora.get('alpha'))}, dropout "
-                  f"{_number(lora.get('dropout', 0.0))}, on {', '.join(lora.get('targets') or ())}. The "
-                  "adapters are merged into the base weights in this repository: it loads as a plain model.")
+        method = (
+            f"LoRA, rank {rank}, alpha {_number(lora.get('alpha'))}, dropout "
+            f"{_number(lora.get('dropout', 0.0))}, on {', '.join(lora.get('targets') or ())}. The "
+            "adapters are merged into the base weights in this repository: it loads as a plain model."
+        )
     else:
         method = "full fine-tuning (every parameter trained)."
     total = sum(int(s.get("steps", 0)) for s in config.get("stages") or [])
-    rows = [["Method", method],
-            ["Optimizer", f"AdamW (b1 {_number(opt.get('b1'))}, b2 {_number(opt.get('b2'))}, weight decay "
-                          f"{_number(opt.get('weight_decay'))}, clip norm {_number(opt.get('clip_norm'))}), "
-                          f"{opt.get('schedule', '?')} decay to {_number(opt.get('final_lr_ratio'))} x peak "
-                          "after each stage's warmup"],
-            ["Batch", f"{data.get('batch_size', '?')} rows x {data.get('seq_len', '?')} tokens, "
-                      f"{config.get('grad_accum', 1)} micro-batch(es) per step"],
-            ["Precision", f"weights {config.get('param_dtype', '?')}, "
-                          f"compute {config.get('compute_dtype', '?')}"],
-            ["Steps", f"{step} of {total}" if step is not None else str(total)]]
+    rows = [
+        ["Method", method],
+        [
+            "Optimizer",
+            f"AdamW (b1 {_number(opt.get('b1'))}, b2 {_number(opt.get('b2'))}, weight decay "
+            f"{_number(opt.get('weight_decay'))}, clip norm {_number(opt.get('clip_norm'))}), "
+            f"{opt.get('schedule', '?')} decay to {_number(opt.get('final_lr_ratio'))} x peak "
+            "after each stage's warmup",
+        ],
+        [
+            "Batch",
+            f"{data.get('batch_size', '?')} rows x {data.get('seq_len', '?')} tokens, "
+            f"{config.get('grad_accum', 1)} micro-batch(es) per step",
+        ],
+        [
+            "Precision",
+            f"weights {config.get('param_dtype', '?')}, compute {config.get('compute_dtype', '?')}",
+        ],
+        ["Steps", f"{step} of {total}" if step is not None else str(total)],
+    ]
     return ["## Fine-tuning settings", "", markdown_table(["Setting", "Value"], rows), ""]
 
 
@@ -223,14 +260,26 @@ def _losses_section(records: list[dict]) -> list[str]:
         mine = [r for r in records if r.get("split") == split and ("loss/clarify" in r or "loss/code" in r)]
         picks = [("first", mine[0]), ("final", mine[-1])] if len(mine) > 1 else [("final", r) for r in mine]
         for label, r in picks:
-            rows.append([f"{split}, {label}", str(r.get("step", "—")), _number(r.get("loss/clarify")),
-                         _number(r.get("loss/code")), _number(r.get("loss"))])
+            rows.append(
+                [
+                    f"{split}, {label}",
+                    str(r.get("step", "—")),
+                    _number(r.get("loss/clarify")),
+                    _number(r.get("loss/code")),
+                    _number(r.get("loss")),
+                ]
+            )
     if not rows:
         return []
-    return ["## Training losses", "",
-            "Mean cross-entropy per token kind (nats), from the run's `metrics.jsonl`; a train row is one "
-            "logged batch, a validation row the whole validation set (or `eval_batches` of it).", "",
-            markdown_table(["Split", "Step", "Clarify loss", "Code loss", "Weighted loss"], rows), ""]
+    return [
+        "## Training losses",
+        "",
+        "Mean cross-entropy per token kind (nats), from the run's `metrics.jsonl`; a train row is one "
+        "logged batch, a validation row the whole validation set (or `eval_batches` of it).",
+        "",
+        markdown_table(["Split", "Step", "Clarify loss", "Code loss", "Weighted loss"], rows),
+        "",
+    ]
 
 
 def _shift_headings(markdown: str, levels: int = 1) -> str:
@@ -260,22 +309,28 @@ def _evaluation_section(summaries: list[dict], model_name: str) -> list[str]:
         if benchmark == "humanevalcomm":
             lines.append(_shift_headings(report.comm_markdown(rows, published=True)))
             evaluators = sorted({str(s.get("evaluator")) for s in group if s.get("evaluator")})
-            lines += ["", f"HumanEvalComm ([benchmark]({HUMANEVALCOMM})): each problem's description is "
-                      "modified to be ambiguous (1a), inconsistent (1c), incomplete (1p) or a mix; the model "
-                      "should ask instead of guessing. Comm. Rate is the share of first replies without "
-                      "code; Good Question Rate the share of items whose questions the evaluator model "
-                      "graded good; Pass@1 and Test Pass Rate score the final code after the evaluator "
-                      "answered. The HmEval columns are the unmodified prompts."
-                      + (f" Evaluator: {', '.join(f'`{e}`' for e in evaluators)}." if evaluators else "")
-                      + " Rows marked *(published)* are the benchmark's own leaderboard, measured with its "
-                      "evaluator, for reference.", ""]
+            lines += [
+                "",
+                f"HumanEvalComm ([benchmark]({HUMANEVALCOMM})): each problem's description is "
+                "modified to be ambiguous (1a), inconsistent (1c), incomplete (1p) or a mix; the model "
+                "should ask instead of guessing. Comm. Rate is the share of first replies without "
+                "code; Good Question Rate the share of items whose questions the evaluator model "
+                "graded good; Pass@1 and Test Pass Rate score the final code after the evaluator "
+                "answered. The HmEval columns are the unmodified prompts."
+                + (f" Evaluator: {', '.join(f'`{e}`' for e in evaluators)}." if evaluators else "")
+                + " Rows marked *(published)* are the benchmark's own leaderboard, measured with its "
+                "evaluator, for reference.",
+                "",
+            ]
         else:
             title = BENCHMARK_NAMES.get(benchmark, benchmark)
             lines += [_shift_headings(report.pass_at_k_markdown(rows, title)), ""]
         for label, summary in zip(rows, group):
             if summary.get("complete") is False:
-                lines += [f"*{label}: partial run, {summary.get('done')} of {summary.get('items')} items.*",
-                          ""]
+                lines += [
+                    f"*{label}: partial run, {summary.get('done')} of {summary.get('items')} items.*",
+                    "",
+                ]
     return lines
 
 
@@ -289,18 +344,28 @@ def load_eval_summary(path: str | Path) -> dict:
     if path.is_dir():
         path = path / "summary.json"
     summary = _read_json(path)
-    if not isinstance(summary, dict) or not isinstance(summary.get("metrics"), dict) \
-            or "benchmark" not in summary:
-        raise ValueError(f"{path}: not a summary.json of `clarify-jax evaluate` "
-                         "(expected an object with 'benchmark' and 'metrics')")
+    if (
+        not isinstance(summary, dict)
+        or not isinstance(summary.get("metrics"), dict)
+        or "benchmark" not in summary
+    ):
+        raise ValueError(
+            f"{path}: not a summary.json of `clarify-jax evaluate` "
+            "(expected an object with 'benchmark' and 'metrics')"
+        )
     if summary["benchmark"] == "humanevalcomm" and "overall" not in summary["metrics"]:
         raise ValueError(f"{path}: HumanEvalComm metrics without 'overall'")
     return summary
 
 
-def build_model_card(source: str | Path, model_dir: str | Path | None = None, *,
-                     repo_id: str | None = None, eval_summaries: list[dict] | tuple = (),
-                     base_model: str | None = None) -> str:
+def build_model_card(
+    source: str | Path,
+    model_dir: str | Path | None = None,
+    *,
+    repo_id: str | None = None,
+    eval_summaries: list[dict] | tuple = (),
+    base_model: str | None = None,
+) -> str:
     """The README.md text for the model exported from `source` into `model_dir`."""
     from huggingface_hub import ModelCardData
 
@@ -318,52 +383,73 @@ def build_model_card(source: str | Path, model_dir: str | Path | None = None, *,
     name = repo_id or (Path(model_dir).name if model_dir else source.name)
 
     tags = ["clarifycoder", "code", "clarification"] + (["lora"] if lora_rank else [])
-    card_data = ModelCardData(library_name="transformers", pipeline_tag="text-generation",
-                              base_model=base_model, tags=tags)
+    card_data = ModelCardData(
+        library_name="transformers", pipeline_tag="text-generation", base_model=base_model, tags=tags
+    )
     lines = ["---", card_data.to_yaml(), "---", "", f"# {name.split('/')[-1]}", ""]
     base_text = f"[{base_model}](https://huggingface.co/{base_model})" if base_model else None
     if run:
-        lines += [f"A code model fine-tuned to **ask clarifying questions** when a programming problem is "
-                  "ambiguous, inconsistent or incomplete, and to write the code directly when the problem is "
-                  f"clear, following ClarifyCoder (Wu et al., [arXiv 2504.16331]({PAPER})): "
-                  "clarification-aware data synthesis, then fine-tuning on it"
-                  + (f", starting from {base_text}." if base_text else ".")
-                  + " Trained with clarify_jax, a JAX/Flax reimplementation of the method.", ""]
+        lines += [
+            f"A code model fine-tuned to **ask clarifying questions** when a programming problem is "
+            "ambiguous, inconsistent or incomplete, and to write the code directly when the problem is "
+            f"clear, following ClarifyCoder (Wu et al., [arXiv 2504.16331]({PAPER})): "
+            "clarification-aware data synthesis, then fine-tuning on it"
+            + (f", starting from {base_text}." if base_text else ".")
+            + " Trained with clarify_jax, a JAX/Flax reimplementation of the method.",
+            "",
+        ]
     else:
-        lines += ["A causal language model exported to Hugging Face format by clarify_jax, a JAX/Flax "
-                  f"reimplementation of ClarifyCoder (Wu et al., [arXiv 2504.16331]({PAPER})), which "
-                  "fine-tunes code models to ask clarifying questions about unclear problems. The export "
-                  "was made from a model directory, not a training run, so this card does not describe "
-                  "any training." + (f" Base model: {base_text}." if base_text else ""), ""]
+        lines += [
+            "A causal language model exported to Hugging Face format by clarify_jax, a JAX/Flax "
+            f"reimplementation of ClarifyCoder (Wu et al., [arXiv 2504.16331]({PAPER})), which "
+            "fine-tunes code models to ask clarifying questions about unclear problems. The export "
+            "was made from a model directory, not a training run, so this card does not describe "
+            "any training." + (f" Base model: {base_text}." if base_text else ""),
+            "",
+        ]
     arch = model_config.get("architectures") or [model_config.get("model_type", "?")]
     facts = [f"architecture {arch[0]}"]
-    for key, label in (("num_hidden_layers", "layers"), ("hidden_size", "hidden size"),
-                       ("vocab_size", "vocabulary"), ("torch_dtype", "weights")):
+    for key, label in (
+        ("num_hidden_layers", "layers"),
+        ("hidden_size", "hidden size"),
+        ("vocab_size", "vocabulary"),
+        ("torch_dtype", "weights"),
+    ):
         if key in model_config:
             facts.append(f"{label} {model_config[key]}")
-    lines += ["Model: " + ", ".join(facts) + ".", "",
-              "## How to use", "",
-              "Give it a problem description; if the description leaves something open it replies with "
-              "questions instead of code. Answer them in the next user turn and it writes the code.", "",
-              "```python",
-              "from transformers import AutoModelForCausalLM, AutoTokenizer",
-              "",
-              f'tokenizer = AutoTokenizer.from_pretrained("{name}")',
-              f'model = AutoModelForCausalLM.from_pretrained("{name}", dtype="auto")',
-              'problem = "Write a function that returns the extreme value of a list."',
-              'messages = [{"role": "user", "content": problem}]',
-              "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True,",
-              '                                       return_tensors="pt")',
-              "print(tokenizer.decode(model.generate(inputs, max_new_tokens=256)[0][inputs.shape[1]:]))",
-              "```", ""]
+    lines += [
+        "Model: " + ", ".join(facts) + ".",
+        "",
+        "## How to use",
+        "",
+        "Give it a problem description; if the description leaves something open it replies with "
+        "questions instead of code. Answer them in the next user turn and it writes the code.",
+        "",
+        "```python",
+        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        "",
+        f'tokenizer = AutoTokenizer.from_pretrained("{name}")',
+        f'model = AutoModelForCausalLM.from_pretrained("{name}", dtype="auto")',
+        'problem = "Write a function that returns the extreme value of a list."',
+        'messages = [{"role": "user", "content": problem}]',
+        "inputs = tokenizer.apply_chat_template(messages, add_generation_prompt=True,",
+        '                                       return_tensors="pt")',
+        "print(tokenizer.decode(model.generate(inputs, max_new_tokens=256)[0][inputs.shape[1]:]))",
+        "```",
+        "",
+    ]
     if run and config:
         lines += _data_section(config) + _stages_section(config) + _settings_section(config, step)
         lines += _losses_section(read_metrics(run[0] / METRICS_FILE, step))
     lines += _evaluation_section(list(eval_summaries), name)
-    lines += ["## Citation", "",
-              "The method: Wu, Chaudhary, Abrahamyan, Khaku, Wei and Fard, *ClarifyCoder: "
-              "Clarification-Aware Fine-Tuning for Programmatic Problem Solving*, "
-              f"[arXiv:2504.16331]({PAPER}).", ""]
+    lines += [
+        "## Citation",
+        "",
+        "The method: Wu, Chaudhary, Abrahamyan, Khaku, Wei and Fard, *ClarifyCoder: "
+        "Clarification-Aware Fine-Tuning for Programmatic Problem Solving*, "
+        f"[arXiv:2504.16331]({PAPER}).",
+        "",
+    ]
     return "\n".join(lines)
 
 

@@ -18,8 +18,9 @@ OUT/plots/loss.png; SIGTERM saves and stops; --resume continues from the latest 
 
 
 def parse(args: list[str]) -> TrainConfig:
-    return tyro.extras.overridable_config_cli(load_presets(), prog="clarify-jax train", args=args,
-                                              description=TRAIN_DESCRIPTION)
+    return tyro.extras.overridable_config_cli(
+        load_presets(), prog="clarify-jax train", args=args, description=TRAIN_DESCRIPTION
+    )
 
 
 def run(config: TrainConfig) -> None:

@@ -41,8 +41,10 @@ class PipelineConfig:
     def per_host_batch(self, process_count: int | None = None) -> int:
         count = jax.process_count() if process_count is None else process_count
         if self.batch_size % count:
-            raise ValueError(f"global batch_size {self.batch_size} is not divisible by the "
-                             f"{count} processes; every host must get the same number of rows")
+            raise ValueError(
+                f"global batch_size {self.batch_size} is not divisible by the "
+                f"{count} processes; every host must get the same number of rows"
+            )
         return self.batch_size // count
 
 
@@ -65,8 +67,12 @@ def load_jsonl(path: str | Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def build_pipeline(sources: Sequence[tuple[Any, float]], render: Render, config: PipelineConfig,
-                   stats: TooLongStats | None = None) -> grain.IterDataset:
+def build_pipeline(
+    sources: Sequence[tuple[Any, float]],
+    render: Render,
+    config: PipelineConfig,
+    stats: TooLongStats | None = None,
+) -> grain.IterDataset:
     """An IterDataset of this host's batches: dicts of numpy arrays `[per_host_batch, seq_len]`.
 
     `sources` are `(random-access rows, weight)`; `stats`, if given, is updated as examples pass.
@@ -89,13 +95,17 @@ def build_pipeline(sources: Sequence[tuple[Any, float]], render: Render, config:
     if config.too_long == "drop":
         it = it.filter(lambda example: example is not None)
     it = grain.experimental.FirstFitPackIterDataset(
-        it, length_struct={k: config.seq_len for k in _SEQUENCE_FEATURES},
-        num_packing_bins=host_batch, seed=config.seed)
+        it,
+        length_struct={k: config.seq_len for k in _SEQUENCE_FEATURES},
+        num_packing_bins=host_batch,
+        seed=config.seed,
+    )
     return it.batch(host_batch, batch_fn=_BatchPackedRows(host_batch, config.seq_len))
 
 
-def rendered_mixture(sources: Sequence[tuple[Any, float]], render: Render,
-                     config: PipelineConfig) -> grain.MapDataset:
+def rendered_mixture(
+    sources: Sequence[tuple[Any, float]], render: Render, config: PipelineConfig
+) -> grain.MapDataset:
     """This host's rendered examples ({"tokens", "kinds"}), mixed by weight, in training order."""
     process_index, process_count = jax.process_index(), jax.process_count()
     per_source = []
@@ -116,8 +126,12 @@ def rendered_mixture(sources: Sequence[tuple[Any, float]], render: Render,
     return per_source[0] if len(per_source) == 1 else grain.MapDataset.mix(per_source, weights)
 
 
-def make_iterator(sources: Sequence[tuple[Any, float]], render: Render, config: PipelineConfig,
-                  stats: TooLongStats | None = None) -> grain.DatasetIterator:
+def make_iterator(
+    sources: Sequence[tuple[Any, float]],
+    render: Render,
+    config: PipelineConfig,
+    stats: TooLongStats | None = None,
+) -> grain.DatasetIterator:
     """An iterator over `build_pipeline`'s batches whose state `save_data_state` checkpoints."""
     return iter(build_pipeline(sources, render, config, stats))
 
@@ -127,14 +141,15 @@ def make_global_batch(host_batch: dict[str, np.ndarray], sharding) -> dict[str, 
 
     `sharding` is a `LogicalSharding`; every host calls this with its own `host_batch`."""
     target = sharding.named(("batch", "length"))
-    return {name: jax.make_array_from_process_local_data(target, array)
-            for name, array in host_batch.items()}
+    return {name: jax.make_array_from_process_local_data(target, array) for name, array in host_batch.items()}
 
 
 def _checkpoint_manager(directory: str | Path):
     import orbax.checkpoint as ocp
-    return ocp.CheckpointManager(Path(directory).absolute(),
-                                 options=ocp.CheckpointManagerOptions(create=True))
+
+    return ocp.CheckpointManager(
+        Path(directory).absolute(), options=ocp.CheckpointManagerOptions(create=True)
+    )
 
 
 def save_data_state(directory: str | Path, iterator: grain.DatasetIterator, step: int = 0) -> None:
@@ -142,24 +157,29 @@ def save_data_state(directory: str | Path, iterator: grain.DatasetIterator, step
     the same item the training checkpoint uses beside the model state."""
     import grain.checkpoint
     import orbax.checkpoint as ocp
+
     with _checkpoint_manager(directory) as manager:
-        manager.save(step, args=ocp.args.Composite(
-            data_iter=grain.checkpoint.CheckpointSave(iterator)), force=True)
+        manager.save(
+            step, args=ocp.args.Composite(data_iter=grain.checkpoint.CheckpointSave(iterator)), force=True
+        )
         manager.wait_until_finished()
 
 
-def restore_data_state(directory: str | Path, iterator: grain.DatasetIterator,
-                       step: int | None = None) -> grain.DatasetIterator:
+def restore_data_state(
+    directory: str | Path, iterator: grain.DatasetIterator, step: int | None = None
+) -> grain.DatasetIterator:
     """Moves `iterator` (from a pipeline built like the saved one) to the saved position
     (latest step by default); its next batch is the one an uninterrupted run would give."""
     import grain.checkpoint
     import orbax.checkpoint as ocp
+
     with _checkpoint_manager(directory) as manager:
         step = manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no data-iterator checkpoint under {directory}")
-        restored = manager.restore(step, args=ocp.args.Composite(
-            data_iter=grain.checkpoint.CheckpointRestore(iterator)))
+        restored = manager.restore(
+            step, args=ocp.args.Composite(data_iter=grain.checkpoint.CheckpointRestore(iterator))
+        )
     return restored["data_iter"]
 
 
@@ -173,8 +193,9 @@ class _RenderExample:
         tokens, kinds = self._render(row)
         tokens, kinds = np.asarray(tokens, np.int32), np.asarray(kinds, np.int8)
         if tokens.shape != kinds.shape or tokens.ndim != 1:
-            raise ValueError(f"render gave tokens {tokens.shape} and kinds {kinds.shape}; "
-                             "expected two equal 1-D arrays")
+            raise ValueError(
+                f"render gave tokens {tokens.shape} and kinds {kinds.shape}; expected two equal 1-D arrays"
+            )
         return {"tokens": tokens, "kinds": kinds}
 
 
@@ -250,5 +271,6 @@ def _add_targets(batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def _ensure_absl_flags_parsed() -> None:
     # Grain's worker processes read absl flags, which fail when unparsed outside absl.app.run.
     from absl import flags
+
     if not flags.FLAGS.is_parsed():
         flags.FLAGS.mark_as_parsed()

@@ -19,8 +19,11 @@ def _program(problem: Problem) -> str:
 def _io_passes(problem: Problem, limits: Limits) -> bool:
     for given, expected in problem.io_tests:
         result = run_program(problem.solutions[0], limits, stdin=given)
-        if result.timed_out or result.returncode != 0 or \
-                result.stdout.rstrip().split() != expected.rstrip().split():
+        if (
+            result.timed_out
+            or result.returncode != 0
+            or result.stdout.rstrip().split() != expected.rstrip().split()
+        ):
             return False
     return True
 
@@ -31,13 +34,18 @@ def _passes(problem: Problem, limits: Limits) -> bool:
     return _io_passes(problem, limits)
 
 
-def check_references(problems: list[Problem], timeout_s: float = 3.0, workers: int | None = None,
-                     progress: bool = True) -> dict[str, bool]:
+def check_references(
+    problems: list[Problem], timeout_s: float = 3.0, workers: int | None = None, progress: bool = True
+) -> dict[str, bool]:
     """problem id -> whether its first reference solution passes all its tests (problems
     without tests or solutions are left out: nothing to check)."""
     limits = Limits(timeout_s=timeout_s)
     todo = [p for p in problems if p.solutions and p.has_tests]
     with concurrent.futures.ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
         outcomes = pool.map(lambda p: _passes(p, limits), todo)  # each a sandboxed process
-        return {problem.id: ok for problem, ok in tqdm(zip(todo, outcomes), total=len(todo),
-                                                        disable=not progress, desc="checking references")}
+        return {
+            problem.id: ok
+            for problem, ok in tqdm(
+                zip(todo, outcomes), total=len(todo), disable=not progress, desc="checking references"
+            )
+        }

@@ -29,10 +29,13 @@ KIND_IDS = {"prompt": KIND_PROMPT, "clarify": KIND_CLARIFY, "code": KIND_CODE}
 # The paper's best format (facts from ClarifyCoder): the HumanEvalComm round-1 instruction before
 # the problem, and a fixed prefix saying whether the problem is clear before the answer.
 ROUND1_INSTRUCTION = ASK_OR_CODE_INSTRUCTION  # sic: a space before the newline
-CLEAR_PREFIX = ("This is a clear problem requiring no clarifications. Let's generate the required Python3 "
-                "code directly in markdown.\n")
-CLARIFY_PREFIX = ("I have a few clarifying questions. Please respond with the necessary details so I can "
-                  "assist further.\n")
+CLEAR_PREFIX = (
+    "This is a clear problem requiring no clarifications. Let's generate the required Python3 "
+    "code directly in markdown.\n"
+)
+CLARIFY_PREFIX = (
+    "I have a few clarifying questions. Please respond with the necessary details so I can assist further.\n"
+)
 
 RowFormat = Literal["chat", "paper-v4"]
 
@@ -56,7 +59,7 @@ def apply_options(dialogue: list[dict[str, Any]], options: RenderOptions) -> lis
     turns = [dict(t) for t in dialogue]
     if options.first_turn_only:
         first_answer = next((i for i, t in enumerate(turns) if t["role"] == "assistant"), len(turns) - 1)
-        turns = turns[:first_answer + 1]
+        turns = turns[: first_answer + 1]
     if options.round1_instruction:
         first_user = next(t for t in turns if t["role"] == "user")
         first_user["content"] = ROUND1_INSTRUCTION + first_user["content"]
@@ -95,8 +98,9 @@ def _assistant_spans(text: str, turns: list[dict[str, Any]], eos: str | None) ->
     return spans
 
 
-def render_dialogue(dialogue: list[dict[str, Any]], tokenizer: Tokenizer,
-                    options: RenderOptions = RenderOptions()) -> tuple[np.ndarray, np.ndarray]:
+def render_dialogue(
+    dialogue: list[dict[str, Any]], tokenizer: Tokenizer, options: RenderOptions = RenderOptions()
+) -> tuple[np.ndarray, np.ndarray]:
     """(token ids int32 [T], kinds int8 [T]) of a dialogue whose assistant turns carry `kind`."""
     turns = apply_options(dialogue, options)
     text = render_text(turns, tokenizer)
@@ -122,8 +126,9 @@ def render_paper_v4(row: dict[str, Any], tokenizer: Tokenizer) -> tuple[np.ndarr
     problem = row.get("problem", first_user)
     answer = row.get("answer", first_answer["content"] if first_answer else None)
     if not isinstance(problem, str) or not isinstance(answer, str):
-        raise RenderError("a paper-v4 row needs a problem and an answer (fields, or a user and an "
-                          "assistant turn)")
+        raise RenderError(
+            "a paper-v4 row needs a problem and an answer (fields, or a user and an assistant turn)"
+        )
     if isinstance(row.get("type"), str):
         clear = row["type"].lower() == "original"
     else:

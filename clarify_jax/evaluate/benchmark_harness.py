@@ -57,8 +57,9 @@ def expected_stdout(case: Sequence[str]) -> str:
     return output.strip() if relation == "==" else "True"
 
 
-def run_benchmark_tests(code: str, entry_point: str, cases: Sequence[Sequence[str]],
-                        limits: Limits = Limits()) -> dict:
+def run_benchmark_tests(
+    code: str, entry_point: str, cases: Sequence[Sequence[str]], limits: Limits = Limits()
+) -> dict:
     """{"passed", "total" (counted tests), "statuses" (one per case: passed, failed, error,
     timeout or "not run"), "first_error"} for a solution, as the benchmark's harness scores it."""
     scripts = [test_script(case, entry_point) for case in cases]
@@ -69,8 +70,12 @@ def run_benchmark_tests(code: str, entry_point: str, cases: Sequence[Sequence[st
         for i in runnable:
             statuses[i] = "no code"
         return {"passed": 0, "total": 0, "statuses": statuses, "first_error": "no code to test"}
-    result = run_scripts({DEMO: prepare_solution(code, entry_point)}, [scripts[i] for i in runnable], limits,
-                         script_name=CALL_DEMO)
+    result = run_scripts(
+        {DEMO: prepare_solution(code, entry_point)},
+        [scripts[i] for i in runnable],
+        limits,
+        script_name=CALL_DEMO,
+    )
     for i, outcome in zip(runnable, result.scripts):
         if outcome.status == "timeout":
             statuses[i] = "timeout"
@@ -81,9 +86,13 @@ def run_benchmark_tests(code: str, entry_point: str, cases: Sequence[Sequence[st
         else:
             statuses[i] = "failed" if outcome.returncode == 0 else "error"
         if statuses[i] != "passed" and not first_error:
-            detail = f"exit code {outcome.returncode}" if statuses[i] == "error" and outcome.status == "ok" \
+            detail = (
+                f"exit code {outcome.returncode}"
+                if statuses[i] == "error" and outcome.status == "ok"
                 else f"printed {outcome.stdout[:200]!r}, expected {expected_stdout(cases[i])[:200]!r}"
-            first_error = f"{statuses[i]}: test {i}: " + (detail if statuses[i] != "timeout" else
-                                                          f"over {limits.timeout_s:g}s")
+            )
+            first_error = f"{statuses[i]}: test {i}: " + (
+                detail if statuses[i] != "timeout" else f"over {limits.timeout_s:g}s"
+            )
     passed = statuses.count("passed")
     return {"passed": passed, "total": len(runnable), "statuses": statuses, "first_error": first_error}

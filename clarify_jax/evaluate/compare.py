@@ -28,8 +28,11 @@ def ask_gap(summary: dict) -> dict[str, float | None]:
     found = groups(summary)
     clear = (found.get(ORIGINAL) or {}).get("communication_rate")
     unclear = found["overall"]["communication_rate"]
-    return {"unmodified": clear, "modified": unclear,
-            "gap": None if clear is None or unclear is None else unclear - clear}
+    return {
+        "unmodified": clear,
+        "modified": unclear,
+        "gap": None if clear is None or unclear is None else unclear - clear,
+    }
 
 
 def comparison_markdown(runs: dict[str, dict]) -> str:
@@ -37,16 +40,28 @@ def comparison_markdown(runs: dict[str, dict]) -> str:
     Rate per category, and the asking gap between modified and unmodified prompts."""
     parts = [comm_markdown({label: s["metrics"] for label, s in runs.items()}), ""]
     names = [g for g in GROUPS if any(g in groups(s) for s in runs.values())]
-    header = "| Communication Rate | " + " | ".join(
-        f"{g} ({max((groups(s).get(g) or {}).get('items', 0) for s in runs.values())})" for g in names) + " |"
-    parts += ["### Communication Rate per category (items)", "", header,
-              "|" + "---|" * (len(names) + 1)]
+    header = (
+        "| Communication Rate | "
+        + " | ".join(
+            f"{g} ({max((groups(s).get(g) or {}).get('items', 0) for s in runs.values())})" for g in names
+        )
+        + " |"
+    )
+    parts += ["### Communication Rate per category (items)", "", header, "|" + "---|" * (len(names) + 1)]
     for label, summary in runs.items():
         found = groups(summary)
-        parts.append(f"| {label} | " + " | ".join(
-            percent((found.get(g) or {}).get("communication_rate")) for g in names) + " |")
-    parts += ["", "### Asking on modified vs unmodified prompts", "",
-              "| Run | Unmodified | Modified | Gap (points) |", "|---|---|---|---|"]
+        parts.append(
+            f"| {label} | "
+            + " | ".join(percent((found.get(g) or {}).get("communication_rate")) for g in names)
+            + " |"
+        )
+    parts += [
+        "",
+        "### Asking on modified vs unmodified prompts",
+        "",
+        "| Run | Unmodified | Modified | Gap (points) |",
+        "|---|---|---|---|",
+    ]
     for label, summary in runs.items():
         gap = ask_gap(summary)
         points = "—" if gap["gap"] is None else f"{100 * gap['gap']:+.2f}"
@@ -57,6 +72,7 @@ def comparison_markdown(runs: dict[str, dict]) -> str:
 def communication_chart(runs: dict[str, dict], path: Path) -> Path:
     """Communication Rate and Good Question Rate per category, one bar per run."""
     import matplotlib
+
     matplotlib.use("Agg")  # files only: no display on servers
     import matplotlib.pyplot as plt
     import numpy as np
@@ -65,9 +81,14 @@ def communication_chart(runs: dict[str, dict], path: Path) -> Path:
     x = np.arange(len(names))
     width = 0.8 / max(1, len(runs))
     figure, axes = plt.subplots(1, 2, figsize=(13, 4.2))
-    for ax, key, title in zip(axes, ("communication_rate", "good_question_rate"),
-                              ("Communication Rate: round-1 replies with no code block",
-                               "Good Question Rate: questions graded 3 by the evaluator")):
+    for ax, key, title in zip(
+        axes,
+        ("communication_rate", "good_question_rate"),
+        (
+            "Communication Rate: round-1 replies with no code block",
+            "Good Question Rate: questions graded 3 by the evaluator",
+        ),
+    ):
         for index, (label, summary) in enumerate(runs.items()):
             found = groups(summary)
             values = [100 * ((found.get(n) or {}).get(key) or 0) for n in names]
@@ -88,8 +109,12 @@ def communication_chart(runs: dict[str, dict], path: Path) -> Path:
 def example_replies(eval_dir: Path) -> list[dict]:
     """Records of one unmodified prompt, the first question graded 3 and the first graded 1 or 2."""
     rows = list(read_records(Path(eval_dir) / "results.jsonl").values())
-    picks = [next((r for r in rows if test(r)), None) for test in (
-        lambda r: r["category"] == ORIGINAL,
-        lambda r: r["category"] != ORIGINAL and r["question_quality"] == 3,
-        lambda r: r["category"] != ORIGINAL and r["question_quality"] in (1, 2))]
+    picks = [
+        next((r for r in rows if test(r)), None)
+        for test in (
+            lambda r: r["category"] == ORIGINAL,
+            lambda r: r["category"] != ORIGINAL and r["question_quality"] == 3,
+            lambda r: r["category"] != ORIGINAL and r["question_quality"] in (1, 2),
+        )
+    ]
     return [r for r in picks if r is not None]

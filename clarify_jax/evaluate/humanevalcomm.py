@@ -127,12 +127,26 @@ class Protocol:
 
 
 PROTOCOLS = {
-    "benchmark": Protocol("benchmark", original_prompt="code-only", evaluator_prompt="benchmark",
-                          evaluator_parsing="strict", round2_fallback="round1-block", harness="benchmark",
-                          evaluator_temperature=1.0, max_total_tokens=OPEN_MODEL_TOTAL_TOKENS),
-    "clarify-jax": Protocol("clarify-jax", original_prompt="ask-or-code", evaluator_prompt="clarify-jax",
-                            evaluator_parsing="lenient", round2_fallback="whole-reply", harness="clarify-jax",
-                            evaluator_temperature=0.0, max_total_tokens=()),
+    "benchmark": Protocol(
+        "benchmark",
+        original_prompt="code-only",
+        evaluator_prompt="benchmark",
+        evaluator_parsing="strict",
+        round2_fallback="round1-block",
+        harness="benchmark",
+        evaluator_temperature=1.0,
+        max_total_tokens=OPEN_MODEL_TOTAL_TOKENS,
+    ),
+    "clarify-jax": Protocol(
+        "clarify-jax",
+        original_prompt="ask-or-code",
+        evaluator_prompt="clarify-jax",
+        evaluator_parsing="lenient",
+        round2_fallback="whole-reply",
+        harness="clarify-jax",
+        evaluator_temperature=0.0,
+        max_total_tokens=(),
+    ),
 }
 
 
@@ -206,25 +220,25 @@ def parse_evaluator(reply: str) -> Verdict:
     if label is None:
         problems.append("answers missing")
         return Verdict(quality, "", tuple(problems))
-    rest = reply[label.end():]
+    rest = reply[label.end() :]
     if rest.startswith("```"):
         body = rest[3:]
         info = _INFO_STRING.match(body)
-        body = body[info.end():] if info else body
+        body = body[info.end() :] if info else body
         end = body.find("```")
         if end < 0:
             problems.append("answers fence not closed")
         answers = body if end < 0 else body[:end]
     else:
         end_line = _QUALITY_LINE.search(rest)
-        answers = rest[:end_line.start()] if end_line else rest
+        answers = rest[: end_line.start()] if end_line else rest
     return Verdict(quality, answers.strip(), tuple(problems))
 
 
 # generate_response.py (jie-jw-wu/human-eval-comm, evaluate_clarifying_questions): re.findall with
 # these patterns, the first match of each taken; ANSWERS with flags=re.DOTALL.
-_STRICT_QUALITY = re.compile(r'QUALITY\s*=?\s*(\d+)')
-_STRICT_ANSWERS = re.compile(r'ANSWERS\s*=?\s*```(.+?)```', re.DOTALL)
+_STRICT_QUALITY = re.compile(r"QUALITY\s*=?\s*(\d+)")
+_STRICT_ANSWERS = re.compile(r"ANSWERS\s*=?\s*```(.+?)```", re.DOTALL)
 
 
 def parse_evaluator_strict(reply: str) -> Verdict:
@@ -240,8 +254,9 @@ def parse_evaluator_strict(reply: str) -> Verdict:
     answers = _STRICT_ANSWERS.search(reply)
     if answers is None:
         problems.append("answers missing")
-    return Verdict(int(quality.group(1)) if quality else None, answers.group(1) if answers else "",
-                   tuple(problems))
+    return Verdict(
+        int(quality.group(1)) if quality else None, answers.group(1) if answers else "", tuple(problems)
+    )
 
 
 PARSERS: dict[str, Callable[[str], Verdict]] = {"strict": parse_evaluator_strict, "lenient": parse_evaluator}
@@ -249,29 +264,37 @@ PARSERS: dict[str, Callable[[str], Verdict]] = {"strict": parse_evaluator_strict
 
 # ---- messages ---------------------------------------------------------------------------------
 
+
 def round1_messages(problem_text: str, instruction: str = ROUND1_INSTRUCTION) -> list[Message]:
     return [{"role": "user", "content": instruction + problem_text}]
 
 
-def evaluator_messages(questions: str, modified: str, original: str,
-                       prompt: EvaluatorPrompt = "clarify-jax") -> list[Message]:
+def evaluator_messages(
+    questions: str, modified: str, original: str, prompt: EvaluatorPrompt = "clarify-jax"
+) -> list[Message]:
     """The questions are the model's whole round-1 reply, as in the benchmark. The benchmark's
     text gets the three texts as they are; ours strips their outer newlines inside the tags."""
     if prompt == "benchmark":
-        content = EVALUATOR_TEMPLATE.format(clarifying_questions=questions, problem=modified,
-                                            missing_information=original)
+        content = EVALUATOR_TEMPLATE.format(
+            clarifying_questions=questions, problem=modified, missing_information=original
+        )
     else:
-        content = EVALUATOR_PROMPT.format(original=original.strip("\n"), modified=modified.strip("\n"),
-                                          questions=questions.strip("\n"))
+        content = EVALUATOR_PROMPT.format(
+            original=original.strip("\n"), modified=modified.strip("\n"), questions=questions.strip("\n")
+        )
     return [{"role": "user", "content": content}]
 
 
 def round2_messages(round1: list[Message], reply: str, answers: str) -> list[Message]:
-    return [*round1, {"role": "assistant", "content": reply},
-            {"role": "user", "content": answers + ROUND2_INSTRUCTION}]
+    return [
+        *round1,
+        {"role": "assistant", "content": reply},
+        {"role": "user", "content": answers + ROUND2_INSTRUCTION},
+    ]
 
 
 # ---- items ------------------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class CommItem:
@@ -306,8 +329,9 @@ def comm_items(problems: Sequence[Problem], categories: Sequence[str]) -> list[C
     (2ap, 2cp and 3acp exist for some problems only) is skipped."""
     unknown = [c for c in categories if c not in (ORIGINAL, *CATEGORIES)]
     if unknown:
-        raise ValueError(f"unknown HumanEvalComm categories {unknown}; "
-                         f"known: {ORIGINAL}, {', '.join(CATEGORIES)}")
+        raise ValueError(
+            f"unknown HumanEvalComm categories {unknown}; known: {ORIGINAL}, {', '.join(CATEGORIES)}"
+        )
     items = []
     for problem in problems:
         if not problem.entry_point:
@@ -316,52 +340,92 @@ def comm_items(problems: Sequence[Problem], categories: Sequence[str]) -> list[C
             text = problem.prompt if category == ORIGINAL else problem.variants.get(category)
             if text is None:
                 continue
-            items.append(CommItem(
-                id=f"{problem.id}#{category}", problem_id=problem.id, category=category, prompt=text,
-                original=problem.prompt, entry_point=problem.entry_point, tests=problem.tests,
-                test_setup=problem.test_setup, cases=problem.benchmark_cases,
-                renamed=renamed_function(text, problem.prompt, problem.entry_point)))
+            items.append(
+                CommItem(
+                    id=f"{problem.id}#{category}",
+                    problem_id=problem.id,
+                    category=category,
+                    prompt=text,
+                    original=problem.prompt,
+                    entry_point=problem.entry_point,
+                    tests=problem.tests,
+                    test_setup=problem.test_setup,
+                    cases=problem.benchmark_cases,
+                    renamed=renamed_function(text, problem.prompt, problem.entry_point),
+                )
+            )
     return items
 
 
 # ---- the protocol -----------------------------------------------------------------------------
 
-def run_dialogues(items: Sequence[CommItem], model: Batch, evaluator: Batch,
-                  protocol: Protocol = PROTOCOLS["clarify-jax"]) -> list[dict]:
+
+def run_dialogues(
+    items: Sequence[CommItem], model: Batch, evaluator: Batch, protocol: Protocol = PROTOCOLS["clarify-jax"]
+) -> list[dict]:
     """Rounds 1 and 2 (with the evaluator between them) for a batch of items; one record each,
     without test results. `model` and `evaluator` map a list of chats to a list of replies. Under
     a code-only protocol the original problems get one round, the code-only instruction."""
     one_round = [protocol.original_prompt == "code-only" and item.category == ORIGINAL for item in items]
-    firsts = [round1_messages(item.prompt, CODE_ONLY_INSTRUCTION if once else ROUND1_INSTRUCTION)
-              for item, once in zip(items, one_round)]
+    firsts = [
+        round1_messages(item.prompt, CODE_ONLY_INSTRUCTION if once else ROUND1_INSTRUCTION)
+        for item, once in zip(items, one_round)
+    ]
     replies = checked_replies(model(firsts), len(firsts), "model")
     records, asked = [], []
     for index, (item, messages, reply, once) in enumerate(zip(items, firsts, replies, one_round)):
         code = leading_code_block(reply)
-        records.append({
-            "id": item.id, "problem_id": item.problem_id, "category": item.category,
-            "entry_point": item.entry_point, "round1_messages": messages, "round1_response": reply,
-            "round1_is_code": code is not None, "communicated": not has_code_block(reply), "asked": False,
-            "evaluator_messages": None, "evaluator_response": None, "question_quality": None,
-            "evaluator_problems": [], "answers": None, "round2_messages": None, "round2_response": None,
-            "code_source": "round1" if code is not None else "round2", "final_code": code or ""})
+        records.append(
+            {
+                "id": item.id,
+                "problem_id": item.problem_id,
+                "category": item.category,
+                "entry_point": item.entry_point,
+                "round1_messages": messages,
+                "round1_response": reply,
+                "round1_is_code": code is not None,
+                "communicated": not has_code_block(reply),
+                "asked": False,
+                "evaluator_messages": None,
+                "evaluator_response": None,
+                "question_quality": None,
+                "evaluator_problems": [],
+                "answers": None,
+                "round2_messages": None,
+                "round2_response": None,
+                "code_source": "round1" if code is not None else "round2",
+                "final_code": code or "",
+            }
+        )
         if once:  # the benchmark's HumanEval column: the first fenced block anywhere, no second round
-            records[-1].update(code_source="round1", final_code=code if code is not None else extract_code(
-                reply, protocol.round2_fallback == "whole-reply"))
+            records[-1].update(
+                code_source="round1",
+                final_code=code
+                if code is not None
+                else extract_code(reply, protocol.round2_fallback == "whole-reply"),
+            )
         elif code is None:
             asked.append(index)
     if not asked:
         return records
-    judged = [evaluator_messages(replies[i], items[i].prompt, items[i].original, protocol.evaluator_prompt)
-              for i in asked]
+    judged = [
+        evaluator_messages(replies[i], items[i].prompt, items[i].original, protocol.evaluator_prompt)
+        for i in asked
+    ]
     verdict_texts = checked_replies(evaluator(judged), len(judged), "evaluator")
     seconds = []
     for i, messages, text in zip(asked, judged, verdict_texts):
         verdict = PARSERS[protocol.evaluator_parsing](text)
         seconds.append(round2_messages(firsts[i], replies[i], verdict.answers))
-        records[i].update(asked=True, evaluator_messages=messages, evaluator_response=text,
-                          question_quality=verdict.quality, evaluator_problems=list(verdict.problems),
-                          answers=verdict.answers, round2_messages=seconds[-1])
+        records[i].update(
+            asked=True,
+            evaluator_messages=messages,
+            evaluator_response=text,
+            question_quality=verdict.quality,
+            evaluator_problems=list(verdict.problems),
+            answers=verdict.answers,
+            round2_messages=seconds[-1],
+        )
     for i, reply in zip(asked, checked_replies(model(seconds), len(seconds), "model")):
         code, source = round2_code(reply, replies[i], protocol.round2_fallback)
         records[i].update(round2_response=reply, final_code=code, code_source=source)
@@ -382,8 +446,10 @@ def round2_code(reply: str, round1_reply: str, fallback: Fallback) -> tuple[str,
 def checked_replies(replies: list[str], expected: int, who: str) -> list[str]:
     replies = list(replies)
     if len(replies) != expected or not all(isinstance(r, str) for r in replies):
-        raise BackendError(f"the {who} backend returned {len(replies)} replies for {expected} chats "
-                        "(expected one string per chat)")
+        raise BackendError(
+            f"the {who} backend returned {len(replies)} replies for {expected} chats "
+            "(expected one string per chat)"
+        )
     return replies
 
 
@@ -394,11 +460,13 @@ def program_for(code: str, item: CommItem) -> str:
     parts = [code]
     aliases = tuple(dict.fromkeys(a for a in (item.renamed, "candidate") if a and a != item.entry_point))
     if aliases:
-        parts.append(f"if {item.entry_point!r} not in globals():\n"
-                     f"    for _alias in {aliases!r}:\n"
-                     f"        if _alias in globals():\n"
-                     f"            globals()[{item.entry_point!r}] = globals()[_alias]\n"
-                     f"            break")
+        parts.append(
+            f"if {item.entry_point!r} not in globals():\n"
+            f"    for _alias in {aliases!r}:\n"
+            f"        if _alias in globals():\n"
+            f"            globals()[{item.entry_point!r}] = globals()[_alias]\n"
+            f"            break"
+        )
     if item.test_setup:
         parts.append(item.test_setup)
     return "\n\n".join(parts)

@@ -56,9 +56,11 @@ def humanevalcomm_metrics(records: Iterable[dict]) -> dict:
     if unknown:
         raise ValueError(f"records with unknown categories: {sorted(unknown)}")
     modified = [r for c in CATEGORIES for r in by_category.get(c, [])]
-    return {"overall": comm_group(modified),
-            "categories": {c: comm_group(by_category[c]) for c in CATEGORIES if c in by_category},
-            "original": comm_group(by_category[ORIGINAL]) if ORIGINAL in by_category else None}
+    return {
+        "overall": comm_group(modified),
+        "categories": {c: comm_group(by_category[c]) for c in CATEGORIES if c in by_category},
+        "original": comm_group(by_category[ORIGINAL]) if ORIGINAL in by_category else None,
+    }
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -81,8 +83,11 @@ def pass_at_k_metrics(records: Iterable[dict], ks: Sequence[int]) -> dict:
     for record in records:
         per_problem[record["problem_id"]].append(record)
     counts = [(len(rs), sum(bool(r["passed"]) for r in rs)) for rs in per_problem.values()]
-    result: dict = {"problems": len(counts), "samples": sum(n for n, _ in counts),
-                    "test_pass_rate": _mean([r["test_pass_rate"] for rs in per_problem.values() for r in rs])}
+    result: dict = {
+        "problems": len(counts),
+        "samples": sum(n for n, _ in counts),
+        "test_pass_rate": _mean([r["test_pass_rate"] for rs in per_problem.values() for r in rs]),
+    }
     for k in ks:
         usable = counts and all(n >= k for n, _ in counts)
         result[f"pass@{k}"] = _mean([pass_at_k(n, c, k) for n, c in counts]) if usable else None

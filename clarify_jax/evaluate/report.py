@@ -23,8 +23,12 @@ PUBLISHED = {
     "Okanagan (Base=ChatGPT)": (27.45, 39.62, 33.45, 56.98, 72.73, 52.24),
     "Okanagan (Base=DeepSeek Coder)": (21.25, 38.06, 24.3, 52.72, 82.51, 60.13),
 }
-COMM_COLUMNS = (("communication_rate", "Comm. Rate"), ("good_question_rate", "Good Question Rate"),
-                ("pass@1", "Pass@1"), ("test_pass_rate", "Test Pass Rate"))
+COMM_COLUMNS = (
+    ("communication_rate", "Comm. Rate"),
+    ("good_question_rate", "Good Question Rate"),
+    ("pass@1", "Pass@1"),
+    ("test_pass_rate", "Test Pass Rate"),
+)
 
 
 TITLES = {"overall": "All modified prompts", ORIGINAL: "Original prompts"}
@@ -43,17 +47,33 @@ def _groups(metrics: dict) -> dict[str, dict | None]:
 def comm_markdown(rows: dict[str, dict], published: bool = True) -> str:
     """The leaderboard table (HmEval = the unmodified prompts, HmEvalComm = all modified ones),
     then one table per category with Comm. Rate, Good Question Rate, Pass@1, Test Pass Rate."""
-    header = ["Model", "Pass@1 (HmEval)", "Pass@1 (HmEvalComm)", "Test Pass Rate (HmEval)",
-              "Test Pass Rate (HmEvalComm)", "Comm. Rate", "Good Question Rate"]
+    header = [
+        "Model",
+        "Pass@1 (HmEval)",
+        "Pass@1 (HmEvalComm)",
+        "Test Pass Rate (HmEval)",
+        "Test Pass Rate (HmEvalComm)",
+        "Comm. Rate",
+        "Good Question Rate",
+    ]
     body = []
     for name, metrics in rows.items():
         original, overall = metrics.get("original") or {}, metrics["overall"]
-        body.append([name, percent(original.get("pass@1")), percent(overall["pass@1"]),
-                     percent(original.get("test_pass_rate")), percent(overall["test_pass_rate"]),
-                     percent(overall["communication_rate"]), percent(overall["good_question_rate"])])
+        body.append(
+            [
+                name,
+                percent(original.get("pass@1")),
+                percent(overall["pass@1"]),
+                percent(original.get("test_pass_rate")),
+                percent(overall["test_pass_rate"]),
+                percent(overall["communication_rate"]),
+                percent(overall["good_question_rate"]),
+            ]
+        )
     if published:
-        body += [[f"{name} (published)", *(f"{v:.2f}%" for v in values)]
-                 for name, values in PUBLISHED.items()]
+        body += [
+            [f"{name} (published)", *(f"{v:.2f}%" for v in values)] for name, values in PUBLISHED.items()
+        ]
     parts = ["## HumanEvalComm", "", markdown_table(header, body), ""]
     for group in ("overall", *CATEGORIES, ORIGINAL):
         present = {name: _groups(m).get(group) for name, m in rows.items() if _groups(m).get(group)}
@@ -62,21 +82,34 @@ def comm_markdown(rows: dict[str, dict], published: bool = True) -> str:
         items = "/".join(str(m["items"]) for m in present.values())
         title = TITLES.get(group, f"Category {group}")
         body = [[name, *(percent(m[key]) for key, _ in COMM_COLUMNS)] for name, m in present.items()]
-        parts += [f"### {title} ({items} items)", "",
-                  markdown_table(["Model", *(label for _, label in COMM_COLUMNS)], body), ""]
+        parts += [
+            f"### {title} ({items} items)",
+            "",
+            markdown_table(["Model", *(label for _, label in COMM_COLUMNS)], body),
+            "",
+        ]
     return "\n".join(parts)
 
 
 def pass_at_k_markdown(rows: dict[str, dict], benchmark: str) -> str:
     ks = sorted({int(key[5:]) for m in rows.values() for key in m if key.startswith("pass@")})
     header = ["Model", "Problems", "Samples", *(f"pass@{k}" for k in ks), "Test Pass Rate"]
-    body = [[name, str(m["problems"]), str(m["samples"]), *(percent(m.get(f"pass@{k}")) for k in ks),
-             percent(m["test_pass_rate"])] for name, m in rows.items()]
+    body = [
+        [
+            name,
+            str(m["problems"]),
+            str(m["samples"]),
+            *(percent(m.get(f"pass@{k}")) for k in ks),
+            percent(m["test_pass_rate"]),
+        ]
+        for name, m in rows.items()
+    ]
     return "\n".join([f"## {benchmark}", "", markdown_table(header, body), ""])
 
 
 def _bar_chart(path: Path, title: str, labels: list[str], series: dict[str, list[float | None]]) -> Path:
     import matplotlib
+
     matplotlib.use("Agg")  # files only: no display on servers
     import matplotlib.pyplot as plt
 
@@ -86,8 +119,9 @@ def _bar_chart(path: Path, title: str, labels: list[str], series: dict[str, list
         positions = [x + (index - (len(series) - 1) / 2) * width for x in range(len(labels))]
         heights = [100 * v if v is not None else 0.0 for v in values]
         bars = axes.bar(positions, heights, width, label=name)
-        axes.bar_label(bars, labels=[f"{h:.1f}" if v is not None else "n/a" for h, v in zip(heights, values)],
-                       fontsize=7)
+        axes.bar_label(
+            bars, labels=[f"{h:.1f}" if v is not None else "n/a" for h, v in zip(heights, values)], fontsize=7
+        )
     axes.set_xticks(range(len(labels)), labels)
     axes.set_ylim(0, 110)
     axes.set_ylabel("%")
@@ -107,8 +141,14 @@ def comm_charts(rows: dict[str, dict], out_dir: Path) -> list[Path]:
         present = {name: _groups(m).get(group) for name, m in rows.items() if _groups(m).get(group)}
         if present:
             series = {name: [m[key] for key, _ in COMM_COLUMNS] for name, m in present.items()}
-            written.append(_bar_chart(out_dir / f"chart_{group}.png", f"HumanEvalComm: {group}",
-                                      [label for _, label in COMM_COLUMNS], series))
+            written.append(
+                _bar_chart(
+                    out_dir / f"chart_{group}.png",
+                    f"HumanEvalComm: {group}",
+                    [label for _, label in COMM_COLUMNS],
+                    series,
+                )
+            )
     return written
 
 

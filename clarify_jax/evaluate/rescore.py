@@ -44,8 +44,10 @@ from clarify_jax.evaluate.runner import Suite, run_suite
 from clarify_jax.sandbox import Limits
 from clarify_jax.util.jsonl import BadLine, json_lines
 
-LOG_NAME = re.compile(r"^(?:(?P<option>.+?)_)?dataset_(?P<dataset>HumanEvalComm|HumanEval)"
-                      r"_model_(?P<model>.+?)_topn_(?P<topn>\d+)_temperature_(?P<temperature>[\d.]+)\.log_(?P<phase>[0-3])$")
+LOG_NAME = re.compile(
+    r"^(?:(?P<option>.+?)_)?dataset_(?P<dataset>HumanEvalComm|HumanEval)"
+    r"_model_(?P<model>.+?)_topn_(?P<topn>\d+)_temperature_(?P<temperature>[\d.]+)\.log_(?P<phase>[0-3])$"
+)
 FIELDS = ("name", "prompt_type", "response", "code", "question_quality")
 # The log's model name -> the row of the benchmark's published table (report.PUBLISHED) it stands behind.
 PUBLISHED_ROW = {"deepseek-coder-6.7b-instruct": "DeepSeek Coder"}
@@ -56,11 +58,22 @@ PUBLISHED_ROW = {"deepseek-coder-6.7b-instruct": "DeepSeek Coder"}
 # the same size once written with Windows line endings (the authors' scripts are .bat files), so that
 # Python imported that item's __pycache__/demo.*.pyc, which it validates by source size and mtime in
 # whole seconds. The authors' outcome: (tests passed, tests counted, the item whose code ran).
-STALE_IMPORTS = {"deepseek-coder-6.7b-instruct": {
-    "HumanEval/24#2ap": (5, 5, "HumanEval/24#2ac"), "HumanEval/48#1c": (4, 7, "HumanEval/48#1a"),
-    "HumanEval/92#1c": (9, 10, "HumanEval/92#1a"), "HumanEval/133#1p": (3, 12, "HumanEval/133#1c")}}
-COLUMNS = ("hmeval_pass@1", "pass@1", "hmeval_test_pass_rate", "test_pass_rate", "communication_rate",
-           "good_question_rate")  # the order of report.PUBLISHED's tuples
+STALE_IMPORTS = {
+    "deepseek-coder-6.7b-instruct": {
+        "HumanEval/24#2ap": (5, 5, "HumanEval/24#2ac"),
+        "HumanEval/48#1c": (4, 7, "HumanEval/48#1a"),
+        "HumanEval/92#1c": (9, 10, "HumanEval/92#1a"),
+        "HumanEval/133#1p": (3, 12, "HumanEval/133#1c"),
+    }
+}
+COLUMNS = (
+    "hmeval_pass@1",
+    "pass@1",
+    "hmeval_test_pass_rate",
+    "test_pass_rate",
+    "communication_rate",
+    "good_question_rate",
+)  # the order of report.PUBLISHED's tuples
 
 
 class LogError(ValueError):
@@ -68,6 +81,7 @@ class LogError(ValueError):
 
 
 # ---- reading the logs ---------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class LogEntry:
@@ -92,16 +106,21 @@ def find_logs(folder: Path, model: str = "") -> dict[tuple[str, int], Path]:
         if match and (not model or match["model"] == model):
             key = (match["dataset"], int(match["phase"]))
             if key in found[match["model"]]:
-                raise LogError(f"{folder}: two {key[0]} log_{key[1]} files of {match['model']}: "
-                               f"{found[match['model']][key].name} and {path.name}")
+                raise LogError(
+                    f"{folder}: two {key[0]} log_{key[1]} files of {match['model']}: "
+                    f"{found[match['model']][key].name} and {path.name}"
+                )
             found[match["model"]][key] = path
     if not found:
         of_model = f" of model {model}" if model else ""
-        raise LogError(f"{folder}: no benchmark logs{of_model} (files named "
-                       "*dataset_<HumanEvalComm|HumanEval>_model_<model>_topn_<n>_temperature_<t>.log_<phase>)")
+        raise LogError(
+            f"{folder}: no benchmark logs{of_model} (files named "
+            "*dataset_<HumanEvalComm|HumanEval>_model_<model>_topn_<n>_temperature_<t>.log_<phase>)"
+        )
     if len(found) > 1:
-        raise LogError(f"{folder} holds logs of several models ({', '.join(sorted(found))}); "
-                       "pick one with --model")
+        raise LogError(
+            f"{folder} holds logs of several models ({', '.join(sorted(found))}); pick one with --model"
+        )
     logs = next(iter(found.values()))
     if ("HumanEvalComm", 3) not in logs:
         raise LogError(f"{folder}: no HumanEvalComm log_3 (the final code of every item)")
@@ -121,9 +140,19 @@ def read_log(path: Path, unparsed: list[dict]) -> list[LogEntry]:
             unparsed.append({"file": path.name, "line": number, "reason": why})
             continue
         prompt_type = row["prompt_type"]
-        category = ORIGINAL if prompt_type == "prompt" else prompt_type[len("prompt"):]
-        entries.append(LogEntry(path.name, number, row["name"], category, row["response"],
-                                str(row.get("answer", "")), row["question_quality"], row["code"]))
+        category = ORIGINAL if prompt_type == "prompt" else prompt_type[len("prompt") :]
+        entries.append(
+            LogEntry(
+                path.name,
+                number,
+                row["name"],
+                category,
+                row["response"],
+                str(row.get("answer", "")),
+                row["question_quality"],
+                row["code"],
+            )
+        )
     return entries
 
 
@@ -152,9 +181,14 @@ def unique_entries(entries: list[LogEntry], unparsed: list[dict]) -> tuple[list[
         elif dataclasses.replace(entry, line=first[key].line) == first[key]:
             repeated += 1
         else:
-            unparsed.append({"file": entry.file, "line": entry.line,
-                             "reason": f"a second, different entry for {entry.name} {entry.category} "
-                                       f"(line {first[key].line} kept)"})
+            unparsed.append(
+                {
+                    "file": entry.file,
+                    "line": entry.line,
+                    "reason": f"a second, different entry for {entry.name} {entry.category} "
+                    f"(line {first[key].line} kept)",
+                }
+            )
     return list(first.values()), repeated
 
 
@@ -165,6 +199,7 @@ def grade(value: Any) -> int | None:
 
 
 # ---- items and records --------------------------------------------------------------------------
+
 
 @dataclasses.dataclass(frozen=True)
 class RescoreItem:
@@ -186,16 +221,27 @@ def record_for(item: RescoreItem) -> dict:
     else:  # intermedia_analyze.py: `if code == '': code = response_2_code(response)`
         code, source = (blocks[0], "round1-fallback") if blocks else ("", "round2")
     return {
-        "id": item.id, "problem_id": comm.problem_id, "category": comm.category,
+        "id": item.id,
+        "problem_id": comm.problem_id,
+        "category": comm.category,
         "entry_point": comm.entry_point,
         "log": {"file": entry.file, "line": entry.line, "in_log_2": item.in_log_2},
-        "round1_messages": None, "round1_response": entry.response, "round1_is_code": leading is not None,
+        "round1_messages": None,
+        "round1_response": entry.response,
+        "round1_is_code": leading is not None,
         "communicated": not blocks,
         "asked": comm.category != ORIGINAL and (item.in_log_2 or grade(entry.question_quality) is not None),
-        "evaluator_messages": None, "evaluator_response": None,
-        "question_quality": grade(entry.question_quality), "logged_question_quality": entry.question_quality,
-        "evaluator_problems": [], "answers": entry.answer or None, "round2_messages": None,
-        "round2_response": None, "code_source": source, "final_code": code}
+        "evaluator_messages": None,
+        "evaluator_response": None,
+        "question_quality": grade(entry.question_quality),
+        "logged_question_quality": entry.question_quality,
+        "evaluator_problems": [],
+        "answers": entry.answer or None,
+        "round2_messages": None,
+        "round2_response": None,
+        "code_source": source,
+        "final_code": code,
+    }
 
 
 class _Replay:
@@ -210,9 +256,14 @@ class _Replay:
 
 # ---- metrics ------------------------------------------------------------------------------------
 
+
 def _column(values: Sequence[float], source: str) -> dict:
-    return {"value": sum(values) / len(values) if values else None, "numerator": round(sum(values), 6),
-            "items": len(values), "source": source}
+    return {
+        "value": sum(values) / len(values) if values else None,
+        "numerator": round(sum(values), 6),
+        "items": len(values),
+        "source": source,
+    }
 
 
 def published_columns(records: Sequence[dict], log2: Sequence[LogEntry], names: dict[str, str]) -> dict:
@@ -221,30 +272,41 @@ def published_columns(records: Sequence[dict], log2: Sequence[LogEntry], names: 
     original = [r for r in records if r["category"] == ORIGINAL]
     modified = [r for r in records if r["category"] != ORIGINAL]
     comm = names.get("log_2") or names["log_3"]
-    comm_items = [not humanevalcomm.has_code_block(e.response) for e in log2] if log2 else \
-        [r["communicated"] for r in modified]
+    comm_items = (
+        [not humanevalcomm.has_code_block(e.response) for e in log2]
+        if log2
+        else [r["communicated"] for r in modified]
+    )
 
     def six(original_records, modified_records, comm_values) -> dict:
         return {
-            "hmeval_pass@1": _column([float(r["passed"]) for r in original_records],
-                                     names.get("humaneval", "")),
-            "hmeval_test_pass_rate": _column([r["test_pass_rate"] for r in original_records],
-                                             names.get("humaneval", "")),
+            "hmeval_pass@1": _column(
+                [float(r["passed"]) for r in original_records], names.get("humaneval", "")
+            ),
+            "hmeval_test_pass_rate": _column(
+                [r["test_pass_rate"] for r in original_records], names.get("humaneval", "")
+            ),
             "pass@1": _column([float(r["passed"]) for r in modified_records], names["log_3"]),
             "test_pass_rate": _column([r["test_pass_rate"] for r in modified_records], names["log_3"]),
             "communication_rate": _column([float(v) for v in comm_values], comm),
-            "good_question_rate": _column([float(r["question_quality"] == 3) for r in modified_records],
-                                          names["log_3"])}
+            "good_question_rate": _column(
+                [float(r["question_quality"] == 3) for r in modified_records], names["log_3"]
+            ),
+        }
 
     columns = six(original, modified, comm_items)
     by_category = {}
     for category in CATEGORIES:
         members = [r for r in modified if r["category"] == category]
         if members:
-            values = [not humanevalcomm.has_code_block(e.response) for e in log2 if e.category == category] \
-                if log2 else [r["communicated"] for r in members]
-            by_category[category] = {k: v for k, v in six([], members, values).items()
-                                     if not k.startswith("hmeval")}
+            values = (
+                [not humanevalcomm.has_code_block(e.response) for e in log2 if e.category == category]
+                if log2
+                else [r["communicated"] for r in members]
+            )
+            by_category[category] = {
+                k: v for k, v in six([], members, values).items() if not k.startswith("hmeval")
+            }
     return {"overall": columns, "categories": by_category}
 
 
@@ -257,22 +319,40 @@ def rescore_metrics(records: list[dict], log2: Sequence[LogEntry], names: dict[s
         published = dict(zip(COLUMNS, report.PUBLISHED[row]))
 
         def difference(columns: dict) -> dict:
-            return {k: None if columns[k]["value"] is None else
-                    round(100 * columns[k]["value"] - published[k], 4) for k in COLUMNS}
+            return {
+                k: None if columns[k]["value"] is None else round(100 * columns[k]["value"] - published[k], 4)
+                for k in COLUMNS
+            }
 
-        result["published"] = {"row": row, "values": published,
-                               "difference_points": difference(result["published_columns"]["overall"])}
+        result["published"] = {
+            "row": row,
+            "values": published,
+            "difference_points": difference(result["published_columns"]["overall"]),
+        }
         stale = {k: v for k, v in STALE_IMPORTS.get(model, {}).items() if any(r["id"] == k for r in records)}
         if stale:
-            as_run = [r | {"passed": stale[r["id"]][0] == stale[r["id"]][1],
-                           "test_pass_rate": stale[r["id"]][0] / stale[r["id"]][1]} if r["id"] in stale else r
-                      for r in records]
+            as_run = [
+                r
+                | {
+                    "passed": stale[r["id"]][0] == stale[r["id"]][1],
+                    "test_pass_rate": stale[r["id"]][0] / stale[r["id"]][1],
+                }
+                if r["id"] in stale
+                else r
+                for r in records
+            ]
             result["published"]["stale_imports"] = [
-                {"id": k, "ours": next(r["test_pass_rate"] for r in records if r["id"] == k),
-                 "authors": passed / total, "authors_ran_the_code_of": ran}
-                for k, (passed, total, ran) in stale.items()]
+                {
+                    "id": k,
+                    "ours": next(r["test_pass_rate"] for r in records if r["id"] == k),
+                    "authors": passed / total,
+                    "authors_ran_the_code_of": ran,
+                }
+                for k, (passed, total, ran) in stale.items()
+            ]
             result["published"]["difference_points_with_the_authors_outcomes_of_those"] = difference(
-                published_columns(as_run, log2, names)["overall"])
+                published_columns(as_run, log2, names)["overall"]
+            )
     return result
 
 
@@ -281,20 +361,38 @@ def rescore_markdown(rows: dict[str, dict]) -> str:
     for name, m in rows.items():
         columns = m["published_columns"]["overall"]
         published = (m.get("published") or {}).get("values", {})
-        parts += [f"## Rescored logs: {name}", "",
-                  "| Column | Rescored | Numerator / items | Published | Source |", "|---|---|---|---|---|"]
-        labels = dict(zip(COLUMNS, ("Pass@1 (HmEval)", "Pass@1 (HmEvalComm)", "Test Pass Rate (HmEval)",
-                                    "Test Pass Rate (HmEvalComm)", "Comm. Rate", "Good Question Rate")))
+        parts += [
+            f"## Rescored logs: {name}",
+            "",
+            "| Column | Rescored | Numerator / items | Published | Source |",
+            "|---|---|---|---|---|",
+        ]
+        labels = dict(
+            zip(
+                COLUMNS,
+                (
+                    "Pass@1 (HmEval)",
+                    "Pass@1 (HmEvalComm)",
+                    "Test Pass Rate (HmEval)",
+                    "Test Pass Rate (HmEvalComm)",
+                    "Comm. Rate",
+                    "Good Question Rate",
+                ),
+            )
+        )
         for key in COLUMNS:
             c = columns[key]
             shown = f"{published[key]:.2f}%" if key in published else "—"
-            parts.append(f"| {labels[key]} | {report.percent(c['value'])} | {c['numerator']:g} / "
-                         f"{c['items']} | {shown} | {c['source']} |")
+            parts.append(
+                f"| {labels[key]} | {report.percent(c['value'])} | {c['numerator']:g} / "
+                f"{c['items']} | {shown} | {c['source']} |"
+            )
         parts.append("")
     return "\n".join(parts) + "\n" + report.comm_markdown(rows, published=False)
 
 
 # ---- the command --------------------------------------------------------------------------------
+
 
 def rescore_command(config, protocol: Protocol, problems: list[Problem]) -> dict:
     """Read the logs, score every item with `protocol.harness` in the sandbox (resumably, into
@@ -317,18 +415,26 @@ def rescore_command(config, protocol: Protocol, problems: list[Problem]) -> dict
     comm_items = {item.id: item for item in humanevalcomm.comm_items(problems, ("original", *CATEGORIES))}
     selected = {p.id for p in problems}
     if config.problems or config.limit is not None:  # a selection: only its problems' lines count
-        final, log2, originals = ([e for e in entries if e.name in selected]
-                                  for entries in (final, log2, originals))
+        final, log2, originals = (
+            [e for e in entries if e.name in selected] for entries in (final, log2, originals)
+        )
     items = []
     for entry in [*[e for e in originals if e.category == ORIGINAL], *final]:
         comm = comm_items.get(f"{entry.name}#{entry.category}")
         if comm is None:
-            unparsed.append({"file": entry.file, "line": entry.line,
-                             "reason": f"{entry.name} {entry.category} is not an item of {config.data}"})
+            unparsed.append(
+                {
+                    "file": entry.file,
+                    "line": entry.line,
+                    "reason": f"{entry.name} {entry.category} is not an item of {config.data}",
+                }
+            )
             continue
         items.append(RescoreItem(comm.id, comm, entry, (entry.name, entry.category) in in_log_2))
-    missing = sorted({i.problem_id for i in comm_items.values()} - {i.comm.problem_id for i in items
-                                                                      if i.comm.category == ORIGINAL})
+    missing = sorted(
+        {i.problem_id for i in comm_items.values()}
+        - {i.comm.problem_id for i in items if i.comm.category == ORIGINAL}
+    )
 
     names = {"log_3": logs[("HumanEvalComm", 3)].name}
     for key, role in ((("HumanEvalComm", 2), "log_2"), (("HumanEval", 1), "humaneval")):
@@ -349,28 +455,58 @@ def rescore_command(config, protocol: Protocol, problems: list[Problem]) -> dict
         return record | {k: known[k] for k in ("tests", "passed", "test_pass_rate")}
 
     suite = Suite(
-        "humanevalcomm-rescore", items,
+        "humanevalcomm-rescore",
+        items,
         generate=lambda chunk, model_, evaluator_: [record_for(item) for item in chunk],
-        score=score, metrics=lambda records: rescore_metrics(records, log2, names, model),
-        markdown=rescore_markdown, charts=report.comm_charts)
+        score=score,
+        metrics=lambda records: rescore_metrics(records, log2, names, model),
+        markdown=rescore_markdown,
+        charts=report.comm_charts,
+    )
     digests = {path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:16] for path in logs.values()}
-    identity = {"rescore": str(folder.resolve()), "logs": digests, "data": str(Path(config.data).resolve()),
-                "harness": protocol.harness, "time_limit_s": config.time_limit_s}
-    settings = {"rescore": str(folder), "logs": names, "model": model, "harness": protocol.harness,
-                "protocol": protocol.name, "time_limit_s": config.time_limit_s, "data": str(config.data)}
-    summary = run_suite(suite, _Replay(f"logs:{model}"), None, config.out, identity=identity,
-                        settings=settings, limits=Limits(timeout_s=config.time_limit_s),
-                        concurrency=config.concurrency, resume=config.resume, progress=config.progress)
+    identity = {
+        "rescore": str(folder.resolve()),
+        "logs": digests,
+        "data": str(Path(config.data).resolve()),
+        "harness": protocol.harness,
+        "time_limit_s": config.time_limit_s,
+    }
+    settings = {
+        "rescore": str(folder),
+        "logs": names,
+        "model": model,
+        "harness": protocol.harness,
+        "protocol": protocol.name,
+        "time_limit_s": config.time_limit_s,
+        "data": str(config.data),
+    }
+    summary = run_suite(
+        suite,
+        _Replay(f"logs:{model}"),
+        None,
+        config.out,
+        identity=identity,
+        settings=settings,
+        limits=Limits(timeout_s=config.time_limit_s),
+        concurrency=config.concurrency,
+        resume=config.resume,
+        progress=config.progress,
+    )
     summary["logs"] = {
         "files": {role: name for role, name in names.items()},
-        "entries_read": lines, "items": {f"{k[0]} log_{k[1]}": len(v) for k, v in read.items()},
-        "repeated_lines_dropped": repeated, "unparsed": len(unparsed), "unparsed_items": unparsed[:50],
+        "entries_read": lines,
+        "items": {f"{k[0]} log_{k[1]}": len(v) for k, v in read.items()},
+        "repeated_lines_dropped": repeated,
+        "unparsed": len(unparsed),
+        "unparsed_items": unparsed[:50],
         "original_problems_missing": missing,
-        "status_counts": dict(Counter(s for r in _records(config.out) for s in r["tests"]["statuses"]))}
+        "status_counts": dict(Counter(s for r in _records(config.out) for s in r["tests"]["statuses"])),
+    }
     (Path(config.out) / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 
 
 def _records(out: Path) -> list[dict]:
     from clarify_jax.evaluate.runner import LOG_FILE, read_records
+
     return list(read_records(Path(out) / LOG_FILE).values())

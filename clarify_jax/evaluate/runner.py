@@ -53,6 +53,7 @@ class Suite:
 
 # ---- the log ----------------------------------------------------------------------------------
 
+
 def read_records(path: Path) -> dict[str, dict]:
     """id -> record of a results log; a last line cut by a crash is removed from the file."""
     records: dict[str, dict] = {}
@@ -68,6 +69,7 @@ def read_records(path: Path) -> dict[str, dict]:
 
 
 # ---- backends as batch functions --------------------------------------------------------------
+
 
 def one_by_one(backend: ChatBackend) -> Batch:
     return lambda chats: [backend.complete(chat) for chat in chats]
@@ -90,6 +92,7 @@ def batch_function(backend: ChatBackend, workers: int) -> Batch:
 
 # ---- running ----------------------------------------------------------------------------------
 
+
 def _prepare(out: Path, identity: dict, settings: dict, resume: bool) -> dict[str, dict]:
     out.mkdir(parents=True, exist_ok=True)
     log, run_file = out / LOG_FILE, out / RUN_FILE
@@ -100,16 +103,29 @@ def _prepare(out: Path, identity: dict, settings: dict, resume: bool) -> dict[st
         before = json.loads(run_file.read_text(encoding="utf-8")).get("identity", {})
         for key in sorted(set(before) | set(identity)):
             if before.get(key) != identity.get(key):
-                raise ValueError(f"{out} holds results of another run ({key}: {before.get(key)!r} there, "
-                                 f"{identity.get(key)!r} now); use another out dir, or resume=False "
-                                 "to start over")
+                raise ValueError(
+                    f"{out} holds results of another run ({key}: {before.get(key)!r} there, "
+                    f"{identity.get(key)!r} now); use another out dir, or resume=False "
+                    "to start over"
+                )
     run_file.write_text(json.dumps({"identity": identity, "settings": settings}, indent=2) + "\n")
     return read_records(log)
 
 
-def run_suite(suite: Suite, model: ChatBackend, evaluator: ChatBackend | None, out: Path, *,
-              identity: dict, settings: dict | None = None, limits: Limits = Limits(), concurrency: int = 8,
-              batch_size: int = 32, resume: bool = True, progress: bool = True) -> dict:
+def run_suite(
+    suite: Suite,
+    model: ChatBackend,
+    evaluator: ChatBackend | None,
+    out: Path,
+    *,
+    identity: dict,
+    settings: dict | None = None,
+    limits: Limits = Limits(),
+    concurrency: int = 8,
+    batch_size: int = 32,
+    resume: bool = True,
+    progress: bool = True,
+) -> dict:
     """Evaluate the items the log in `out` lacks, then write summary.json, results.md and the
     charts from every record of the suite's items. `identity` (model, evaluator, data, protocol
     settings) must match the log's to resume it. Returns the summary."""
@@ -124,8 +140,13 @@ def run_suite(suite: Suite, model: ChatBackend, evaluator: ChatBackend | None, o
     todo = [item for item in suite.items if item.id not in done]
     failures: list[str] = []
     test_slots = threading.BoundedSemaphore(os.cpu_count() or 1)
-    bar = tqdm(total=len(ids), initial=len(ids) - len(todo), desc=f"evaluating {suite.benchmark}",
-               unit="item", disable=not progress)
+    bar = tqdm(
+        total=len(ids),
+        initial=len(ids) - len(todo),
+        desc=f"evaluating {suite.benchmark}",
+        unit="item",
+        disable=not progress,
+    )
 
     def scored(record: dict, item: Any) -> dict:
         with test_slots:
@@ -138,19 +159,42 @@ def run_suite(suite: Suite, model: ChatBackend, evaluator: ChatBackend | None, o
         bar.set_postfix(passed=sum(bool(r.get("passed")) for r in done.values()), failed=len(failures))
 
     if callable(getattr(model, "complete_many", None)):
-        _run_batched(suite, todo, batch_function(model, concurrency),
-                     batch_function(evaluator, concurrency) if evaluator else None,
-                     batch_size, scored, finish, failures)
+        _run_batched(
+            suite,
+            todo,
+            batch_function(model, concurrency),
+            batch_function(evaluator, concurrency) if evaluator else None,
+            batch_size,
+            scored,
+            finish,
+            failures,
+        )
     else:
-        _run_concurrent(suite, todo, one_by_one(model), one_by_one(evaluator) if evaluator else None,
-                        concurrency, scored, finish, failures)
+        _run_concurrent(
+            suite,
+            todo,
+            one_by_one(model),
+            one_by_one(evaluator) if evaluator else None,
+            concurrency,
+            scored,
+            finish,
+            failures,
+        )
     bar.close()
     records = [done[i] for i in ids if i in done]
-    summary = {"benchmark": suite.benchmark, "model": model.name,
-               "evaluator": evaluator.name if evaluator else None, "items": len(ids), "done": len(records),
-               "failed": len(failures), "complete": len(records) == len(ids), "errors": failures[:5],
-               "wall_s": round(time.monotonic() - start, 1), "metrics": suite.metrics(records),
-               "settings": settings or {}}
+    summary = {
+        "benchmark": suite.benchmark,
+        "model": model.name,
+        "evaluator": evaluator.name if evaluator else None,
+        "items": len(ids),
+        "done": len(records),
+        "failed": len(failures),
+        "complete": len(records) == len(ids),
+        "errors": failures[:5],
+        "wall_s": round(time.monotonic() - start, 1),
+        "metrics": suite.metrics(records),
+        "settings": settings or {},
+    }
     (out / TABLE_FILE).write_text(suite.markdown({model.name: summary["metrics"]}), encoding="utf-8")
     charts = suite.charts({model.name: summary["metrics"]}, out)
     summary["files"] = {"log": str(log), "table": str(out / TABLE_FILE), "charts": [str(p) for p in charts]}
@@ -158,8 +202,9 @@ def run_suite(suite: Suite, model: ChatBackend, evaluator: ChatBackend | None, o
     return summary
 
 
-def _run_concurrent(suite, todo, model: Batch, evaluator: Batch | None, workers: int, scored, finish,
-                    failures) -> None:
+def _run_concurrent(
+    suite, todo, model: Batch, evaluator: Batch | None, workers: int, scored, finish, failures
+) -> None:
     def one(item):
         return scored(suite.generate([item], model, evaluator)[0], item)
 
@@ -174,8 +219,9 @@ def _run_concurrent(suite, todo, model: Batch, evaluator: Batch | None, workers:
             finish(record)
 
 
-def _run_batched(suite, todo, model: Batch, evaluator: Batch | None, batch_size: int, scored, finish,
-                 failures) -> None:
+def _run_batched(
+    suite, todo, model: Batch, evaluator: Batch | None, batch_size: int, scored, finish, failures
+) -> None:
     """Generation stays on this thread (one batch at a time on the accelerator); the tests of a
     batch run in a pool while the next batch generates; only this thread writes the log."""
     pending: list[concurrent.futures.Future] = []
@@ -190,7 +236,7 @@ def _run_batched(suite, todo, model: Batch, evaluator: Batch | None, batch_size:
 
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         for begin in range(0, len(todo), max(1, batch_size)):
-            chunk = todo[begin:begin + max(1, batch_size)]
+            chunk = todo[begin : begin + max(1, batch_size)]
             try:
                 records = suite.generate(chunk, model, evaluator)
             except BackendError as e:

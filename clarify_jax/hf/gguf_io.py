@@ -29,30 +29,54 @@ MAGIC = b"GGUF"
 ARCHITECTURES = ("llama", "qwen2")  # llama.cpp names; mistral-style files say "llama"
 # Block formats `gguf.quants.dequantize` reads (the K-quants have no quantizer in gguf-py, only
 # this dequantizer).
-SUPPORTED_TYPES = (QType.F32, QType.F16, QType.BF16, QType.Q8_0, QType.Q4_0, QType.Q4_1,
-                   QType.Q5_0, QType.Q5_1, QType.Q2_K, QType.Q3_K, QType.Q4_K, QType.Q5_K,
-                   QType.Q6_K)
+SUPPORTED_TYPES = (
+    QType.F32,
+    QType.F16,
+    QType.BF16,
+    QType.Q8_0,
+    QType.Q4_0,
+    QType.Q4_1,
+    QType.Q5_0,
+    QType.Q5_1,
+    QType.Q2_K,
+    QType.Q3_K,
+    QType.Q4_K,
+    QType.Q5_K,
+    QType.Q6_K,
+)
 
-GLOBAL_TENSORS = {"token_embd": "model.embed_tokens", "output_norm": "model.norm",
-                  "output": "lm_head"}
+GLOBAL_TENSORS = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
 LAYER_TENSORS = {
-    "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
     "attn_output": "self_attn.o_proj",
-    "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
 }
 _LAYER_NAME = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)")
 
 # tokenizer.ggml.* keys handed to the tokenizer builder, under the names it uses.
 TOKENIZER_KEYS = {
-    "model": "tokenizer.ggml.model", "pre": "tokenizer.ggml.pre", "tokens": "tokenizer.ggml.tokens",
-    "token_type": "tokenizer.ggml.token_type", "scores": "tokenizer.ggml.scores",
-    "merges": "tokenizer.ggml.merges", "bos_token_id": "tokenizer.ggml.bos_token_id",
-    "eos_token_id": "tokenizer.ggml.eos_token_id", "unk_token_id": "tokenizer.ggml.unknown_token_id",
-    "pad_token_id": "tokenizer.ggml.padding_token_id", "eot_token_id": "tokenizer.ggml.eot_token_id",
-    "eom_token_id": "tokenizer.ggml.eom_token_id", "add_bos_token": "tokenizer.ggml.add_bos_token",
+    "model": "tokenizer.ggml.model",
+    "pre": "tokenizer.ggml.pre",
+    "tokens": "tokenizer.ggml.tokens",
+    "token_type": "tokenizer.ggml.token_type",
+    "scores": "tokenizer.ggml.scores",
+    "merges": "tokenizer.ggml.merges",
+    "bos_token_id": "tokenizer.ggml.bos_token_id",
+    "eos_token_id": "tokenizer.ggml.eos_token_id",
+    "unk_token_id": "tokenizer.ggml.unknown_token_id",
+    "pad_token_id": "tokenizer.ggml.padding_token_id",
+    "eot_token_id": "tokenizer.ggml.eot_token_id",
+    "eom_token_id": "tokenizer.ggml.eom_token_id",
+    "add_bos_token": "tokenizer.ggml.add_bos_token",
     "add_eos_token": "tokenizer.ggml.add_eos_token",
-    "add_space_prefix": "tokenizer.ggml.add_space_prefix", "chat_template": "tokenizer.chat_template",
+    "add_space_prefix": "tokenizer.ggml.add_space_prefix",
+    "chat_template": "tokenizer.chat_template",
 }
 _MISSING = object()
 
@@ -78,13 +102,15 @@ class _Reader(gguf.GGUFReader):
             try:
                 qtype = QType(int(raw_type[0]))
             except ValueError:
-                raise CheckpointError(f"{self.path}: tensor {name!r} has unknown ggml type "
-                                      f"{int(raw_type[0])}") from None
+                raise CheckpointError(
+                    f"{self.path}: tensor {name!r} has unknown ggml type {int(raw_type[0])}"
+                ) from None
             block, type_size = gguf.GGML_QUANT_SIZES[qtype]
             end = start_offs + int(offset[0]) + int(np.prod(dims, dtype=np.int64)) * type_size // block
             if end > size:
-                raise CheckpointError(f"{self.path}: truncated: tensor {name!r} needs bytes up to "
-                                      f"{end}, the file has {size}")
+                raise CheckpointError(
+                    f"{self.path}: truncated: tensor {name!r} needs bytes up to {end}, the file has {size}"
+                )
         super()._build_tensors(start_offs, fields)
 
     def __init__(self, path: Path):
@@ -109,15 +135,20 @@ class GGUFModel:
             raise
         except (ValueError, IndexError, KeyError, OverflowError, OSError) as e:
             # The header (metadata and tensor list) itself is cut or not GGUF at all.
-            raise CheckpointError(f"{self.path}: not a readable GGUF file, or truncated in its "
-                                  f"header ({type(e).__name__}: {e})") from None
+            raise CheckpointError(
+                f"{self.path}: not a readable GGUF file, or truncated in its header ({type(e).__name__}: {e})"
+            ) from None
         self.architecture = self.value("general.architecture")
         if self.architecture not in ARCHITECTURES:
-            raise ConfigError(f"{self.path}: general.architecture is {self.architecture!r}; "
-                              f"supported: {', '.join(ARCHITECTURES)}")
+            raise ConfigError(
+                f"{self.path}: general.architecture is {self.architecture!r}; "
+                f"supported: {', '.join(ARCHITECTURES)}"
+            )
         if self.value("split.count", 1) > 1:
-            raise CheckpointError(f"{self.path}: one part of a split GGUF model; merge the parts "
-                                  "first (llama-gguf-split --merge)")
+            raise CheckpointError(
+                f"{self.path}: one part of a split GGUF model; merge the parts "
+                "first (llama-gguf-split --merge)"
+            )
         self._tensors: dict[str, Any] = {}
         for tensor in self._reader.tensors:
             self._tensors[hf_name(tensor.name)] = tensor
@@ -125,7 +156,8 @@ class GGUFModel:
             if name.startswith(("model.", "lm_head")) and tensor.tensor_type not in SUPPORTED_TYPES:
                 raise CheckpointError(
                     f"{self.path}: tensor {tensor.name!r} is stored as {tensor.tensor_type.name}, "
-                    f"which is not supported (supported: {', '.join(t.name for t in SUPPORTED_TYPES)})")
+                    f"which is not supported (supported: {', '.join(t.name for t in SUPPORTED_TYPES)})"
+                )
 
     # ---- metadata ----
     def value(self, key: str, default: Any = _MISSING) -> Any:
@@ -148,18 +180,24 @@ class GGUFModel:
         vocab_size = int(embed.shape[1])  # ne order: [hidden, vocab]
         stated = self._arch("vocab_size", None)
         if stated is not None and int(stated) != vocab_size:
-            raise ConfigError(f"{self.path}: {self.architecture}.vocab_size is {stated} but "
-                              f"token_embd.weight has {vocab_size} rows")
+            raise ConfigError(
+                f"{self.path}: {self.architecture}.vocab_size is {stated} but "
+                f"token_embd.weight has {vocab_size} rows"
+            )
         hidden = int(self._arch("embedding_length"))
         heads = int(self._arch("attention.head_count"))
         head_dim = int(self._arch("attention.key_length", hidden // heads))
         rotary = int(self._arch("rope.dimension_count", head_dim))
         if rotary != head_dim:
-            raise ConfigError(f"{self.path}: {self.architecture}.rope.dimension_count is {rotary}, "
-                              f"the head dim {head_dim}: partial rotary embeddings are not supported")
+            raise ConfigError(
+                f"{self.path}: {self.architecture}.rope.dimension_count is {rotary}, "
+                f"the head dim {head_dim}: partial rotary embeddings are not supported"
+            )
         if "rope_freqs.weight" in self._tensors:
-            raise ConfigError(f"{self.path}: tensor 'rope_freqs.weight' (llama3-style RoPE "
-                              "frequency factors) is not supported")
+            raise ConfigError(
+                f"{self.path}: tensor 'rope_freqs.weight' (llama3-style RoPE "
+                "frequency factors) is not supported"
+            )
         config: dict[str, Any] = {
             "model_type": self.architecture,
             "vocab_size": vocab_size,
@@ -191,13 +229,14 @@ class GGUFModel:
         if kind in (None, "none") or (kind == "linear" and factor in (None, 1.0)):
             return None
         if kind != "linear":
-            raise ConfigError(f"{self.path}: {self.architecture}.rope.scaling.type {kind!r} is not "
-                              "supported (supported: none, linear)")
+            raise ConfigError(
+                f"{self.path}: {self.architecture}.rope.scaling.type {kind!r} is not "
+                "supported (supported: none, linear)"
+            )
         return {"type": "linear", "factor": _float32(factor)}
 
     def model_config(self, **overrides) -> ModelConfig:
-        return ModelConfig.from_hf_dict(self.hf_config(), source=f"{self.path} (GGUF metadata)",
-                                        **overrides)
+        return ModelConfig.from_hf_dict(self.hf_config(), source=f"{self.path} (GGUF metadata)", **overrides)
 
     # ---- tensors, as the HF loader reads them ----
     def keys(self) -> list[str]:
@@ -229,8 +268,10 @@ class GGUFModel:
     def tokenizer_metadata(self) -> dict[str, Any]:
         meta = {name: self.value(key, None) for name, key in TOKENIZER_KEYS.items()}
         if meta["model"] is None or meta["tokens"] is None:
-            raise ConfigError(f"{self.path}: no tokenizer in the metadata (tokenizer.ggml.model and "
-                              "tokenizer.ggml.tokens are needed)")
+            raise ConfigError(
+                f"{self.path}: no tokenizer in the metadata (tokenizer.ggml.model and "
+                "tokenizer.ggml.tokens are needed)"
+            )
         return meta
 
     def write_hf_metadata(self, cfg: ModelConfig, out: str | Path) -> None:
@@ -250,10 +291,15 @@ class GGUFModel:
         (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2) + "\n")
         (out / "config.json").write_text(json.dumps(cfg.to_hf_dict(), indent=2) + "\n")
         # llama.cpp ends generation on any end-of-generation id (EOS, end of turn, end of message).
-        eos = list(dict.fromkeys(i for i in (meta["eos_token_id"], meta["eot_token_id"],
-                                             meta["eom_token_id"]) if i is not None))
-        generation = {"bos_token_id": meta["bos_token_id"],
-                      "eos_token_id": eos[0] if len(eos) == 1 else (eos or None)}
+        eos = list(
+            dict.fromkeys(
+                i for i in (meta["eos_token_id"], meta["eot_token_id"], meta["eom_token_id"]) if i is not None
+            )
+        )
+        generation = {
+            "bos_token_id": meta["bos_token_id"],
+            "eos_token_id": eos[0] if len(eos) == 1 else (eos or None),
+        }
         if meta["pad_token_id"] is not None:
             generation["pad_token_id"] = meta["pad_token_id"]
         (out / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")

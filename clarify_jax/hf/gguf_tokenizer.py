@@ -20,18 +20,23 @@ log = logging.getLogger(__name__)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6  # tokenizer.ggml.token_type
 
 # Split regexes of llama.cpp's pre-tokenizer types (llama-vocab.cpp), applied before byte-level BPE.
-_LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
-           r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
-_QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
-          r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_LLAMA3 = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
+_QWEN2 = (
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+    r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
+)
 _DEEPSEEK_CODER = (r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", r"[一-龥ࠀ-一가-퟿]+")
 _DIGITS = "digits"  # every digit on its own (llama.cpp's "\p{N}" step)
 _GPT2 = "gpt2"  # GPT-2's regex (ByteLevel's built-in one)
 # "default" (and a missing name) is GPT-2's regex, as transformers reads such files; llama.cpp's
 # own default adds punctuation and digit splits that no tokenizer.json has.
 PRE_TOKENIZERS: dict[str, tuple[str, ...]] = {
-    **dict.fromkeys(("llama-bpe", "llama3", "llama-v3", "smaug-bpe", "falcon3", "dbrx", "pixtral"),
-                    (_LLAMA3,)),
+    **dict.fromkeys(
+        ("llama-bpe", "llama3", "llama-v3", "smaug-bpe", "falcon3", "dbrx", "pixtral"), (_LLAMA3,)
+    ),
     **dict.fromkeys(("qwen2", "deepseek-r1-qwen", "megrez"), (_QWEN2,)),
     **dict.fromkeys(("smollm", "starcoder", "refact", "command-r", "codeshell"), (_DIGITS, _GPT2)),
     "deepseek-coder": _DEEPSEEK_CODER + (_DIGITS,),
@@ -42,8 +47,11 @@ PRE_TOKENIZERS: dict[str, tuple[str, ...]] = {
 @functools.cache
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's spelling of the 256 bytes as printable characters (byte-level BPE vocabularies)."""
-    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1),
-                 *range(ord("®"), ord("ÿ") + 1)]
+    printable = [
+        *range(ord("!"), ord("~") + 1),
+        *range(ord("¡"), ord("¬") + 1),
+        *range(ord("®"), ord("ÿ") + 1),
+    ]
     chars = list(printable)
     extra = 0
     for b in range(256):
@@ -59,8 +67,11 @@ def generate_merges(vocab: dict[str, int], scores: dict[str, float]) -> list[tup
     best score first (transformers' `generate_merges`, so both build the same tokenizer)."""
     merges = []
     for token, score in scores.items():
-        local = [(token[:i], token[i:], score) for i in range(1, len(token))
-                 if token[:i] in vocab and token[i:] in vocab]
+        local = [
+            (token[:i], token[i:], score)
+            for i in range(1, len(token))
+            if token[:i] in vocab and token[i:] in vocab
+        ]
         merges.extend(sorted(local, key=lambda m: (vocab[m[0]], vocab[m[1]])))
     merges.sort(key=lambda m: (m[2], len(m[0]), len(m[1])), reverse=True)
     return [(left, right) for left, right, _ in merges]
@@ -82,13 +93,23 @@ def _byte_level(meta: dict[str, Any]) -> Tokenizer:
     spelling = bytes_to_unicode()
     alphabet = set(spelling.values())
     # Tokens are stored in GPT-2's byte spelling; a few files write some (special ones) in plain text.
-    vocab = {token if set(token) <= alphabet else "".join(spelling[b] for b in token.encode()): i
-             for i, token in enumerate(meta["tokens"])}
+    vocab = {
+        token if set(token) <= alphabet else "".join(spelling[b] for b in token.encode()): i
+        for i, token in enumerate(meta["tokens"])
+    }
     merges = _file_merges(meta)
     if merges is None:
         raise ValueError("tokenizer.ggml.merges is missing (a gpt2 tokenizer needs its merges)")
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, dropout=None, continuing_subword_prefix="",
-                                     end_of_word_suffix="", fuse_unk=False))
+    tokenizer = Tokenizer(
+        models.BPE(
+            vocab=vocab,
+            merges=merges,
+            dropout=None,
+            continuing_subword_prefix="",
+            end_of_word_suffix="",
+            fuse_unk=False,
+        )
+    )
     pre = meta.get("pre") or "default"
     splits = PRE_TOKENIZERS.get(pre)
     if splits is None:
@@ -115,12 +136,21 @@ def _sentencepiece(meta: dict[str, Any]) -> Tokenizer:
             raise ValueError("a llama tokenizer needs tokenizer.ggml.merges or tokenizer.ggml.scores")
         merges = generate_merges(vocab, dict(zip(tokens, meta["scores"])))
     unk = meta.get("unk_token_id")
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=merges, dropout=None, fuse_unk=True,
-                                     byte_fallback=True, unk_token=tokens[unk] if unk is not None else None))
+    tokenizer = Tokenizer(
+        models.BPE(
+            vocab=vocab,
+            merges=merges,
+            dropout=None,
+            fuse_unk=True,
+            byte_fallback=True,
+            unk_token=tokens[unk] if unk is not None else None,
+        )
+    )
     prefix = meta.get("add_space_prefix")
     prefix = True if prefix is None else bool(prefix)
     tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(
-        replacement="▁", prepend_scheme="first" if prefix else "never", split=False)
+        replacement="▁", prepend_scheme="first" if prefix else "never", split=False
+    )
     steps = [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()]
     if prefix:
         steps.append(decoders.Strip(content=" ", left=1, right=0))
@@ -152,8 +182,9 @@ def build_tokenizer(meta: dict[str, Any]) -> tuple[Tokenizer, dict[str, Any]]:
     # whole but are ordinary text. In a byte-level vocabulary a control token spelled outside the
     # byte alphabet is a mislabelled stray, left out as transformers leaves it out.
     alphabet = set(bytes_to_unicode().values()) if kind == "gpt2" else None
-    control = [t for t, kind_ in zip(tokens, types)
-               if kind_ == CONTROL and (alphabet is None or set(t) <= alphabet)]
+    control = [
+        t for t, kind_ in zip(tokens, types) if kind_ == CONTROL and (alphabet is None or set(t) <= alphabet)
+    ]
     named = [t for t in specials.values() if t is not None and t not in control]
     tokenizer.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in control + named])
     user = [t for t, kind_ in zip(tokens, types) if kind_ == USER_DEFINED]
@@ -169,8 +200,10 @@ def build_tokenizer(meta: dict[str, Any]) -> tuple[Tokenizer, dict[str, Any]]:
     if first or last:
         pair = [*first, "$A", *last, *(f"{t}:1" for t in first), "$B:1", *(f"{t}:1" for t in last)]
         tokenizer.post_processor = processors.TemplateProcessing(
-            single=" ".join([*first, "$A", *last]), pair=" ".join(pair),
-            special_tokens=[(t, tokenizer.token_to_id(t)) for t in dict.fromkeys(first + last)])
+            single=" ".join([*first, "$A", *last]),
+            pair=" ".join(pair),
+            special_tokens=[(t, tokenizer.token_to_id(t)) for t in dict.fromkeys(first + last)],
+        )
     config: dict[str, Any] = {
         # Load tokenizer.json as written: a model-specific class would rebuild its own splitting.
         "tokenizer_class": "PreTrainedTokenizerFast",

@@ -22,9 +22,11 @@ def hub_token() -> str:
     """The write token from HF_TOKEN; a HubError naming the variable when it is unset."""
     token = os.environ.get(TOKEN_ENV, "").strip()
     if not token:
-        raise HubError(f"--push-to-hub needs a Hugging Face write token in the {TOKEN_ENV} environment "
-                       f"variable (create one at https://huggingface.co/settings/tokens, then "
-                       f"`export {TOKEN_ENV}=hf_...`); nothing was exported or uploaded")
+        raise HubError(
+            f"--push-to-hub needs a Hugging Face write token in the {TOKEN_ENV} environment "
+            f"variable (create one at https://huggingface.co/settings/tokens, then "
+            f"`export {TOKEN_ENV}=hf_...`); nothing was exported or uploaded"
+        )
     return token
 
 
@@ -41,13 +43,21 @@ def check_push(repo_id: str) -> str:
     except HFValidationError as e:
         raise HubError(f"--push-to-hub {repo_id!r}: {e}") from None
     if constants.is_offline_mode():
-        raise HubError("--push-to-hub: HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, so huggingface_hub "
-                       "refuses every request; unset it to upload")
+        raise HubError(
+            "--push-to-hub: HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is set, so huggingface_hub "
+            "refuses every request; unset it to upload"
+        )
     return token
 
 
-def push_folder(folder: str | Path, repo_id: str, *, token: str | None = None, private: bool = False,
-                commit_message: str = DEFAULT_COMMIT_MESSAGE) -> str:
+def push_folder(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    commit_message: str = DEFAULT_COMMIT_MESSAGE,
+) -> str:
     """Create `repo_id` (a model repository; kept if it exists) and upload every file of `folder`
     in one commit. Returns the commit URL."""
     from huggingface_hub import HfApi
@@ -58,8 +68,9 @@ def push_folder(folder: str | Path, repo_id: str, *, token: str | None = None, p
     try:
         # private=None leaves an existing repository's, or the namespace's default, visibility alone.
         repo = api.create_repo(repo_id, repo_type="model", private=True if private else None, exist_ok=True)
-        commit = api.upload_folder(repo_id=repo.repo_id, folder_path=str(folder), repo_type="model",
-                                   commit_message=commit_message)
+        commit = api.upload_folder(
+            repo_id=repo.repo_id, folder_path=str(folder), repo_type="model", commit_message=commit_message
+        )
     except HfHubHTTPError as e:  # the Hub's own message says what was wrong (token scope, quota...)
         raise HubError(f"upload of {folder} to {repo_id} on {api.endpoint} failed: {e}") from None
     return commit.commit_url

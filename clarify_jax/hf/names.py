@@ -29,7 +29,7 @@ class TensorMap:
         if not self.kernel_in_dims:
             # Biases are [heads, head_dim] here and flat in HF; embeddings and norms match.
             return (int(np.prod(ours)),) if self.path[-1] == "bias" else tuple(ours)
-        inputs = int(np.prod(ours[:self.kernel_in_dims]))
+        inputs = int(np.prod(ours[: self.kernel_in_dims]))
         return (int(np.prod(ours)) // inputs, inputs)
 
     def from_hf(self, tensor: np.ndarray, ours: tuple[int, ...]) -> np.ndarray:
@@ -39,7 +39,7 @@ class TensorMap:
 
     def to_hf(self, array: np.ndarray) -> np.ndarray:
         if self.kernel_in_dims:
-            inputs = int(np.prod(array.shape[:self.kernel_in_dims]))
+            inputs = int(np.prod(array.shape[: self.kernel_in_dims]))
             return array.reshape(inputs, -1).T
         return array.reshape(self.hf_shape(array.shape))
 
@@ -51,8 +51,13 @@ def tensor_maps(cfg: ModelConfig) -> list[TensorMap]:
     for norm in ("input_layernorm", "post_attention_layernorm"):
         maps.append(TensorMap(("layers", norm, "scale"), layer + norm + ".weight"))
     for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
-        maps.append(TensorMap(("layers", "self_attn", proj, "kernel"),
-                              layer + f"self_attn.{proj}.weight", 2 if proj == "o_proj" else 1))
+        maps.append(
+            TensorMap(
+                ("layers", "self_attn", proj, "kernel"),
+                layer + f"self_attn.{proj}.weight",
+                2 if proj == "o_proj" else 1,
+            )
+        )
         if cfg.attention_bias and proj != "o_proj":
             maps.append(TensorMap(("layers", "self_attn", proj, "bias"), layer + f"self_attn.{proj}.bias"))
     for proj in ("gate_proj", "up_proj", "down_proj"):

@@ -27,9 +27,16 @@ log = logging.getLogger(__name__)
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "tokenizer_config.json",
-                   "special_tokens_map.json", "added_tokens.json", "chat_template.jinja",
-                   "vocab.json", "merges.txt")
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "vocab.json",
+    "merges.txt",
+)
 
 
 class TensorFile(Protocol):
@@ -55,20 +62,28 @@ def _open_files(model_dir: Path) -> dict[str, SafetensorsFile]:
         for name, filename in weight_map.items():
             if filename not in files:
                 if not (model_dir / filename).exists():
-                    raise CheckpointError(f"{index_path}: lists {filename} (for tensor {name!r}), "
-                                          "which is not in the directory")
+                    raise CheckpointError(
+                        f"{index_path}: lists {filename} (for tensor {name!r}), which is not in the directory"
+                    )
                 files[filename] = SafetensorsFile(model_dir / filename)
             if name not in files[filename]:
-                raise CheckpointError(f"{model_dir / filename}: tensor {name!r} is listed in "
-                                      f"{INDEX_FILE} but missing from the file")
+                raise CheckpointError(
+                    f"{model_dir / filename}: tensor {name!r} is listed in "
+                    f"{INDEX_FILE} but missing from the file"
+                )
             located[name] = files[filename]
         return located
-    paths = [model_dir / SINGLE_FILE] if (model_dir / SINGLE_FILE).exists() else sorted(
-        model_dir.glob("*.safetensors"))
+    paths = (
+        [model_dir / SINGLE_FILE]
+        if (model_dir / SINGLE_FILE).exists()
+        else sorted(model_dir.glob("*.safetensors"))
+    )
     if not paths:
         found = ", ".join(sorted(p.name for p in model_dir.iterdir())) or "nothing"
-        raise CheckpointError(f"{model_dir}: no {SINGLE_FILE} or {INDEX_FILE} (found: {found}); "
-                              "PyTorch .bin checkpoints must be re-saved as safetensors first")
+        raise CheckpointError(
+            f"{model_dir}: no {SINGLE_FILE} or {INDEX_FILE} (found: {found}); "
+            "PyTorch .bin checkpoints must be re-saved as safetensors first"
+        )
     located = {}
     for path in paths:
         f = SafetensorsFile(path)
@@ -76,9 +91,14 @@ def _open_files(model_dir: Path) -> dict[str, SafetensorsFile]:
     return located
 
 
-def load_pretrained(path: str | Path, dtype: str = "float32", compute_dtype: str | None = None,
-                    sharding: LogicalSharding | None = None, progress: bool = False,
-                    **config_overrides) -> tuple[ModelConfig, Params]:
+def load_pretrained(
+    path: str | Path,
+    dtype: str = "float32",
+    compute_dtype: str | None = None,
+    sharding: LogicalSharding | None = None,
+    progress: bool = False,
+    **config_overrides,
+) -> tuple[ModelConfig, Params]:
     """(config, params) from an HF directory or a GGUF file; params in `dtype`, streamed one
     tensor at a time.
 
@@ -88,29 +108,43 @@ def load_pretrained(path: str | Path, dtype: str = "float32", compute_dtype: str
     model_dir = Path(path)
     if model_dir.is_file():
         from clarify_jax.hf.gguf_io import GGUFModel, is_gguf
+
         if is_gguf(model_dir):
-            return load_gguf(GGUFModel(model_dir), dtype, compute_dtype, sharding, progress,
-                             **config_overrides)
+            return load_gguf(
+                GGUFModel(model_dir), dtype, compute_dtype, sharding, progress, **config_overrides
+            )
     if not model_dir.is_dir():
         raise CheckpointError(f"{model_dir}: not a directory")
-    cfg = ModelConfig.from_hf_file(model_dir, param_dtype=dtype, dtype=compute_dtype or dtype,
-                                   **config_overrides)
-    return cfg, load_params(cfg, _open_files(model_dir), model_dir, "config.json", dtype, sharding,
-                            progress)
+    cfg = ModelConfig.from_hf_file(
+        model_dir, param_dtype=dtype, dtype=compute_dtype or dtype, **config_overrides
+    )
+    return cfg, load_params(cfg, _open_files(model_dir), model_dir, "config.json", dtype, sharding, progress)
 
 
-def load_gguf(gguf: GGUFModel, dtype: str = "float32", compute_dtype: str | None = None,
-              sharding: LogicalSharding | None = None, progress: bool = False,
-              **config_overrides) -> tuple[ModelConfig, Params]:
+def load_gguf(
+    gguf: GGUFModel,
+    dtype: str = "float32",
+    compute_dtype: str | None = None,
+    sharding: LogicalSharding | None = None,
+    progress: bool = False,
+    **config_overrides,
+) -> tuple[ModelConfig, Params]:
     """(config, params) from an opened GGUF file, dequantized to `dtype`."""
     cfg = gguf.model_config(param_dtype=dtype, dtype=compute_dtype or dtype, **config_overrides)
-    return cfg, load_params(cfg, gguf.tensor_files(), gguf.path, "the GGUF metadata", dtype,
-                            sharding, progress)
+    return cfg, load_params(
+        cfg, gguf.tensor_files(), gguf.path, "the GGUF metadata", dtype, sharding, progress
+    )
 
 
-def load_params(cfg: ModelConfig, located: Mapping[str, TensorFile], origin: Path, described_by: str,
-                dtype: str = "float32", sharding: LogicalSharding | None = None,
-                progress: bool = False) -> Params:
+def load_params(
+    cfg: ModelConfig,
+    located: Mapping[str, TensorFile],
+    origin: Path,
+    described_by: str,
+    dtype: str = "float32",
+    sharding: LogicalSharding | None = None,
+    progress: bool = False,
+) -> Params:
     """Params of `cfg` from HF-named tensors (name -> the file that holds it), stacked over layers.
 
     `origin` and `described_by` (what says which tensors there must be) name the source in errors.
@@ -132,23 +166,31 @@ def load_params(cfg: ModelConfig, located: Mapping[str, TensorFile], origin: Pat
         set_path(params, m.path, _place(stacked, get_path(axes, m.path), sharding))
         del stacked
     expected = {n for m in maps for n in m.hf_names(cfg)}
-    unused = [n for n in located if n not in expected and not n.endswith(IGNORED_SUFFIXES)
-              and not (cfg.tie_word_embeddings and n == "lm_head.weight")]
+    unused = [
+        n
+        for n in located
+        if n not in expected
+        and not n.endswith(IGNORED_SUFFIXES)
+        and not (cfg.tie_word_embeddings and n == "lm_head.weight")
+    ]
     if unused:
-        log.warning("%s: %d tensors not used by a %s model, e.g. %s", origin, len(unused),
-                    cfg.model_type, unused[:3])
+        log.warning(
+            "%s: %d tensors not used by a %s model, e.g. %s", origin, len(unused), cfg.model_type, unused[:3]
+        )
     return params
 
 
-def _read(located: Mapping[str, TensorFile], name: str, m: TensorMap, slice_shape, origin: Path,
-          described_by: str) -> np.ndarray:
+def _read(
+    located: Mapping[str, TensorFile], name: str, m: TensorMap, slice_shape, origin: Path, described_by: str
+) -> np.ndarray:
     if name not in located:
         raise CheckpointError(f"{origin}: tensor {name!r} is missing ({described_by} asks for it)")
     f = located[name]
     want = m.hf_shape(slice_shape)
     if f.shape(name) != want:
-        raise CheckpointError(f"{f.path}: tensor {name!r} has shape {list(f.shape(name))}, "
-                              f"{described_by} implies {list(want)}")
+        raise CheckpointError(
+            f"{f.path}: tensor {name!r} has shape {list(f.shape(name))}, {described_by} implies {list(want)}"
+        )
     return f.get(name)
 
 
@@ -163,6 +205,7 @@ def _place(array: np.ndarray, axes, sharding: LogicalSharding | None) -> jax.Arr
 def _to_host(x: jax.Array) -> np.ndarray:
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
         from jax.experimental import multihost_utils
+
         return np.asarray(multihost_utils.process_allgather(x, tiled=True))
     return np.asarray(jax.device_get(x))
 
@@ -174,13 +217,20 @@ def _parse_size(size: int | str) -> int:
     text = size.strip().upper()
     for unit, scale in sorted(units.items(), key=lambda u: -len(u[0])):
         if text.endswith(unit):
-            return int(float(text[:-len(unit)]) * scale)
+            return int(float(text[: -len(unit)]) * scale)
     return int(text)
 
 
-def save_pretrained(cfg: ModelConfig, params: Params, out_dir: str | Path, *,
-                    dtype: str | None = None, max_shard_size: int | str = "5GB",
-                    source_dir: str | Path | None = None, progress: bool = False) -> Path:
+def save_pretrained(
+    cfg: ModelConfig,
+    params: Params,
+    out_dir: str | Path,
+    *,
+    dtype: str | None = None,
+    max_shard_size: int | str = "5GB",
+    source_dir: str | Path | None = None,
+    progress: bool = False,
+) -> Path:
     """Write an HF directory that `AutoModelForCausalLM.from_pretrained` loads.
 
     `source_dir` (the directory the model came from) supplies unknown config.json keys,
@@ -239,8 +289,9 @@ def save_pretrained(cfg: ModelConfig, params: Params, out_dir: str | Path, *,
         return out
     if len(shards) > 1:
         total = sum(int(np.prod(shape)) * np_dtype.itemsize for _, shape, _, _ in plan)
-        (out / INDEX_FILE).write_text(json.dumps(
-            {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n")
+        (out / INDEX_FILE).write_text(
+            json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2) + "\n"
+        )
     elif (out / INDEX_FILE).exists():
         (out / INDEX_FILE).unlink()
     _write_metadata(cfg.replace(param_dtype=dtype), out, Path(source_dir) if source_dir else None)

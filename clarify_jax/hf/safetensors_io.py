@@ -16,9 +16,15 @@ import ml_dtypes
 import numpy as np
 
 DTYPES = {
-    "F64": np.dtype(np.float64), "F32": np.dtype(np.float32), "F16": np.dtype(np.float16),
-    "BF16": np.dtype(ml_dtypes.bfloat16), "I64": np.dtype(np.int64), "I32": np.dtype(np.int32),
-    "I16": np.dtype(np.int16), "I8": np.dtype(np.int8), "U8": np.dtype(np.uint8),
+    "F64": np.dtype(np.float64),
+    "F32": np.dtype(np.float32),
+    "F16": np.dtype(np.float16),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "I64": np.dtype(np.int64),
+    "I32": np.dtype(np.int32),
+    "I16": np.dtype(np.int16),
+    "I8": np.dtype(np.int8),
+    "U8": np.dtype(np.uint8),
     "BOOL": np.dtype(np.bool_),
 }
 DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
@@ -43,7 +49,8 @@ class SafetensorsFile:
             if header_len > HEADER_LIMIT or 8 + header_len > size:
                 raise CheckpointError(
                     f"{self.path}: truncated or corrupt safetensors file (header of {header_len} "
-                    f"bytes, file of {size})")
+                    f"bytes, file of {size})"
+                )
             try:
                 header = json.loads(f.read(header_len))
             except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -57,12 +64,15 @@ class SafetensorsFile:
                 raise CheckpointError(f"{self.path}: tensor {name!r} has unsupported dtype {entry['dtype']}")
             expected = int(np.prod(entry["shape"], dtype=np.int64)) * DTYPES[entry["dtype"]].itemsize
             if end - begin != expected:
-                raise CheckpointError(f"{self.path}: tensor {name!r}: {end - begin} bytes for shape "
-                                      f"{entry['shape']} {entry['dtype']}")
+                raise CheckpointError(
+                    f"{self.path}: tensor {name!r}: {end - begin} bytes for shape "
+                    f"{entry['shape']} {entry['dtype']}"
+                )
             if self._data_start + end > size:
                 raise CheckpointError(
                     f"{self.path}: truncated: tensor {name!r} needs bytes up to "
-                    f"{self._data_start + end}, the file has {size}")
+                    f"{self._data_start + end}, the file has {size}"
+                )
 
     def keys(self) -> list[str]:
         return list(self._entries)
@@ -79,21 +89,29 @@ class SafetensorsFile:
         dtype = DTYPES[entry["dtype"]]
         # A plain read, not a memory map: once the caller drops the array its memory is back,
         # so loading a model holds one tensor beyond the converted params.
-        array = np.fromfile(self.path, dtype=dtype, count=(end - begin) // dtype.itemsize,
-                            offset=self._data_start + begin)
+        array = np.fromfile(
+            self.path, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=self._data_start + begin
+        )
         return array.reshape(entry["shape"])
 
 
-def write_safetensors(path: str | Path, specs: Iterable[tuple[str, tuple[int, ...], np.dtype]],
-                      fetch: Callable[[str], np.ndarray], metadata: dict[str, str] | None = None):
+def write_safetensors(
+    path: str | Path,
+    specs: Iterable[tuple[str, tuple[int, ...], np.dtype]],
+    fetch: Callable[[str], np.ndarray],
+    metadata: dict[str, str] | None = None,
+):
     """Write tensors named in `specs` (name, shape, dtype), fetching each one only when written."""
     specs = list(specs)
     header: dict = {"__metadata__": metadata or {"format": "pt"}}
     offset = 0
     for name, shape, dtype in specs:
         nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
-        header[name] = {"dtype": DTYPE_NAMES[np.dtype(dtype)], "shape": list(shape),
-                        "data_offsets": [offset, offset + nbytes]}
+        header[name] = {
+            "dtype": DTYPE_NAMES[np.dtype(dtype)],
+            "shape": list(shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
         offset += nbytes
     blob = json.dumps(header, separators=(",", ":")).encode()
     blob += b" " * (-len(blob) % 8)  # the data section starts 8-byte aligned

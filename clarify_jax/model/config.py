@@ -75,8 +75,9 @@ class ModelConfig:
             )
         unknown = set(self.lora_targets) - set(LORA_TARGETS)
         if unknown:
-            raise ConfigError(f"unknown LoRA target modules {sorted(unknown)}; choose from "
-                              f"{', '.join(LORA_TARGETS)}")
+            raise ConfigError(
+                f"unknown LoRA target modules {sorted(unknown)}; choose from {', '.join(LORA_TARGETS)}"
+            )
         if self.lora_rank < 0 or not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError("lora_rank must be >= 0 and lora_dropout in [0, 1)")
 
@@ -90,8 +91,14 @@ class ModelConfig:
     @property
     def num_params(self) -> int:
         """Parameter count from the shapes alone (equals the size of the params pytree)."""
-        d, f, n, k, h, v = (self.hidden_size, self.intermediate_size, self.num_heads,
-                            self.num_kv_heads, self.head_dim, self.vocab_size)
+        d, f, n, k, h, v = (
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_heads,
+            self.num_kv_heads,
+            self.head_dim,
+            self.vocab_size,
+        )
         attn = d * n * h * 2 + d * k * h * 2 + (n * h + 2 * k * h if self.attention_bias else 0)
         per_layer = attn + 3 * d * f + 2 * d
         return self.num_layers * per_layer + d + v * d * (1 if self.tie_word_embeddings else 2)
@@ -106,8 +113,13 @@ class ModelConfig:
                 f"{source}: unsupported model_type {model_type!r}; supported: "
                 f"{', '.join(SUPPORTED_MODEL_TYPES)}"
             )
-        for key in ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-                    "num_attention_heads"):
+        for key in (
+            "vocab_size",
+            "hidden_size",
+            "intermediate_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+        ):
             if not isinstance(hf.get(key), int):
                 raise ConfigError(f"{source}: field {key!r} must be an integer, got {hf.get(key)!r}")
         hidden_act = hf.get("hidden_act", "silu")
@@ -163,8 +175,11 @@ class ModelConfig:
         """The config.json that transformers reads back to this model; `base` keeps unknown keys."""
         hf = dict(base or {})
         hf.pop("rope_parameters", None)  # rewritten below in the v4 form both v4 and v5 read
-        architecture = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
-                        "mistral": "MistralForCausalLM"}[self.model_type]
+        architecture = {
+            "llama": "LlamaForCausalLM",
+            "qwen2": "Qwen2ForCausalLM",
+            "mistral": "MistralForCausalLM",
+        }[self.model_type]
         hf.update(
             architectures=[architecture],
             model_type=self.model_type,
@@ -182,7 +197,8 @@ class ModelConfig:
             max_position_embeddings=self.max_position_embeddings,
             tie_word_embeddings=self.tie_word_embeddings,
             bos_token_id=self.bos_token_id,
-            eos_token_id=list(self.eos_token_id) if isinstance(self.eos_token_id, tuple)
+            eos_token_id=list(self.eos_token_id)
+            if isinstance(self.eos_token_id, tuple)
             else self.eos_token_id,
             pad_token_id=self.pad_token_id,
             torch_dtype=self.param_dtype,
@@ -205,8 +221,9 @@ def _read_rope(hf: dict[str, Any], source: str) -> tuple[float, RopeScaling]:
     theta = float(params.get("rope_theta", hf.get("rope_theta", 10000.0)))
     kind = params.get("rope_type", params.get("type", "default"))
     if kind not in ("default", "linear", "llama3"):
-        raise ConfigError(f"{source}: rope scaling type {kind!r} is not supported "
-                          "(supported: default, linear, llama3)")
+        raise ConfigError(
+            f"{source}: rope scaling type {kind!r} is not supported (supported: default, linear, llama3)"
+        )
     if kind == "default":
         return theta, RopeScaling()
     if "factor" not in params:
@@ -227,6 +244,9 @@ def _rope_to_hf(s: RopeScaling) -> dict[str, Any] | None:
         return None
     out: dict[str, Any] = {"type": s.type, "rope_type": s.type, "factor": s.factor}
     if s.type == "llama3":
-        out.update(low_freq_factor=s.low_freq_factor, high_freq_factor=s.high_freq_factor,
-                   original_max_position_embeddings=s.original_max_position_embeddings)
+        out.update(
+            low_freq_factor=s.low_freq_factor,
+            high_freq_factor=s.high_freq_factor,
+            original_max_position_embeddings=s.original_max_position_embeddings,
+        )
     return out

@@ -43,18 +43,20 @@ class Projection(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        kernel = logical_param(self, "kernel", nn.initializers.normal(0.02), self.shape, self.axes,
-                        self.param_dtype)
-        inner, outer = self.shape[:self.in_dims], self.shape[self.in_dims:]
-        lead = x.shape[:x.ndim - self.in_dims]
+        kernel = logical_param(
+            self, "kernel", nn.initializers.normal(0.02), self.shape, self.axes, self.param_dtype
+        )
+        inner, outer = self.shape[: self.in_dims], self.shape[self.in_dims :]
+        lead = x.shape[: x.ndim - self.in_dims]
         x2d = x.reshape(-1, math.prod(inner)).astype(self.dtype)
         y = jnp.dot(x2d, kernel.astype(self.dtype).reshape(math.prod(inner), math.prod(outer)))
         if self.lora_rank:
             y = y + self._lora(x2d, inner, outer)
         y = y.reshape(*lead, *outer)
         if self.bias_shape is not None:
-            bias = logical_param(self, "bias", nn.initializers.zeros, self.bias_shape, self.bias_axes,
-                          self.param_dtype)
+            bias = logical_param(
+                self, "bias", nn.initializers.zeros, self.bias_shape, self.bias_axes, self.param_dtype
+            )
             y = y + bias.astype(self.dtype)
         return y
 
@@ -62,11 +64,18 @@ class Projection(nn.Module):
         """scale * dropout(x) @ a @ b. `a` starts random and `b` at zero, so a new adapter leaves
         the model unchanged; both are float32 (small, and trained even when the base is bf16).
         Dropout is active only when the caller passes a "dropout" rng (training)."""
-        r, in_axes, out_axes = self.lora_rank, self.axes[:self.in_dims], self.axes[self.in_dims:]
-        a = logical_param(self, "lora_a", nn.initializers.normal(1.0 / math.sqrt(math.prod(inner))),
-                          (*inner, r), (*in_axes, "lora_rank"), "float32")
-        b = logical_param(self, "lora_b", nn.initializers.zeros, (r, *outer), ("lora_rank", *out_axes),
-                          "float32")
+        r, in_axes, out_axes = self.lora_rank, self.axes[: self.in_dims], self.axes[self.in_dims :]
+        a = logical_param(
+            self,
+            "lora_a",
+            nn.initializers.normal(1.0 / math.sqrt(math.prod(inner))),
+            (*inner, r),
+            (*in_axes, "lora_rank"),
+            "float32",
+        )
+        b = logical_param(
+            self, "lora_b", nn.initializers.zeros, (r, *outer), ("lora_rank", *out_axes), "float32"
+        )
         if self.lora_dropout and self.has_rng("dropout"):
             x2d = nn.Dropout(self.lora_dropout, deterministic=False)(x2d)
         low = jnp.dot(x2d, a.astype(self.dtype).reshape(-1, r))
@@ -80,8 +89,9 @@ class RMSNorm(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        scale = logical_param(self, "scale", nn.initializers.ones, (x.shape[-1],), ("norm",),
-                       self.param_dtype)
+        scale = logical_param(
+            self, "scale", nn.initializers.ones, (x.shape[-1],), ("norm",), self.param_dtype
+        )
         x32 = x.astype(jnp.float32)
         x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
         return x32.astype(self.dtype) * scale.astype(self.dtype)
@@ -141,8 +151,15 @@ def causal_attention(q, k, v, mask, block: int = CAUSAL_BLOCK) -> jax.Array:
     if t <= block:
         return dot_product_attention(q, k, v, mask)
     q, k, v = _heads_first(q, k, v)
-    outs = [_attend(q[:, :, :, i:i + block], k[:, :, :i + block], v[:, :, :i + block],
-                    mask[:, i:i + block, :i + block]) for i in range(0, t, block)]
+    outs = [
+        _attend(
+            q[:, :, :, i : i + block],
+            k[:, :, : i + block],
+            v[:, :, : i + block],
+            mask[:, i : i + block, : i + block],
+        )
+        for i in range(0, t, block)
+    ]
     return _heads_last(jnp.concatenate(outs, axis=3))
 
 
@@ -161,9 +178,16 @@ class Attention(nn.Module):
 
         def proj(name, heads, head_axis):
             bias = (heads, h) if cfg.attention_bias else None
-            return Projection("BTD,DNH->BTNH", (d, heads, h), ("embed", head_axis, "head_dim"),
-                              bias_shape=bias, bias_axes=(head_axis, "head_dim"), name=name,
-                              **dtypes, **lora_options(cfg, name))(x)
+            return Projection(
+                "BTD,DNH->BTNH",
+                (d, heads, h),
+                ("embed", head_axis, "head_dim"),
+                bias_shape=bias,
+                bias_axes=(head_axis, "head_dim"),
+                name=name,
+                **dtypes,
+                **lora_options(cfg, name),
+            )(x)
 
         q = apply_rope(proj("q_proj", n, "heads"), cos, sin)
         key = apply_rope(proj("k_proj", k, "kv_heads"), cos, sin)
@@ -177,14 +201,26 @@ class Attention(nn.Module):
             # place. Then attend over this layer's slice, already heads first (no transposes).
             # (Reading the slice before the write made XLA copy both whole buffers at every step.)
             at = (layer, 0, 0, cache_index, 0)
-            kv_cache = {name: jax.lax.dynamic_update_slice(
-                kv_cache[name], new.astype(kv_cache[name].dtype).transpose(0, 2, 1, 3)[None], at)
-                for name, new in (("k", key), ("v", value))}
-            key, value = (jax.lax.dynamic_index_in_dim(kv_cache[name], layer, 0, keepdims=False)
-                          .astype(cfg.dtype) for name in ("k", "v"))
+            kv_cache = {
+                name: jax.lax.dynamic_update_slice(
+                    kv_cache[name], new.astype(kv_cache[name].dtype).transpose(0, 2, 1, 3)[None], at
+                )
+                for name, new in (("k", key), ("v", value))
+            }
+            key, value = (
+                jax.lax.dynamic_index_in_dim(kv_cache[name], layer, 0, keepdims=False).astype(cfg.dtype)
+                for name in ("k", "v")
+            )
             out = _heads_last(_attend(_query_heads_first(q, k), key, value, mask))
-        out = Projection("BTNH,NHD->BTD", (n, h, d), ("heads", "head_dim", "embed"), in_dims=2,
-                         name="o_proj", **dtypes, **lora_options(cfg, "o_proj"))(out)
+        out = Projection(
+            "BTNH,NHD->BTD",
+            (n, h, d),
+            ("heads", "head_dim", "embed"),
+            in_dims=2,
+            name="o_proj",
+            **dtypes,
+            **lora_options(cfg, "o_proj"),
+        )(out)
         return out, kv_cache
 
 
@@ -197,13 +233,21 @@ class MLP(nn.Module):
         cfg = self.cfg
         dtypes = dict(param_dtype=cfg.param_dtype, dtype=cfg.dtype)
         shape, axes = (cfg.hidden_size, cfg.intermediate_size), ("embed", "mlp")
-        gate = Projection("BTD,DF->BTF", shape, axes, name="gate_proj", **dtypes,
-                          **lora_options(cfg, "gate_proj"))(x)
-        up = Projection("BTD,DF->BTF", shape, axes, name="up_proj", **dtypes,
-                        **lora_options(cfg, "up_proj"))(x)
+        gate = Projection(
+            "BTD,DF->BTF", shape, axes, name="gate_proj", **dtypes, **lora_options(cfg, "gate_proj")
+        )(x)
+        up = Projection("BTD,DF->BTF", shape, axes, name="up_proj", **dtypes, **lora_options(cfg, "up_proj"))(
+            x
+        )
         hidden = maybe_constrain(self.sharding, jax.nn.silu(gate) * up, ("batch", "length", "mlp"))
-        return Projection("BTF,FD->BTD", shape[::-1], axes[::-1], name="down_proj", **dtypes,
-                          **lora_options(cfg, "down_proj"))(hidden)
+        return Projection(
+            "BTF,FD->BTD",
+            shape[::-1],
+            axes[::-1],
+            name="down_proj",
+            **dtypes,
+            **lora_options(cfg, "down_proj"),
+        )(hidden)
 
 
 class DecoderLayer(nn.Module):
@@ -219,7 +263,8 @@ class DecoderLayer(nn.Module):
         x, kv_cache = carry
         norm = dict(eps=cfg.rms_norm_eps, param_dtype=cfg.param_dtype, dtype=cfg.dtype)
         attn_out, kv_cache = Attention(cfg, self.sharding, name="self_attn")(
-            RMSNorm(name="input_layernorm", **norm)(x), cos, sin, mask, kv_cache, layer, cache_index)
+            RMSNorm(name="input_layernorm", **norm)(x), cos, sin, mask, kv_cache, layer, cache_index
+        )
         x = x + attn_out
         x = x + MLP(cfg, self.sharding, name="mlp")(RMSNorm(name="post_attention_layernorm", **norm)(x))
         x = maybe_constrain(self.sharding, x, ("batch", "length", "act_embed"))

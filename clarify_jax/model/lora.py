@@ -77,8 +77,9 @@ def merge_lora(cfg: ModelConfig, params: Params) -> Params:
             if isinstance(value, dict):
                 out[key] = merge(value, sub)
             elif key == "kernel" and "lora_a" in adapter_node:
-                out[key] = _merged_kernel(value, adapter_node["lora_a"], adapter_node["lora_b"],
-                                          cfg.lora_scale)
+                out[key] = _merged_kernel(
+                    value, adapter_node["lora_a"], adapter_node["lora_b"], cfg.lora_scale
+                )
             else:
                 out[key] = value
         return out
@@ -90,7 +91,10 @@ def merge_lora(cfg: ModelConfig, params: Params) -> Params:
 def _merged_kernel(kernel, a, b, scale: float):
     # Stacked layers: kernel [L, in..., out...], a [L, in..., r], b [L, r, out...].
     layers, rank = a.shape[0], a.shape[-1]
-    delta = jnp.einsum("lir,lro->lio", a.reshape(layers, -1, rank).astype(jnp.float32),
-                       b.reshape(layers, rank, -1).astype(jnp.float32))
+    delta = jnp.einsum(
+        "lir,lro->lio",
+        a.reshape(layers, -1, rank).astype(jnp.float32),
+        b.reshape(layers, rank, -1).astype(jnp.float32),
+    )
     merged = kernel.astype(jnp.float32) + scale * delta.reshape(kernel.shape)
     return merged.astype(kernel.dtype)

@@ -24,7 +24,8 @@ def inverse_frequencies(cfg: ModelConfig) -> np.ndarray:
         wavelen = 2 * math.pi / inv_freq
         scaled = np.where(wavelen > low_wavelen, inv_freq / s.factor, inv_freq)
         smooth = (s.original_max_position_embeddings / wavelen - s.low_freq_factor) / (
-            s.high_freq_factor - s.low_freq_factor)
+            s.high_freq_factor - s.low_freq_factor
+        )
         blended = (1 - smooth) * scaled / s.factor + smooth * scaled
         medium = (wavelen >= high_wavelen) & (wavelen <= low_wavelen)
         inv_freq = np.where(medium, blended, scaled)

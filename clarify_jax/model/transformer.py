@@ -33,8 +33,14 @@ class Decoder(nn.Module):
     @nn.compact
     def __call__(self, tokens, positions, mask, kv_cache, cache_index):
         cfg = self.cfg
-        embedding = logical_param(self, "embedding", nn.initializers.normal(0.02),
-                           (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"), cfg.param_dtype)
+        embedding = logical_param(
+            self,
+            "embedding",
+            nn.initializers.normal(0.02),
+            (cfg.vocab_size, cfg.hidden_size),
+            ("vocab", "embed"),
+            cfg.param_dtype,
+        )
         # Gather from a table whole along `embed`: a gather from an fsdp-sharded table gives
         # embed-sharded rows, which XLA can only turn into batch-sharded ones by replicating.
         table = maybe_constrain(self.sharding, embedding, ("vocab", None))
@@ -58,16 +64,24 @@ class Decoder(nn.Module):
         # updating and restacking whole per-layer caches at every step.
         layer_ids = None if kv_cache is None else jnp.arange(cfg.num_layers, dtype=jnp.int32)
         (x, kv_cache), _ = stack(cfg, self.sharding, name="layers")(
-            (x, kv_cache), layer_ids, cos, sin, mask, cache_index)
+            (x, kv_cache), layer_ids, cos, sin, mask, cache_index
+        )
         x = RMSNorm(cfg.rms_norm_eps, cfg.param_dtype, cfg.dtype, name="norm")(x)
         if cfg.tie_word_embeddings:
             head = embedding.T
         else:
-            head = logical_param(self, "lm_head", nn.initializers.normal(0.02),
-                          (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"), cfg.param_dtype)
+            head = logical_param(
+                self,
+                "lm_head",
+                nn.initializers.normal(0.02),
+                (cfg.hidden_size, cfg.vocab_size),
+                ("embed", "vocab"),
+                cfg.param_dtype,
+            )
         b, t, d = x.shape  # "BTD,DV->BTV" as a 2-D matmul (faster on XLA:CPU), f32 accumulation
-        logits = jnp.dot(x.reshape(b * t, d), head.astype(cfg.dtype),
-                         preferred_element_type=jnp.float32).reshape(b, t, -1)
+        logits = jnp.dot(
+            x.reshape(b * t, d), head.astype(cfg.dtype), preferred_element_type=jnp.float32
+        ).reshape(b, t, -1)
         return maybe_constrain(self.sharding, logits, ("batch", "length", "vocab")), kv_cache
 
 
@@ -143,9 +157,15 @@ def _default_layout(tokens, positions, segment_ids):
     return positions.astype(jnp.int32), segment_ids.astype(jnp.int32)
 
 
-def apply_decoder(cfg: ModelConfig, params: Params, tokens: jax.Array, positions: jax.Array | None = None,
-                  segment_ids: jax.Array | None = None, sharding: LogicalSharding | None = None,
-                  dropout_rng: jax.Array | None = None) -> jax.Array:
+def apply_decoder(
+    cfg: ModelConfig,
+    params: Params,
+    tokens: jax.Array,
+    positions: jax.Array | None = None,
+    segment_ids: jax.Array | None = None,
+    sharding: LogicalSharding | None = None,
+    dropout_rng: jax.Array | None = None,
+) -> jax.Array:
     """Logits [B, T, V] (float32) for tokens [B, T]; the traceable body of `forward`.
 
     positions: [B, T] (default 0..T-1). segment_ids: [B, T]; tokens attend only within their
@@ -155,14 +175,21 @@ def apply_decoder(cfg: ModelConfig, params: Params, tokens: jax.Array, positions
     positions, segment_ids = _default_layout(tokens, positions, segment_ids)
     mask = attention_mask(positions, segment_ids, positions, segment_ids, cfg.sliding_window)
     rngs = None if dropout_rng is None else {"dropout": dropout_rng}
-    logits, _ = Decoder(cfg, sharding).apply({"params": _from_hf_tree(params)}, tokens, positions,
-                                             mask, None, jnp.int32(0), rngs=rngs)
+    logits, _ = Decoder(cfg, sharding).apply(
+        {"params": _from_hf_tree(params)}, tokens, positions, mask, None, jnp.int32(0), rngs=rngs
+    )
     return logits
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "sharding"))
-def forward(cfg: ModelConfig, params: Params, tokens: jax.Array, positions: jax.Array | None = None,
-            segment_ids: jax.Array | None = None, sharding: LogicalSharding | None = None) -> jax.Array:
+def forward(
+    cfg: ModelConfig,
+    params: Params,
+    tokens: jax.Array,
+    positions: jax.Array | None = None,
+    segment_ids: jax.Array | None = None,
+    sharding: LogicalSharding | None = None,
+) -> jax.Array:
     """Jitted `apply_decoder` without dropout: logits [B, T, V] (float32) for tokens [B, T]."""
     return apply_decoder(cfg, params, tokens, positions, segment_ids, sharding)
 
@@ -188,9 +215,15 @@ CACHE_AXES = {
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "sharding"), donate_argnames=("cache",))
-def forward_with_cache(cfg: ModelConfig, params: Params, tokens: jax.Array, cache: Cache,
-                       positions: jax.Array | None = None, segment_ids: jax.Array | None = None,
-                       sharding: LogicalSharding | None = None) -> tuple[jax.Array, Cache]:
+def forward_with_cache(
+    cfg: ModelConfig,
+    params: Params,
+    tokens: jax.Array,
+    cache: Cache,
+    positions: jax.Array | None = None,
+    segment_ids: jax.Array | None = None,
+    sharding: LogicalSharding | None = None,
+) -> tuple[jax.Array, Cache]:
     """Logits for tokens [B, T] written into the cache at slot `cache["index"]`, and the new cache.
 
     All rows share the slot index; each row has its own positions, so right-padded prompts of
@@ -203,9 +236,8 @@ def forward_with_cache(cfg: ModelConfig, params: Params, tokens: jax.Array, cach
     slot_pos = jnp.where(segment_ids != 0, positions, -1)
     pos = jax.lax.dynamic_update_slice(cache["pos"], slot_pos, (0, index))
     valid = (pos >= 0).astype(jnp.int32)
-    mask = attention_mask(positions, (segment_ids != 0).astype(jnp.int32), pos, valid,
-                          cfg.sliding_window)
+    mask = attention_mask(positions, (segment_ids != 0).astype(jnp.int32), pos, valid, cfg.sliding_window)
     logits, kv = Decoder(cfg, sharding).apply(
-        {"params": _from_hf_tree(params)}, tokens, positions, mask,
-        {"k": cache["k"], "v": cache["v"]}, index)
+        {"params": _from_hf_tree(params)}, tokens, positions, mask, {"k": cache["k"], "v": cache["v"]}, index
+    )
     return logits, {"k": kv["k"], "v": kv["v"], "pos": pos, "index": index + tokens.shape[1]}

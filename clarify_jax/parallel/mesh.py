@@ -37,6 +37,4 @@ def make_mesh(spec: str | tuple[int, ...] = "1,-1,1", devices=None) -> Mesh:
     shape = parse_mesh_shape(spec, len(devices))
     if devices == list(jax.devices()):
         return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
-    return Mesh(np.asarray(devices).reshape(shape), MESH_AXES,
-                axis_types=(AxisType.Auto,) * len(MESH_AXES))
-
+    return Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))

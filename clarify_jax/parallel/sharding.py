@@ -34,8 +34,9 @@ class LogicalSharding:
     mesh: Mesh
     rules: tuple[tuple[str, str | tuple[str, ...] | None], ...] = DEFAULT_RULES
 
-    def spec(self, logical_axes: tuple[str | None, ...], shape: tuple[int, ...] | None = None
-             ) -> PartitionSpec:
+    def spec(
+        self, logical_axes: tuple[str | None, ...], shape: tuple[int, ...] | None = None
+    ) -> PartitionSpec:
         """Mesh axes per dimension. A mesh axis shards at most one dimension; with `shape`, axes
         that do not divide their dimension are left out (e.g. 4 kv heads on tensor=8 are
         replicated), so any model fits any mesh. A name without a rule is an error: a typo would
@@ -62,8 +63,9 @@ class LogicalSharding:
             out.append(kept[0] if len(kept) == 1 else (tuple(kept) or None))
         return PartitionSpec(*out)
 
-    def named(self, logical_axes: tuple[str | None, ...], shape: tuple[int, ...] | None = None
-              ) -> NamedSharding:
+    def named(
+        self, logical_axes: tuple[str | None, ...], shape: tuple[int, ...] | None = None
+    ) -> NamedSharding:
         return NamedSharding(self.mesh, self.spec(logical_axes, shape))
 
     def constrain(self, x: jax.Array, logical_axes: tuple[str | None, ...]) -> jax.Array:
@@ -72,8 +74,12 @@ class LogicalSharding:
     def tree(self, logical_tree, shapes):
         """NamedShardings for a pytree of logical PartitionSpecs (as from `model.param_axes`) and
         the matching pytree of shapes (arrays or ShapeDtypeStructs)."""
-        return jax.tree.map(lambda axes, leaf: self.named(tuple(axes), tuple(leaf.shape)),
-                            logical_tree, shapes, is_leaf=lambda x: isinstance(x, PartitionSpec))
+        return jax.tree.map(
+            lambda axes, leaf: self.named(tuple(axes), tuple(leaf.shape)),
+            logical_tree,
+            shapes,
+            is_leaf=lambda x: isinstance(x, PartitionSpec),
+        )
 
 
 def maybe_constrain(sharding: LogicalSharding | None, x: jax.Array, logical_axes):

@@ -10,5 +10,15 @@ from clarify_jax.sample.sampler import (
 )
 from clarify_jax.sample.sampling import SamplerError, SamplingConfig, TokenChoice, choose_tokens
 
-__all__ = ["DEFAULT_BUCKETS", "Completion", "SampleOutput", "Sampler", "SamplerError", "SamplingConfig",
-           "TokenChoice", "bucket_length", "choose_tokens", "generate"]
+__all__ = [
+    "DEFAULT_BUCKETS",
+    "Completion",
+    "SampleOutput",
+    "Sampler",
+    "SamplerError",
+    "SamplingConfig",
+    "TokenChoice",
+    "bucket_length",
+    "choose_tokens",
+    "generate",
+]

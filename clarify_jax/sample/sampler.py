@@ -75,11 +75,24 @@ def _constrain_cache(cache: Cache, sharding: LogicalSharding | None) -> Cache:
     return {name: sharding.constrain(x, tuple(CACHE_AXES[name])) for name, x in cache.items()}
 
 
-def _generate(cfg: ModelConfig, params: Params, prefix: jax.Array, last: jax.Array, lengths: jax.Array,
-             active: jax.Array, stop_ids: jax.Array, key: jax.Array, temperature: jax.Array,
-             top_p: jax.Array, *, choice: TokenChoice, max_new_tokens: int, num_samples: int = 1,
-             cache_dtype: str | None = None, sharding: LogicalSharding | None = None
-             ) -> tuple[jax.Array, jax.Array]:
+def _generate(
+    cfg: ModelConfig,
+    params: Params,
+    prefix: jax.Array,
+    last: jax.Array,
+    lengths: jax.Array,
+    active: jax.Array,
+    stop_ids: jax.Array,
+    key: jax.Array,
+    temperature: jax.Array,
+    top_p: jax.Array,
+    *,
+    choice: TokenChoice,
+    max_new_tokens: int,
+    num_samples: int = 1,
+    cache_dtype: str | None = None,
+    sharding: LogicalSharding | None = None,
+) -> tuple[jax.Array, jax.Array]:
     """Sampled ids [P * num_samples, max_new_tokens] (row p * num_samples + j is sample j of
     prompt p; EMPTY after a stop id) and the number of steps run.
 
@@ -91,33 +104,47 @@ def _generate(cfg: ModelConfig, params: Params, prefix: jax.Array, last: jax.Arr
     segments = (jnp.arange(width)[None, :] < (lengths - 1)[:, None]).astype(jnp.int32)
     _, cache = forward_with_cache(cfg, params, prefix, cache, segment_ids=segments, sharding=sharding)
     if num_samples > 1:
-        cache = {"k": jnp.repeat(cache["k"], num_samples, axis=1),
-                 "v": jnp.repeat(cache["v"], num_samples, axis=1),
-                 "pos": jnp.repeat(cache["pos"], num_samples, axis=0), "index": cache["index"]}
+        cache = {
+            "k": jnp.repeat(cache["k"], num_samples, axis=1),
+            "v": jnp.repeat(cache["v"], num_samples, axis=1),
+            "pos": jnp.repeat(cache["pos"], num_samples, axis=0),
+            "index": cache["index"],
+        }
         last, lengths, active = (jnp.repeat(x, num_samples) for x in (last, lengths, active))
-    state = DecodeState(step=jnp.int32(0), last=last, done=~active,
-                        output=jnp.full((last.shape[0], max_new_tokens), EMPTY, jnp.int32),
-                        cache=_constrain_cache(cache, sharding))
+    state = DecodeState(
+        step=jnp.int32(0),
+        last=last,
+        done=~active,
+        output=jnp.full((last.shape[0], max_new_tokens), EMPTY, jnp.int32),
+        cache=_constrain_cache(cache, sharding),
+    )
 
     def unfinished(s: DecodeState):
         return (s.step < max_new_tokens) & ~jnp.all(s.done)
 
     def decode_step(s: DecodeState) -> DecodeState:
         positions = (lengths - 1 + s.step)[:, None]
-        logits, cache = forward_with_cache(cfg, params, jnp.maximum(s.last, 0)[:, None], s.cache,
-                                           positions=positions, sharding=sharding)
+        logits, cache = forward_with_cache(
+            cfg, params, jnp.maximum(s.last, 0)[:, None], s.cache, positions=positions, sharding=sharding
+        )
         token = choose_tokens(logits[:, 0], jax.random.fold_in(key, s.step), temperature, top_p, choice)
         token = jnp.where(s.done, EMPTY, token)
         output = jax.lax.dynamic_update_slice(s.output, token[:, None], (0, s.step))
-        return DecodeState(step=s.step + 1, last=token, done=s.done | jnp.isin(token, stop_ids),
-                           output=output, cache=_constrain_cache(cache, sharding))
+        return DecodeState(
+            step=s.step + 1,
+            last=token,
+            done=s.done | jnp.isin(token, stop_ids),
+            output=output,
+            cache=_constrain_cache(cache, sharding),
+        )
 
     state = jax.lax.while_loop(unfinished, decode_step, state)
     return state.output, state.step
 
 
-_jit_generate = functools.partial(jax.jit, static_argnames=("cfg", "choice", "max_new_tokens", "num_samples",
-                                                            "cache_dtype", "sharding"))
+_jit_generate = functools.partial(
+    jax.jit, static_argnames=("cfg", "choice", "max_new_tokens", "num_samples", "cache_dtype", "sharding")
+)
 generate = _jit_generate(_generate)
 # XLA:CPU's YNNPACK fusions (on by default in jaxlib 0.10) made this function's prefill 1.4x and its
 # decode steps 1.5x slower on SmolLM2-135M (2 cores, batch 16, 768 cache slots); the train step,
@@ -147,10 +174,19 @@ class Sampler:
     top-k / top-p switch); temperature, top_p's value and the seed are traced and never recompile.
     """
 
-    def __init__(self, cfg: ModelConfig, params: Params, tokenizer=None, *,
-                 buckets: Sequence[int] = DEFAULT_BUCKETS, max_length: int | None = None,
-                 stop_token_ids: Sequence[int] = (), sharding: LogicalSharding | None = None,
-                 cache_dtype: str | None = None, skip_special_tokens: bool = True):
+    def __init__(
+        self,
+        cfg: ModelConfig,
+        params: Params,
+        tokenizer=None,
+        *,
+        buckets: Sequence[int] = DEFAULT_BUCKETS,
+        max_length: int | None = None,
+        stop_token_ids: Sequence[int] = (),
+        sharding: LogicalSharding | None = None,
+        cache_dtype: str | None = None,
+        skip_special_tokens: bool = True,
+    ):
         """tokenizer: anything with `decode(ids, skip_special_tokens=...)`; without one there is
         no text and no stop strings. max_length: prompt plus new tokens (default: the config's
         max_position_embeddings), which bounds the cache. stop_token_ids: ids that end a
@@ -162,8 +198,13 @@ class Sampler:
         self.sharding, self.cache_dtype = sharding, cache_dtype
         self.skip_special_tokens = skip_special_tokens
 
-    def sample(self, prompts: Sequence[Sequence[int]], config: SamplingConfig | None = None,
-               rng: jax.Array | int | None = None, **overrides) -> SampleOutput:
+    def sample(
+        self,
+        prompts: Sequence[Sequence[int]],
+        config: SamplingConfig | None = None,
+        rng: jax.Array | int | None = None,
+        **overrides,
+    ) -> SampleOutput:
         """Completions for token-id prompts of any lengths. `overrides` replace fields of `config`
         (e.g. `sample(prompts, max_new_tokens=64, temperature=0.8)`); rng: a PRNG key or a seed
         (default 0), so that a run is reproducible unless the caller varies it."""
@@ -175,27 +216,42 @@ class Sampler:
         if not prompts:
             return SampleOutput([], 0)
         self._check(prompts, config)
-        width = bucket_length(max(map(len, prompts)) - 1, self.buckets,
-                              self.max_length - config.max_new_tokens)
+        width = bucket_length(
+            max(map(len, prompts)) - 1, self.buckets, self.max_length - config.max_new_tokens
+        )
         rows = _batch_rows(len(prompts))
         prefix = np.zeros((rows, width), np.int32)
         last, lengths = np.zeros(rows, np.int32), np.ones(rows, np.int32)
         for i, p in enumerate(prompts):
-            prefix[i, :len(p) - 1], last[i], lengths[i] = p[:-1], p[-1], len(p)
+            prefix[i, : len(p) - 1], last[i], lengths[i] = p[:-1], p[-1], len(p)
         stop_ids = tuple(dict.fromkeys(self.stop_token_ids + tuple(config.stop_token_ids)))
         padded_ids = np.full(-(-max(len(stop_ids), 1) // STOP_ID_SLOTS) * STOP_ID_SLOTS, EMPTY, np.int32)
-        padded_ids[:len(stop_ids)] = stop_ids
+        padded_ids[: len(stop_ids)] = stop_ids
         if rng is None or isinstance(rng, int):
             rng = jax.random.key(rng or 0)
         on_cpu = {d.platform for d in jax.tree.leaves(self.params)[0].devices()} == {"cpu"}
         output, steps = (_generate_on_cpu if on_cpu else generate)(
-            self.cfg, self.params, prefix, last, lengths, np.arange(rows) < len(prompts), padded_ids, rng,
-            np.float32(config.temperature or 1.0), np.float32(config.top_p),
-            choice=TokenChoice.of(config, self.cfg.vocab_size), max_new_tokens=config.max_new_tokens,
-            num_samples=config.num_samples, cache_dtype=self.cache_dtype, sharding=self.sharding)
+            self.cfg,
+            self.params,
+            prefix,
+            last,
+            lengths,
+            np.arange(rows) < len(prompts),
+            padded_ids,
+            rng,
+            np.float32(config.temperature or 1.0),
+            np.float32(config.top_p),
+            choice=TokenChoice.of(config, self.cfg.vocab_size),
+            max_new_tokens=config.max_new_tokens,
+            num_samples=config.num_samples,
+            cache_dtype=self.cache_dtype,
+            sharding=self.sharding,
+        )
         output, n = np.asarray(output), config.num_samples
-        completions = [[self._finish(output[p * n + j].tolist(), set(stop_ids), config.stop)
-                        for j in range(n)] for p in range(len(prompts))]
+        completions = [
+            [self._finish(output[p * n + j].tolist(), set(stop_ids), config.stop) for j in range(n)]
+            for p in range(len(prompts))
+        ]
         return SampleOutput(completions, int(steps))
 
     def _check(self, prompts: list[list[int]], config: SamplingConfig) -> None:
@@ -209,7 +265,8 @@ class Sampler:
                 raise SamplerError(
                     f"prompt {i} has {len(p)} tokens; with max_new_tokens={config.max_new_tokens} it "
                     f"needs {len(p) + config.max_new_tokens} positions, more than max_length="
-                    f"{self.max_length} (shorten the prompt, lower max_new_tokens or raise max_length)")
+                    f"{self.max_length} (shorten the prompt, lower max_new_tokens or raise max_length)"
+                )
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=self.skip_special_tokens)

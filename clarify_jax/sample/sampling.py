@@ -59,12 +59,16 @@ class TokenChoice:
     @classmethod
     def of(cls, config: SamplingConfig, vocab_size: int) -> TokenChoice:
         greedy = config.temperature == 0
-        return cls(greedy=greedy, top_k=0 if greedy else min(config.top_k, vocab_size),
-                   nucleus=not greedy and config.top_p < 1)
+        return cls(
+            greedy=greedy,
+            top_k=0 if greedy else min(config.top_k, vocab_size),
+            nucleus=not greedy and config.top_p < 1,
+        )
 
 
-def choose_tokens(logits: jax.Array, key: jax.Array, temperature: jax.Array, top_p: jax.Array,
-                  choice: TokenChoice) -> jax.Array:
+def choose_tokens(
+    logits: jax.Array, key: jax.Array, temperature: jax.Array, top_p: jax.Array, choice: TokenChoice
+) -> jax.Array:
     """Next tokens [B] from logits [B, V] (float32)."""
     if choice.greedy:
         return jnp.argmax(logits, axis=-1).astype(jnp.int32)

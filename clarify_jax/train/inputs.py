@@ -38,8 +38,9 @@ class SourceSpec:
         wanted = tuple(t.strip() for t in types.split(",") if t.strip())
         unknown = sorted(set(wanted) - set(ROW_TYPES))
         if unknown:
-            raise InputError(f"data source {text!r}: unknown row types {unknown}; "
-                             f"choose from {', '.join(ROW_TYPES)}")
+            raise InputError(
+                f"data source {text!r}: unknown row types {unknown}; choose from {', '.join(ROW_TYPES)}"
+            )
         return cls(name, Path(path), wanted)
 
 
@@ -50,6 +51,7 @@ def read_rows(spec: SourceSpec, split: str = "train") -> list[dict[str, Any]]:
         raise InputError(f"data source {spec.name!r}: {path} does not exist")
     if path.is_dir():
         from clarify_jax.data.tfds_store import read_tfds
+
         source = read_tfds(path, split)
         rows = [source[i] for i in range(len(source))]
     else:
@@ -58,14 +60,18 @@ def read_rows(spec: SourceSpec, split: str = "train") -> list[dict[str, Any]]:
             if isinstance(row, BadLine):
                 raise InputError(str(row))
             if not isinstance(row.get("dialogue"), list):
-                raise InputError(f"{path}:{line_number}: expected a row with a 'dialogue' list "
-                                 "(as `clarify-jax synthesize` writes)")
+                raise InputError(
+                    f"{path}:{line_number}: expected a row with a 'dialogue' list "
+                    "(as `clarify-jax synthesize` writes)"
+                )
             rows.append(row)
     if spec.types is not None:
         rows = [row for row in rows if row.get("type") in spec.types]
     if not rows:
-        raise InputError(f"data source {spec.name!r}: no rows in {path}"
-                         + (f" of type {', '.join(spec.types)}" if spec.types else ""))
+        raise InputError(
+            f"data source {spec.name!r}: no rows in {path}"
+            + (f" of type {', '.join(spec.types)}" if spec.types else "")
+        )
     return rows
 
 
@@ -78,8 +84,9 @@ def parse_mixture(text: str, names: list[str]) -> dict[str, float]:
         name, sep, value = part.partition("=")
         name = name.strip()
         if not sep or name not in names:
-            raise InputError(f"mixture {text!r}: {part!r} is not name=weight over the sources "
-                             f"{', '.join(names)}")
+            raise InputError(
+                f"mixture {text!r}: {part!r} is not name=weight over the sources {', '.join(names)}"
+            )
         try:
             weights[name] = float(value)
         except ValueError:
@@ -96,19 +103,28 @@ class TrainInputs:
 
     def __init__(self, data: DataConfig, tokenizer: Tokenizer, seed: int):
         if not data.sources:
-            raise InputError("no training data: pass --data.sources name=path[:types] (e.g. from "
-                             "`clarify-jax synthesize`: out/train.jsonl)")
+            raise InputError(
+                "no training data: pass --data.sources name=path[:types] (e.g. from "
+                "`clarify-jax synthesize`: out/train.jsonl)"
+            )
         self.data, self.seed = data, seed
         specs = [SourceSpec.parse(text) for text in data.sources]
         duplicates = {s.name for s in specs if [t.name for t in specs].count(s.name) > 1}
         if duplicates:
             raise InputError(f"data sources named more than once: {sorted(duplicates)}")
         self.rows = {spec.name: read_rows(spec) for spec in specs}
-        self.validation = [row for text in data.validation
-                           for row in read_rows(SourceSpec.parse(text), split="validation")]
-        self.render = DialogueRenderer(tokenizer, RenderOptions(
-            format=data.row_format, round1_instruction=data.round1_instruction,
-            answer_prefix=data.answer_prefix, first_turn_only=data.first_turn_only))
+        self.validation = [
+            row for text in data.validation for row in read_rows(SourceSpec.parse(text), split="validation")
+        ]
+        self.render = DialogueRenderer(
+            tokenizer,
+            RenderOptions(
+                format=data.row_format,
+                round1_instruction=data.round1_instruction,
+                answer_prefix=data.answer_prefix,
+                first_turn_only=data.first_turn_only,
+            ),
+        )
 
     def check_mixtures(self, stages: tuple[Stage, ...]) -> None:
         for stage in stages:
@@ -117,9 +133,13 @@ class TrainInputs:
     def stage_iterator(self, stage: Stage, stage_index: int) -> grain.DatasetIterator:
         weights = parse_mixture(stage.mixture, list(self.rows))
         sources = [(self.rows[name], weight) for name, weight in weights.items() if weight > 0]
-        config = PipelineConfig(batch_size=self.data.batch_size, seq_len=self.data.seq_len,
-                                seed=self.seed + 1000 * stage_index, too_long=self.data.too_long,
-                                prefetch_workers=self.data.prefetch_workers)
+        config = PipelineConfig(
+            batch_size=self.data.batch_size,
+            seq_len=self.data.seq_len,
+            seed=self.seed + 1000 * stage_index,
+            too_long=self.data.too_long,
+            prefetch_workers=self.data.prefetch_workers,
+        )
         return make_iterator(sources, self.render, config)
 
     def validation_batches(self, limit: int = 0) -> Iterator[dict]:
@@ -127,7 +147,12 @@ class TrainInputs:
         `limit` batches when > 0."""
         if not self.validation:
             return iter(())
-        config = PipelineConfig(batch_size=self.data.batch_size, seq_len=self.data.seq_len,
-                                shuffle=False, num_epochs=1, too_long=self.data.too_long)
+        config = PipelineConfig(
+            batch_size=self.data.batch_size,
+            seq_len=self.data.seq_len,
+            shuffle=False,
+            num_epochs=1,
+            too_long=self.data.too_long,
+        )
         iterator = make_iterator([(self.validation, 1.0)], self.render, config)
         return iter(batch for index, batch in zip(range(limit or 2**62), iterator))

@@ -42,8 +42,9 @@ def initialize_distributed(config: TrainConfig) -> None:
         return
     if d.cpu_collectives != "none":
         jax.config.update("jax_cpu_collectives_implementation", d.cpu_collectives)
-    jax.distributed.initialize(coordinator_address=d.coordinator_address, num_processes=d.num_processes,
-                               process_id=d.process_id)
+    jax.distributed.initialize(
+        coordinator_address=d.coordinator_address, num_processes=d.num_processes, process_id=d.process_id
+    )
 
 
 def check_batch(config: TrainConfig, sharding: LogicalSharding) -> None:
@@ -55,7 +56,8 @@ def check_batch(config: TrainConfig, sharding: LogicalSharding) -> None:
     if (batch // accum) % shards:
         raise TrainConfigError(
             f"micro-batch of {batch // accum} rows (batch_size {batch} / grad_accum {accum}) is not "
-            f"divisible by the {shards} batch shards of mesh {config.mesh} (data x fsdp)")
+            f"divisible by the {shards} batch shards of mesh {config.mesh} (data x fsdp)"
+        )
     if batch % jax.process_count():
         raise TrainConfigError(f"data.batch_size {batch} is not divisible by the {jax.process_count()} hosts")
     if not config.stages or any(stage.steps < 1 for stage in config.stages):
@@ -65,9 +67,15 @@ def check_batch(config: TrainConfig, sharding: LogicalSharding) -> None:
 def model_config(config: TrainConfig) -> ModelConfig:
     cfg = ModelConfig.from_hf_file(config.model)
     lora = config.lora
-    return cfg.replace(param_dtype=config.param_dtype, dtype=config.compute_dtype, remat=config.remat,
-                       lora_rank=lora.rank, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                       lora_targets=tuple(lora.targets))
+    return cfg.replace(
+        param_dtype=config.param_dtype,
+        dtype=config.compute_dtype,
+        remat=config.remat,
+        lora_rank=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        lora_targets=tuple(lora.targets),
+    )
 
 
 class _Preemption:
@@ -85,6 +93,7 @@ class _Preemption:
         if jax.process_count() == 1:
             return self.requested
         from jax.experimental import multihost_utils
+
         flags = multihost_utils.process_allgather(np.int32(self.requested))
         return bool(np.max(flags))
 
@@ -113,14 +122,17 @@ def train(config: TrainConfig) -> dict[str, Any]:
         checkpoints.close()
 
 
-def _run(config: TrainConfig, cfg: ModelConfig, trainer: Trainer, inputs: TrainInputs,
-         checkpoints: RunCheckpoints) -> dict[str, Any]:
+def _run(
+    config: TrainConfig, cfg: ModelConfig, trainer: Trainer, inputs: TrainInputs, checkpoints: RunCheckpoints
+) -> dict[str, Any]:
     out = Path(config.out)
     is_main = jax.process_index() == 0
     latest = checkpoints.latest_step()
     if latest is not None and not config.resume:
-        raise TrainConfigError(f"{out} already holds checkpoints (latest step {latest}): pass --resume "
-                               "to continue that run, or choose another --out")
+        raise TrainConfigError(
+            f"{out} already holds checkpoints (latest step {latest}): pass --resume "
+            "to continue that run, or choose another --out"
+        )
     frozen = _load_frozen(config, cfg, trainer)
     state, step, data_stage, iterator = _start(config, cfg, trainer, inputs, checkpoints, latest)
     if is_main:
@@ -130,8 +142,9 @@ def _run(config: TrainConfig, cfg: ModelConfig, trainer: Trainer, inputs: TrainI
     flops_per_token = training_flops_per_token(cfg, config.data.seq_len, frozen_base=trainer.lora)
     run = _RunState(config, trainer, inputs, checkpoints, log, frozen, flops_per_token, peak_flops())
     preemption = _Preemption()
-    bar = tqdm(total=config.total_steps, initial=step, desc="train",
-               disable=not (config.progress and is_main))
+    bar = tqdm(
+        total=config.total_steps, initial=step, desc="train", disable=not (config.progress and is_main)
+    )
     summary: dict[str, Any] = {"preempted": False}
     timer = _StepTimer()
     weights, current = None, None
@@ -178,8 +191,14 @@ def _run(config: TrainConfig, cfg: ModelConfig, trainer: Trainer, inputs: TrainI
         preemption.restore()
 
 
-def _start(config: TrainConfig, cfg: ModelConfig, trainer: Trainer, inputs: TrainInputs,
-           checkpoints: RunCheckpoints, latest: int | None):
+def _start(
+    config: TrainConfig,
+    cfg: ModelConfig,
+    trainer: Trainer,
+    inputs: TrainInputs,
+    checkpoints: RunCheckpoints,
+    latest: int | None,
+):
     """(state, step, stage of the data iterator, iterator): fresh, or restored from `latest` with
     the iterator where it was when the stage it belongs to is still the current one."""
     if not (config.resume and latest is not None):
@@ -233,8 +252,16 @@ class _RunState:
         stage_end = self.config.stage_start(index) + self.config.stages[index].steps
         if step % self.config.log_every and step != stage_end:
             return None
-        record = _train_record(metrics, index, self.config.stages[index].name, timer.steps, timer.start,
-                               self.config, self.flops_per_token, self.peak)
+        record = _train_record(
+            metrics,
+            index,
+            self.config.stages[index].name,
+            timer.steps,
+            timer.start,
+            self.config,
+            self.flops_per_token,
+            self.peak,
+        )
         self.log.write("train", step, record)
         timer.restart()
         return record
@@ -243,8 +270,11 @@ class _RunState:
         """Validation at every `eval_every` steps but the last (the end of the run has its own)."""
         every = self.config.eval_every
         if every and step % every == 0 and step < self.config.total_steps:
-            self.log.write("validation", step, _evaluate(self.trainer, state, self.frozen, self.inputs,
-                                                         self.config, stage))
+            self.log.write(
+                "validation",
+                step,
+                _evaluate(self.trainer, state, self.frozen, self.inputs, self.config, stage),
+            )
             timer.restart()  # validation time is not training time
 
     def maybe_checkpoint(self, step: int, state, iterator, index: int) -> bool:
@@ -271,15 +301,19 @@ def _initial_trainable(config: TrainConfig, cfg: ModelConfig, trainer: Trainer):
     return params
 
 
-def _train_record(metrics, stage_index, stage_name, window_steps, window_start, config, flops_per_token,
-                  peak) -> dict[str, Any]:
+def _train_record(
+    metrics, stage_index, stage_name, window_steps, window_start, config, flops_per_token, peak
+) -> dict[str, Any]:
     record = {k: float(v) for k, v in jax.device_get(metrics).items()}
     record.update(stage=stage_index, stage_name=stage_name)
     if window_start is not None and window_steps:
         elapsed = time.perf_counter() - window_start
         tokens_per_s = window_steps * config.data.batch_size * config.data.seq_len / elapsed
-        record.update(step_time_s=elapsed / window_steps, tokens_per_s=tokens_per_s,
-                      flops_per_s=tokens_per_s * flops_per_token)
+        record.update(
+            step_time_s=elapsed / window_steps,
+            tokens_per_s=tokens_per_s,
+            flops_per_s=tokens_per_s * flops_per_token,
+        )
         if peak:
             record["mfu"] = record["flops_per_s"] / (peak * jax.device_count())
     return record
@@ -294,8 +328,11 @@ def _evaluate(trainer: Trainer, state, frozen, inputs: TrainInputs, config: Trai
             totals[key] = totals.get(key, 0.0) + float(value)
     record: dict[str, Any] = {}
     weighted = 0.0
-    for kind, weight in (("clarify", stage.clarify_weight), ("code", stage.code_weight),
-                         ("decision", stage.decision_weight)):
+    for kind, weight in (
+        ("clarify", stage.clarify_weight),
+        ("code", stage.code_weight),
+        ("decision", stage.decision_weight),
+    ):
         tokens = totals.get(f"tokens/{kind}", 0.0)
         record[f"tokens/{kind}"] = tokens
         if tokens:
@@ -309,9 +346,13 @@ def _evaluate(trainer: Trainer, state, frozen, inputs: TrainInputs, config: Trai
 def _meta(config: TrainConfig, stage_index: int) -> dict[str, Any]:
     """What a checkpoint needs beside its arrays: the stage whose iterator it holds, the base model
     (LoRA export merges into it), the LoRA settings and the whole run config."""
-    return {"stage": stage_index, "model": str(Path(config.model).absolute()),
-            "lora": dataclasses.asdict(config.lora), "param_dtype": config.param_dtype,
-            "config": _config_json(config)}
+    return {
+        "stage": stage_index,
+        "model": str(Path(config.model).absolute()),
+        "lora": dataclasses.asdict(config.lora),
+        "param_dtype": config.param_dtype,
+        "config": _config_json(config),
+    }
 
 
 def _config_json(config: TrainConfig) -> dict[str, Any]:

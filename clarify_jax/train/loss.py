@@ -34,8 +34,12 @@ def kind_counts(batch: dict[str, jax.Array]) -> dict[str, jax.Array]:
     return {kind: batch[f"{kind}_mask"].astype(jnp.float32).sum() for kind in batch_kinds(batch)}
 
 
-def joint_loss(logits: jax.Array, batch: dict[str, jax.Array], weights: dict[str, float],
-               counts: dict[str, jax.Array] | None = None) -> tuple[jax.Array, dict[str, jax.Array]]:
+def joint_loss(
+    logits: jax.Array,
+    batch: dict[str, jax.Array],
+    weights: dict[str, float],
+    counts: dict[str, jax.Array] | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The scalar loss and per-kind metrics (loss, token count, accuracy) for a packed batch with
     `targets`, `clarify_mask`, `code_mask` and optionally `decision_mask` (as the input pipeline
     makes them).

@@ -76,7 +76,7 @@ from clarify_jax.train.optimizer import make_optimizer
 from clarify_jax.train.presets import CONFIGS_DIR, load_presets
 from clarify_jax.train.step import Trainer
 
-GIB = 1024 ** 3
+GIB = 1024**3
 BATCH_ARRAYS = 9  # tokens, positions, segment ids, targets, kinds, three masks: 4 bytes a token each
 LOGIT_BYTES = 10  # per vocabulary entry and token (see the module docstring)
 
@@ -105,8 +105,9 @@ def targets(directory: Path = CONFIGS_DIR) -> dict[str, Target]:
     out = {}
     for name, (model, chip_name) in grid.TARGETS.items():
         chip = grid.CHIPS[chip_name]
-        out[name] = Target(models.HF_CONFIGS[model], chip.chips, chip.hbm_gib * chip.usable * GIB,
-                           chip.hosts, chip_name)
+        out[name] = Target(
+            models.HF_CONFIGS[model], chip.chips, chip.hbm_gib * chip.usable * GIB, chip.hosts, chip_name
+        )
     return out
 
 
@@ -114,17 +115,23 @@ def model_config(config: TrainConfig, hf_config: dict) -> ModelConfig:
     """As the trainer builds it (`loop.model_config`), less remat and dropout, which change no shape
     (so one cached `eval_shape` serves every remat policy)."""
     lora = config.lora
-    return ModelConfig.from_hf_dict(hf_config, param_dtype=config.param_dtype, dtype=config.compute_dtype,
-                                    lora_rank=lora.rank, lora_alpha=lora.alpha,
-                                    lora_targets=tuple(lora.targets))
+    return ModelConfig.from_hf_dict(
+        hf_config,
+        param_dtype=config.param_dtype,
+        dtype=config.compute_dtype,
+        lora_rank=lora.rank,
+        lora_alpha=lora.alpha,
+        lora_targets=tuple(lora.targets),
+    )
 
 
 def _abstract_mesh(shape: tuple[int, ...]) -> AbstractMesh:
     return AbstractMesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
 
 
-def _local_size(shape, spec: PartitionSpec, mesh_shape: dict[str, int], gathered: tuple[str, ...] = ()
-                ) -> int:
+def _local_size(
+    shape, spec: PartitionSpec, mesh_shape: dict[str, int], gathered: tuple[str, ...] = ()
+) -> int:
     """Elements of one device's shard, with the mesh axes in `gathered` undone (all-gathered)."""
     size = math.prod(shape)
     for entry in spec:
@@ -137,13 +144,16 @@ def _local_size(shape, spec: PartitionSpec, mesh_shape: dict[str, int], gathered
 def _leaves(shapes, shardings) -> list[tuple[str, jax.ShapeDtypeStruct, PartitionSpec]]:
     flat = jax.tree_util.tree_flatten_with_path(shapes)[0]
     specs = jax.tree.leaves(shardings)
-    return [(jax.tree_util.keystr(path, simple=True, separator="/"), leaf, sharding.spec)
-            for (path, leaf), sharding in zip(flat, specs)]
+    return [
+        (jax.tree_util.keystr(path, simple=True, separator="/"), leaf, sharding.spec)
+        for (path, leaf), sharding in zip(flat, specs)
+    ]
 
 
 def _bytes(leaves, mesh_shape, gathered=()) -> int:
-    return sum(_local_size(leaf.shape, spec, mesh_shape, gathered) * leaf.dtype.itemsize
-               for _, leaf, spec in leaves)
+    return sum(
+        _local_size(leaf.shape, spec, mesh_shape, gathered) * leaf.dtype.itemsize for _, leaf, spec in leaves
+    )
 
 
 def causal_pairs(seq_len: int, block: int = CAUSAL_BLOCK) -> int:
@@ -151,12 +161,14 @@ def causal_pairs(seq_len: int, block: int = CAUSAL_BLOCK) -> int:
     up to its end (the whole square when one block covers the row)."""
     if seq_len <= block:
         return seq_len * seq_len
-    return sum(min(start + block, seq_len) * min(block, seq_len - start)
-               for start in range(0, seq_len, block))
+    return sum(
+        min(start + block, seq_len) * min(block, seq_len - start) for start in range(0, seq_len, block)
+    )
 
 
 def activation_terms(cfg: ModelConfig, remat: str, lora_dropout: float, seq_len: int, tensor: int) -> dict:
     """Bytes per token (per device) of the activation terms in the module docstring."""
+
     def split(n):  # a dimension the tensor axis shards when it divides it
         return n // tensor if n % tensor == 0 else n
 
@@ -170,13 +182,32 @@ def activation_terms(cfg: ModelConfig, remat: str, lora_dropout: float, seq_len:
     lora = sum(cfg.lora_rank + outputs[t] for t in targets)
     dropped = sum(inputs[t] * (c + 1) for t in targets) if lora_dropout else 0
     projections = sum(outputs.values()) + lora
-    layer_none = (d * c + 2 * d * (4 + c) + (nh + 2 * kh) * c + (nh + kh) * c + 6 * scores + nh * c
-                  + 2 * d * c + 4 * f * c + 2 * d * c + lora * c + dropped)
-    saved = {"none": layer_none, "full": d * c, "dots_no_batch": d * c + projections * c,
-             "dots": d * c + projections * c + 4 * scores + nh * c}[remat]
+    layer_none = (
+        d * c
+        + 2 * d * (4 + c)
+        + (nh + 2 * kh) * c
+        + (nh + kh) * c
+        + 6 * scores
+        + nh * c
+        + 2 * d * c
+        + 4 * f * c
+        + 2 * d * c
+        + lora * c
+        + dropped
+    )
+    saved = {
+        "none": layer_none,
+        "full": d * c,
+        "dots_no_batch": d * c + projections * c,
+        "dots": d * c + projections * c + 4 * scores + nh * c,
+    }[remat]
     working = layer_none + d * (c + 8)
-    return {"saved_per_layer": saved, "working": working,
-            "logits": split(cfg.vocab_size) * LOGIT_BYTES, "layer_none": layer_none}
+    return {
+        "saved_per_layer": saved,
+        "working": working,
+        "logits": split(cfg.vocab_size) * LOGIT_BYTES,
+        "layer_none": layer_none,
+    }
 
 
 def estimate(config: TrainConfig, target: Target, headroom: float = 0.10) -> dict:
@@ -199,12 +230,17 @@ def estimate(config: TrainConfig, target: Target, headroom: float = 0.10) -> dic
     terms = {
         "params_trainable": _bytes(trainable, mesh),
         "params_frozen": _bytes(frozen, mesh),
-        "optimizer": sum(math.prod(leaf.sharding.shard_shape(leaf.shape)) * leaf.dtype.itemsize
-                         for leaf in jax.tree.leaves(state["opt_state"])),
+        "optimizer": sum(
+            math.prod(leaf.sharding.shard_shape(leaf.shape)) * leaf.dtype.itemsize
+            for leaf in jax.tree.leaves(state["opt_state"])
+        ),
     }
     terms["grads"] = terms["params_trainable"]
-    terms["grad_accumulator"] = (sum(_local_size(leaf.shape, spec, mesh) * 4 for _, leaf, spec in trainable)
-                                 if config.grad_accum > 1 else 0)
+    terms["grad_accumulator"] = (
+        sum(_local_size(leaf.shape, spec, mesh) * 4 for _, leaf, spec in trainable)
+        if config.grad_accum > 1
+        else 0
+    )
     shards = mesh["data"] * mesh["fsdp"]
     rows = config.data.batch_size // config.grad_accum // shards
     seq_len = config.data.seq_len
@@ -229,10 +265,14 @@ def estimate(config: TrainConfig, target: Target, headroom: float = 0.10) -> dic
         return size // cfg.num_layers if name.startswith("layers/") else size
 
     def gather_sum(prefix):
-        weights = sum(gathered(n, leaf, spec, c) for n, leaf, spec in trainable + frozen
-                      if n.startswith(prefix))
-        grads = sum(gathered(n, leaf, spec, c) for n, leaf, spec in trainable
-                    if n.startswith(prefix) and fsdp_sharded(spec))
+        weights = sum(
+            gathered(n, leaf, spec, c) for n, leaf, spec in trainable + frozen if n.startswith(prefix)
+        )
+        grads = sum(
+            gathered(n, leaf, spec, c)
+            for n, leaf, spec in trainable
+            if n.startswith(prefix) and fsdp_sharded(spec)
+        )
         return weights, grads
 
     layer_weights, layer_grads = gather_sum("layers/")
@@ -242,36 +282,58 @@ def estimate(config: TrainConfig, target: Target, headroom: float = 0.10) -> dic
     embedding_name = "embed_tokens/embedding"
     embedding = [(n, leaf, spec) for n, leaf, spec in trainable + frozen if n == embedding_name][0]
     lookup_spec = sharding.spec(("vocab", None), embedding[1].shape)
-    table = (_local_size(embedding[1].shape, lookup_spec, mesh) * embedding[1].dtype.itemsize
-             if lookup_spec != embedding[2] else 0)
+    table = (
+        _local_size(embedding[1].shape, lookup_spec, mesh) * embedding[1].dtype.itemsize
+        if lookup_spec != embedding[2]
+        else 0
+    )
     terms["embedding_gather"] = table * (2 if embedding_name in trained else 1)
     largest = max(_local_size(leaf.shape, spec, mesh) for _, leaf, spec in trainable)
     terms["optimizer_update"] = 2 * 4 * largest
 
-    persistent = sum(terms[k] for k in ("params_trainable", "params_frozen", "grads", "grad_accumulator",
-                                        "optimizer", "batch"))
-    phases = {"backward_start": terms["activations_saved"] + terms["layer_working_set"] + terms["logits"]
-              + terms["fsdp_gathers"],
-              "embedding_gradient": terms["embedding_gather"],
-              "optimizer_step": terms["optimizer_update"]}
+    persistent = sum(
+        terms[k]
+        for k in ("params_trainable", "params_frozen", "grads", "grad_accumulator", "optimizer", "batch")
+    )
+    phases = {
+        "backward_start": terms["activations_saved"]
+        + terms["layer_working_set"]
+        + terms["logits"]
+        + terms["fsdp_gathers"],
+        "embedding_gradient": terms["embedding_gather"],
+        "optimizer_step": terms["optimizer_update"],
+    }
     peak = persistent + max(phases.values())
     limit = target.memory_bytes * (1 - headroom)
     return {
-        "chips": target.chips, "chip": target.chip, "mesh": dict(mesh), "grad_accum": config.grad_accum,
-        "rows_per_device": rows, "seq_len": seq_len, "remat": config.remat,
-        "param_dtype": config.param_dtype, "compute_dtype": config.compute_dtype,
+        "chips": target.chips,
+        "chip": target.chip,
+        "mesh": dict(mesh),
+        "grad_accum": config.grad_accum,
+        "rows_per_device": rows,
+        "seq_len": seq_len,
+        "remat": config.remat,
+        "param_dtype": config.param_dtype,
+        "compute_dtype": config.compute_dtype,
         "lora_rank": config.lora.rank,
         "num_params": cfg.num_params,
-        "terms": terms, "phases": phases, "peak_phase": max(phases, key=phases.get),
-        "peak_bytes": peak, "memory_bytes": target.memory_bytes, "limit_bytes": limit,
-        "headroom": headroom, "fits": peak <= limit,
+        "terms": terms,
+        "phases": phases,
+        "peak_phase": max(phases, key=phases.get),
+        "peak_bytes": peak,
+        "memory_bytes": target.memory_bytes,
+        "limit_bytes": limit,
+        "headroom": headroom,
+        "fits": peak <= limit,
     }
 
 
 def format_table(results: dict[str, dict]) -> str:
     gib = lambda b: f"{b / GIB:6.2f}"  # noqa: E731
-    head = (f"{'preset':34} {'mesh':8} {'acc':>3} {'rows':>4} {'remat':13} {'params':>6} {'grads':>6} "
-            f"{'optim':>6} {'activ':>6} {'logits':>6} {'gather':>6} {'peak':>6} {'limit':>6} fits")
+    head = (
+        f"{'preset':34} {'mesh':8} {'acc':>3} {'rows':>4} {'remat':13} {'params':>6} {'grads':>6} "
+        f"{'optim':>6} {'activ':>6} {'logits':>6} {'gather':>6} {'peak':>6} {'limit':>6} fits"
+    )
     lines = [head, "-" * len(head)]
     for name, r in results.items():
         t = r["terms"]
@@ -282,16 +344,26 @@ def format_table(results: dict[str, dict]) -> str:
             f"{gib(t['optimizer'])} {gib(t['activations_saved'] + t['layer_working_set'])} "
             f"{gib(t['logits'])} "
             f"{gib(t['fsdp_gathers'])} {gib(r['peak_bytes'])} {gib(r['limit_bytes'])} "
-            f"{'yes' if r['fits'] else 'NO'}")
-    lines.append("GiB per device; activ = saved activations + one layer's backward working set; "
-                 "limit = usable memory less the headroom.")
+            f"{'yes' if r['fits'] else 'NO'}"
+        )
+    lines.append(
+        "GiB per device; activ = saved activations + one layer's backward working set; "
+        "limit = usable memory less the headroom."
+    )
     return "\n".join(lines)
 
 
 # ---- cross-check against XLA on tiny models ----
 
-TINY = {"model_type": "llama", "vocab_size": 4096, "hidden_size": 256, "intermediate_size": 688,
-        "num_hidden_layers": 4, "num_attention_heads": 8, "num_key_value_heads": 4}
+TINY = {
+    "model_type": "llama",
+    "vocab_size": 4096,
+    "hidden_size": 256,
+    "intermediate_size": 688,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+}
 
 
 CROSS_CHECK_CASES = {  # name -> TrainConfig fields, on 8 devices, batch 16 x 512, float32
@@ -305,10 +377,19 @@ CROSS_CHECK_CASES = {  # name -> TrainConfig fields, on 8 devices, batch 16 x 51
 
 def tiny_config(mesh: str, remat: str, grad_accum: int = 1, lora_rank: int = 0) -> TrainConfig:
     from clarify_jax.train.config import DataConfig, LoraConfig, Stage
-    return TrainConfig(model=Path("."), out=Path("."), stages=(Stage(steps=10),),
-                       data=DataConfig(seq_len=512, batch_size=16), mesh=mesh, remat=remat,
-                       grad_accum=grad_accum, lora=LoraConfig(rank=lora_rank),
-                       param_dtype="float32", compute_dtype="float32")
+
+    return TrainConfig(
+        model=Path("."),
+        out=Path("."),
+        stages=(Stage(steps=10),),
+        data=DataConfig(seq_len=512, batch_size=16),
+        mesh=mesh,
+        remat=remat,
+        grad_accum=grad_accum,
+        lora=LoraConfig(rank=lora_rank),
+        param_dtype="float32",
+        compute_dtype="float32",
+    )
 
 
 def xla_peak(config: TrainConfig, hf_config: dict) -> dict:
@@ -320,18 +401,30 @@ def xla_peak(config: TrainConfig, hf_config: dict) -> dict:
     cfg = model_config(config, hf_config).replace(remat=config.remat)
     optimizer, schedule = make_optimizer(config.stages, config.optimizer)
     trainer = Trainer(cfg, LogicalSharding(make_mesh(config.mesh)), optimizer, schedule, config.grad_accum)
-    frozen = jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                          trainer.split(param_shapes(cfg))[1], trainer.param_shardings[1])
+    frozen = jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+        trainer.split(param_shapes(cfg))[1],
+        trainer.param_shardings[1],
+    )
     rows = (config.data.batch_size, config.data.seq_len)
-    dtypes = dict(tokens=jnp.int32, positions=jnp.int32, segment_ids=jnp.int32, targets=jnp.int32,
-                  clarify_mask=jnp.float32, code_mask=jnp.float32)
+    dtypes = dict(
+        tokens=jnp.int32,
+        positions=jnp.int32,
+        segment_ids=jnp.int32,
+        targets=jnp.int32,
+        clarify_mask=jnp.float32,
+        code_mask=jnp.float32,
+    )
     sharding = trainer.batch_sharding()
     batch = {k: jax.ShapeDtypeStruct(rows, dtype, sharding=sharding) for k, dtype in dtypes.items()}
     lowered = trainer.train_step.lower(trainer.abstract_state(), frozen, batch, loss_weights(1.0, 1.0))
     m = lowered.compile().memory_analysis()
     peak = m.argument_size_in_bytes + m.output_size_in_bytes - m.alias_size_in_bytes + m.temp_size_in_bytes
-    return {"peak_bytes": peak, "temp_bytes": m.temp_size_in_bytes,
-            "argument_bytes": m.argument_size_in_bytes}
+    return {
+        "peak_bytes": peak,
+        "temp_bytes": m.temp_size_in_bytes,
+        "argument_bytes": m.argument_size_in_bytes,
+    }
 
 
 def cross_check() -> dict:
@@ -343,9 +436,12 @@ def cross_check() -> dict:
         config = tiny_config(**case)
         predicted = estimate(config, Target(TINY, 8, 1e12))
         xla = xla_peak(config, TINY)
-        out[name] = {"estimate_bytes": predicted["peak_bytes"], "xla_peak_bytes": xla["peak_bytes"],
-                     "xla_temp_bytes": xla["temp_bytes"],
-                     "ratio_estimate_over_xla": round(predicted["peak_bytes"] / xla["peak_bytes"], 3)}
+        out[name] = {
+            "estimate_bytes": predicted["peak_bytes"],
+            "xla_peak_bytes": xla["peak_bytes"],
+            "xla_temp_bytes": xla["temp_bytes"],
+            "ratio_estimate_over_xla": round(predicted["peak_bytes"] / xla["peak_bytes"], 3),
+        }
     return out
 
 
@@ -353,8 +449,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("presets", nargs="*", help="preset names (default: every sized preset)")
     parser.add_argument("--headroom", type=float, default=0.10)
-    parser.add_argument("--model", help="for presets outside the grid: a configs/models.py name, or a "
-                        "config.json / model directory")
+    parser.add_argument(
+        "--model",
+        help="for presets outside the grid: a configs/models.py name, or a config.json / model directory",
+    )
     parser.add_argument("--chip", help="for presets outside the grid: a chip of configs/finetune_7b.py")
     parser.add_argument("--mesh", help="override the preset's mesh")
     parser.add_argument("--grad-accum", type=int, help="override the preset's grad_accum")

@@ -29,8 +29,10 @@ class MetricsLog:
         else:
             _drop_records_after(self.path, resume_step)
         from tensorboardX import SummaryWriter
-        self._writer = SummaryWriter(str(self.run_dir / "tensorboard"),
-                                     purge_step=None if resume_step is None else resume_step + 1)
+
+        self._writer = SummaryWriter(
+            str(self.run_dir / "tensorboard"), purge_step=None if resume_step is None else resume_step + 1
+        )
 
     def write(self, split: str, step: int, metrics: dict[str, Any]) -> None:
         """One record: {"split": "train" | "validation", "step": N, ...metrics}."""
@@ -79,13 +81,15 @@ def _plain(value):
 def plot_losses(metrics_path: str | Path, out_path: str | Path) -> Path:
     """A PNG of the loss per kind (clarify, code) and the total over steps, training and validation."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     records = read_records(metrics_path)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), sharex=True)
-    for ax, key, title in zip(axes, ("loss", "loss/clarify", "loss/code"),
-                              ("total (weighted)", "clarifying questions", "code")):
+    for ax, key, title in zip(
+        axes, ("loss", "loss/clarify", "loss/code"), ("total (weighted)", "clarifying questions", "code")
+    ):
         for split, style in (("train", "-"), ("validation", "o--")):
             points = [(r["step"], r[key]) for r in records if r["split"] == split and key in r]
             if points:

@@ -40,16 +40,26 @@ def learning_rate_schedule(stages: Sequence[Stage], config: OptimizerConfig) -> 
 def decay_mask(params) -> dict:
     """True for weights that get weight decay: matrices (kernels, embeddings, adapters), not the
     RMSNorm scales or the q/k/v biases."""
+
     def decays(path, _):
         return getattr(path[-1], "key", None) not in ("scale", "bias")
+
     return jax.tree_util.tree_map_with_path(decays, params)
 
 
-def make_optimizer(stages: Sequence[Stage], config: OptimizerConfig
-                   ) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(
+    stages: Sequence[Stage], config: OptimizerConfig
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
     schedule = learning_rate_schedule(stages, config)
     parts = [] if config.clip_norm is None else [optax.clip_by_global_norm(config.clip_norm)]
-    parts.append(optax.adamw(schedule, b1=config.b1, b2=config.b2, eps=config.eps,
-                             weight_decay=config.weight_decay, mask=decay_mask))
+    parts.append(
+        optax.adamw(
+            schedule,
+            b1=config.b1,
+            b2=config.b2,
+            eps=config.eps,
+            weight_decay=config.weight_decay,
+            mask=decay_mask,
+        )
+    )
     return optax.chain(*parts), schedule
-

@@ -16,8 +16,12 @@ CONFIGS_DIR = Path(os.environ.get("CLARIFY_JAX_CONFIGS", Path(__file__).resolve(
 
 
 def load_presets(directory: Path = CONFIGS_DIR) -> dict[str, tuple[str, TrainConfig]]:
-    presets = {"default": ("Library defaults: one stage of 100 steps, full fine-tuning.",
-                           TrainConfig(model=tyro.MISSING, out=tyro.MISSING, stages=(Stage(steps=100),)))}
+    presets = {
+        "default": (
+            "Library defaults: one stage of 100 steps, full fine-tuning.",
+            TrainConfig(model=tyro.MISSING, out=tyro.MISSING, stages=(Stage(steps=100),)),
+        )
+    }
     for path in sorted(directory.glob("*.py")) if directory.is_dir() else ():
         spec = importlib.util.spec_from_file_location(f"clarify_jax_configs.{path.stem}", path)
         module = importlib.util.module_from_spec(spec)

@@ -56,10 +56,14 @@ class Trainer:
     def abstract_state(self) -> State:
         """ShapeDtypeStructs with shardings: the restore target of a checkpoint."""
         trainable_shapes, _ = self.split(param_shapes(self.cfg))
-        shapes = {"step": jax.ShapeDtypeStruct((), jnp.int32), "params": trainable_shapes,
-                  "opt_state": jax.eval_shape(self.optimizer.init, trainable_shapes)}
-        return jax.tree.map(lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-                            shapes, self.state_shardings)
+        shapes = {
+            "step": jax.ShapeDtypeStruct((), jnp.int32),
+            "params": trainable_shapes,
+            "opt_state": jax.eval_shape(self.optimizer.init, trainable_shapes),
+        }
+        return jax.tree.map(
+            lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh), shapes, self.state_shardings
+        )
 
     @functools.cached_property
     def state_shardings(self) -> State:
@@ -67,8 +71,9 @@ class Trainer:
         replicated = NamedSharding(self.sharding.mesh, PartitionSpec())
         opt_shapes = jax.eval_shape(self.optimizer.init, self.split(param_shapes(self.cfg))[0])
         # Moments shard like their params; counters and other scalars are replicated.
-        opt = optax.tree_map_params(self.optimizer, lambda _, s: s, opt_shapes, trainable,
-                                    transform_non_params=lambda _: replicated)
+        opt = optax.tree_map_params(
+            self.optimizer, lambda _, s: s, opt_shapes, trainable, transform_non_params=lambda _: replicated
+        )
         return {"step": replicated, "params": trainable, "opt_state": opt}
 
     def batch_sharding(self) -> NamedSharding:
@@ -87,10 +92,12 @@ class Trainer:
     @functools.cached_property
     def train_step(self):
         """(state, frozen, batch, loss_weights) -> (new state, metrics); `state` is donated."""
-        return jax.jit(self._train_step_body, donate_argnums=0,
-                       in_shardings=(self.state_shardings, self.param_shardings[1], self.batch_sharding(),
-                                     None),
-                       out_shardings=(self.state_shardings, None))
+        return jax.jit(
+            self._train_step_body,
+            donate_argnums=0,
+            in_shardings=(self.state_shardings, self.param_shardings[1], self.batch_sharding(), None),
+            out_shardings=(self.state_shardings, None),
+        )
 
     @functools.cached_property
     def eval_step(self):
@@ -99,11 +106,19 @@ class Trainer:
 
     def _logits(self, trainable, frozen, batch, dropout_rng=None):
         params = combine(trainable, frozen) if self.lora else trainable
-        return apply_decoder(self.cfg, params, batch["tokens"], batch["positions"], batch["segment_ids"],
-                             self.sharding, dropout_rng=dropout_rng)
+        return apply_decoder(
+            self.cfg,
+            params,
+            batch["tokens"],
+            batch["positions"],
+            batch["segment_ids"],
+            self.sharding,
+            dropout_rng=dropout_rng,
+        )
 
-    def _train_step_body(self, state: State, frozen: Params, batch: dict[str, jax.Array],
-                         loss_weights: dict[str, jax.Array]):
+    def _train_step_body(
+        self, state: State, frozen: Params, batch: dict[str, jax.Array], loss_weights: dict[str, jax.Array]
+    ):
         counts = kind_counts(batch)  # over the whole batch, so micro-batches add up exactly
         step_rng = jax.random.fold_in(jax.random.key(self.seed), state["step"])
 
@@ -118,16 +133,18 @@ class Trainer:
             grads, metrics = self._accumulate(grad_fn, state["params"], batch, step_rng)
         updates, opt_state = self.optimizer.update(grads, state["opt_state"], state["params"])
         params = optax.apply_updates(state["params"], updates)
-        metrics = dict(metrics, grad_norm=optax.global_norm(grads),
-                       learning_rate=self.schedule(state["step"]))
+        metrics = dict(
+            metrics, grad_norm=optax.global_norm(grads), learning_rate=self.schedule(state["step"])
+        )
         return {"step": state["step"] + 1, "params": params, "opt_state": opt_state}, metrics
 
     def _accumulate(self, grad_fn, params, batch, step_rng):
         """Sums gradients and metrics over `grad_accum` micro-batches with a scan. Micro-batch i
         takes rows i, i + A, i + 2A, ...: each device's rows split evenly, with no data movement."""
         accum = self.grad_accum
-        micro = jax.tree.map(lambda x: x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1),
-                             batch)
+        micro = jax.tree.map(
+            lambda x: x.reshape(x.shape[0] // accum, accum, *x.shape[1:]).swapaxes(0, 1), batch
+        )
 
         def body(carry, xs):
             grads_sum, metrics_sum = carry
@@ -146,8 +163,7 @@ class Trainer:
         return grads, metrics
 
     def _eval_step_body(self, trainable, frozen, batch):
-        cross_entropy, correct = token_cross_entropy(self._logits(trainable, frozen, batch),
-                                                     batch["targets"])
+        cross_entropy, correct = token_cross_entropy(self._logits(trainable, frozen, batch), batch["targets"])
         sums = {}
         for kind in batch_kinds(batch):
             mask = batch[f"{kind}_mask"].astype(jnp.float32)

@@ -51,12 +51,13 @@ def complete_lines(path: Path) -> list[tuple[int, str]]:
     if not path.exists():
         return []
     data = path.read_bytes()
-    complete = data[:data.rfind(b"\n") + 1]
+    complete = data[: data.rfind(b"\n") + 1]
     if len(complete) != len(data):
         with open(path, "r+b") as f:
             f.truncate(len(complete))
-    return [(number, line) for number, line in enumerate(complete.decode("utf-8").splitlines(), 1)
-            if line.strip()]
+    return [
+        (number, line) for number, line in enumerate(complete.decode("utf-8").splitlines(), 1) if line.strip()
+    ]
 
 
 def append_record(path: Path, record: dict[str, Any]) -> None:

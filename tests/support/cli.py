@@ -9,5 +9,10 @@ def run_cli(*args, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m clarify_jax.cli ARGS`; `env` entries are added to the environment (None removes one)."""
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", **(env or {})}
     env = {k: v for k, v in env.items() if v is not None}
-    return subprocess.run([sys.executable, "-m", "clarify_jax.cli", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "clarify_jax.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )

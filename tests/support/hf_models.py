@@ -5,17 +5,37 @@ from pathlib import Path
 import torch
 import transformers
 
-TINY = dict(vocab_size=256, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-            bos_token_id=1, eos_token_id=2)
+TINY = dict(
+    vocab_size=256,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=512,
+    bos_token_id=1,
+    eos_token_id=2,
+)
 
 VARIANTS = {
     "llama": ("LlamaConfig", {}),
-    "llama_linear": ("LlamaConfig", {"rope_scaling": {"type": "linear", "factor": 4.0},
-                                     "rope_theta": 100000.0}),
-    "llama_llama3": ("LlamaConfig", {"rope_scaling": {
-        "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-        "original_max_position_embeddings": 64}, "rope_theta": 500000.0}),
+    "llama_linear": (
+        "LlamaConfig",
+        {"rope_scaling": {"type": "linear", "factor": 4.0}, "rope_theta": 100000.0},
+    ),
+    "llama_llama3": (
+        "LlamaConfig",
+        {
+            "rope_scaling": {
+                "rope_type": "llama3",
+                "factor": 8.0,
+                "low_freq_factor": 1.0,
+                "high_freq_factor": 4.0,
+                "original_max_position_embeddings": 64,
+            },
+            "rope_theta": 500000.0,
+        },
+    ),
     "qwen2": ("Qwen2Config", {"tie_word_embeddings": False}),
     "qwen2_tied": ("Qwen2Config", {"tie_word_embeddings": True}),
     "mistral": ("MistralConfig", {"sliding_window": 5}),
@@ -44,7 +64,8 @@ def save_tiny_model(variant: str, path: Path, max_shard_size: str | None = None)
 
 
 def hf_logits(model_dir, tokens, **kwargs):
-    model = transformers.AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32,
-                                                              attn_implementation="eager")
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.float32, attn_implementation="eager"
+    )
     with torch.no_grad():
         return model(torch.as_tensor(tokens), **kwargs).logits.numpy()

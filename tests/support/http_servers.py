@@ -52,8 +52,13 @@ class ChatServer(LocalServer):
                 elif server.malformed:
                     payload = b'{"choices": []}'
                 else:
-                    payload = json.dumps({"choices": [{"message": {
-                        "role": "assistant", "content": server.reply(body["messages"])}}]}).encode()
+                    payload = json.dumps(
+                        {
+                            "choices": [
+                                {"message": {"role": "assistant", "content": server.reply(body["messages"])}}
+                            ]
+                        }
+                    ).encode()
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
