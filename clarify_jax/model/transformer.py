@@ -214,6 +214,22 @@ CACHE_AXES = {
 }
 
 
+def repeat_cache_rows(cache: Cache, times: int) -> Cache:
+    """Every row `times` times in a row (row b becomes rows b * times ... b * times + times - 1):
+    one prefill shared by several samples of the same prompt."""
+    return {
+        name: jnp.repeat(x, times, axis=CACHE_AXES[name].index("batch")) if "batch" in CACHE_AXES[name] else x
+        for name, x in cache.items()
+    }
+
+
+def constrain_cache(cache: Cache, sharding: LogicalSharding | None) -> Cache:
+    """The cache laid out over the mesh by its logical axes (unchanged without a mesh)."""
+    if sharding is None:
+        return cache
+    return {name: sharding.constrain(x, tuple(CACHE_AXES[name])) for name, x in cache.items()}
+
+
 @functools.partial(jax.jit, static_argnames=("cfg", "sharding"), donate_argnames=("cache",))
 def forward_with_cache(
     cfg: ModelConfig,

@@ -22,7 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from clarify_jax.model.config import ModelConfig
-from clarify_jax.model.transformer import CACHE_AXES, Cache, Params, forward_with_cache, init_cache
+from clarify_jax.model.transformer import (
+    Cache,
+    Params,
+    constrain_cache,
+    forward_with_cache,
+    init_cache,
+    repeat_cache_rows,
+)
 from clarify_jax.parallel.sharding import LogicalSharding
 from clarify_jax.sample.sampling import SamplerError, SamplingConfig, TokenChoice, choose_tokens
 
@@ -69,12 +76,6 @@ class SampleOutput:
         return [[c.tokens for c in row] for row in self.completions]
 
 
-def _constrain_cache(cache: Cache, sharding: LogicalSharding | None) -> Cache:
-    if sharding is None:
-        return cache
-    return {name: sharding.constrain(x, tuple(CACHE_AXES[name])) for name, x in cache.items()}
-
-
 def _generate(
     cfg: ModelConfig,
     params: Params,
@@ -100,23 +101,18 @@ def _generate(
     lengths [P]: prompt lengths; active [P]: False for rows that only pad the batch; stop_ids [S].
     """
     rows, width = prefix.shape
-    cache = _constrain_cache(init_cache(cfg, rows, width + max_new_tokens, cache_dtype), sharding)
+    cache = constrain_cache(init_cache(cfg, rows, width + max_new_tokens, cache_dtype), sharding)
     segments = (jnp.arange(width)[None, :] < (lengths - 1)[:, None]).astype(jnp.int32)
     _, cache = forward_with_cache(cfg, params, prefix, cache, segment_ids=segments, sharding=sharding)
     if num_samples > 1:
-        cache = {
-            "k": jnp.repeat(cache["k"], num_samples, axis=1),
-            "v": jnp.repeat(cache["v"], num_samples, axis=1),
-            "pos": jnp.repeat(cache["pos"], num_samples, axis=0),
-            "index": cache["index"],
-        }
+        cache = repeat_cache_rows(cache, num_samples)
         last, lengths, active = (jnp.repeat(x, num_samples) for x in (last, lengths, active))
     state = DecodeState(
         step=jnp.int32(0),
         last=last,
         done=~active,
         output=jnp.full((last.shape[0], max_new_tokens), EMPTY, jnp.int32),
-        cache=_constrain_cache(cache, sharding),
+        cache=constrain_cache(cache, sharding),
     )
 
     def unfinished(s: DecodeState):
@@ -135,7 +131,7 @@ def _generate(
             last=token,
             done=s.done | jnp.isin(token, stop_ids),
             output=output,
-            cache=_constrain_cache(cache, sharding),
+            cache=constrain_cache(cache, sharding),
         )
 
     state = jax.lax.while_loop(unfinished, decode_step, state)
