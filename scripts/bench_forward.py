@@ -19,7 +19,7 @@ import tempfile
 import time
 
 import tyro
-from bench_models import reference_model, with_shape  # scripts/ is on sys.path
+from bench_models import model_summary, reference_model, with_shape  # scripts/ is on sys.path
 
 
 @dataclasses.dataclass
@@ -110,17 +110,7 @@ def main(args: Bench) -> dict:
     n_tokens = args.batch * args.seq
     result = {
         "benchmark": "prefill_forward",
-        "model": {
-            "shape": args.shape,
-            "weights": weights,
-            "params": model.count_params(params),
-            "hidden": args.hidden,
-            "layers": args.layers,
-            "vocab": args.vocab,
-            "heads": args.heads,
-            "kv_heads": args.kv_heads,
-            "intermediate": args.intermediate,
-        },
+        "model": model_summary(args, weights, model.count_params(params)),
         "batch": args.batch,
         "seq": args.seq,
         "dtype": args.dtype,

@@ -25,6 +25,12 @@ def with_shape(args):
     return dataclasses.replace(args, **SHAPES[args.shape])
 
 
+def model_summary(args, weights: str, params: int) -> dict:
+    """The JSON's "model" entry: the shape, where the weights came from, and the sizes."""
+    sizes = ("hidden", "layers", "vocab", "heads", "kv_heads", "intermediate")
+    return {"shape": args.shape, "weights": weights, "params": params, **{k: getattr(args, k) for k in sizes}}
+
+
 def reference_model(args, max_positions: int = 2048):
     """(transformers LlamaForCausalLM in float32, "smollm2" or "random"): the weights it holds."""
     import torch

@@ -22,7 +22,7 @@ import tempfile
 import time
 
 import tyro
-from bench_models import reference_model, with_shape  # scripts/ is on sys.path
+from bench_models import model_summary, reference_model, with_shape  # scripts/ is on sys.path
 
 
 @dataclasses.dataclass
@@ -121,17 +121,7 @@ def main(args: Bench) -> dict:
         results[f"batch_{batch}"] = row
     result = {
         "benchmark": "greedy_sampling",
-        "model": {
-            "shape": args.shape,
-            "weights": weights,
-            "params": model.count_params(params),
-            "hidden": args.hidden,
-            "layers": args.layers,
-            "vocab": args.vocab,
-            "heads": args.heads,
-            "kv_heads": args.kv_heads,
-            "intermediate": args.intermediate,
-        },
+        "model": model_summary(args, weights, model.count_params(params)),
         "prompt": args.prompt,
         "new_tokens": args.new_tokens,
         "dtype": args.dtype,

@@ -45,7 +45,7 @@ import time
 from typing import Literal
 
 import tyro
-from bench_models import reference_model, with_shape  # scripts/ is on sys.path
+from bench_models import model_summary, reference_model, with_shape  # scripts/ is on sys.path
 
 # --small: sizes that run the whole benchmark (compiles included) in well under a minute.
 SMALL = dict(
@@ -241,7 +241,7 @@ def main(args: Bench) -> dict:
 
     threads = args.threads or os.cpu_count()
     torch.set_num_threads(threads)
-    reference, weights = reference_model(args, args.seq)
+    reference, weights_source = reference_model(args, args.seq)
     reference = reference.train()
     reference.config._attn_implementation = args.torch_attention
     with tempfile.TemporaryDirectory() as tmp:
@@ -393,17 +393,7 @@ def main(args: Bench) -> dict:
     peak = peak_flops()
     result = {
         "benchmark": "train_step",
-        "model": {
-            "shape": args.shape,
-            "weights": weights,
-            "params": model.count_params(params),
-            "hidden": args.hidden,
-            "layers": args.layers,
-            "vocab": args.vocab,
-            "heads": args.heads,
-            "kv_heads": args.kv_heads,
-            "intermediate": args.intermediate,
-        },
+        "model": model_summary(args, weights_source, model.count_params(params)),
         "batch": args.batch,
         "seq": args.seq,
         "tokens_per_step": n_tokens,

@@ -23,6 +23,15 @@ PUBLISHED = {
     "Okanagan (Base=ChatGPT)": (27.45, 39.62, 33.45, 56.98, 72.73, 52.24),
     "Okanagan (Base=DeepSeek Coder)": (21.25, 38.06, 24.3, 52.72, 82.51, 60.13),
 }
+# The published table's columns, in its order (the values of PUBLISHED follow it).
+LEADERBOARD_LABELS = (
+    "Pass@1 (HmEval)",
+    "Pass@1 (HmEvalComm)",
+    "Test Pass Rate (HmEval)",
+    "Test Pass Rate (HmEvalComm)",
+    "Comm. Rate",
+    "Good Question Rate",
+)
 COMM_COLUMNS = (
     ("communication_rate", "Comm. Rate"),
     ("good_question_rate", "Good Question Rate"),
@@ -47,15 +56,7 @@ def _groups(metrics: dict) -> dict[str, dict | None]:
 def comm_markdown(rows: dict[str, dict], published: bool = True) -> str:
     """The leaderboard table (HmEval = the unmodified prompts, HmEvalComm = all modified ones),
     then one table per category with Comm. Rate, Good Question Rate, Pass@1, Test Pass Rate."""
-    header = [
-        "Model",
-        "Pass@1 (HmEval)",
-        "Pass@1 (HmEvalComm)",
-        "Test Pass Rate (HmEval)",
-        "Test Pass Rate (HmEvalComm)",
-        "Comm. Rate",
-        "Good Question Rate",
-    ]
+    header = ["Model", *LEADERBOARD_LABELS]
     body = []
     for name, metrics in rows.items():
         original, overall = metrics.get("original") or {}, metrics["overall"]

@@ -367,19 +367,7 @@ def rescore_markdown(rows: dict[str, dict]) -> str:
             "| Column | Rescored | Numerator / items | Published | Source |",
             "|---|---|---|---|---|",
         ]
-        labels = dict(
-            zip(
-                COLUMNS,
-                (
-                    "Pass@1 (HmEval)",
-                    "Pass@1 (HmEvalComm)",
-                    "Test Pass Rate (HmEval)",
-                    "Test Pass Rate (HmEvalComm)",
-                    "Comm. Rate",
-                    "Good Question Rate",
-                ),
-            )
-        )
+        labels = dict(zip(COLUMNS, report.LEADERBOARD_LABELS))
         for key in COLUMNS:
             c = columns[key]
             shown = f"{published[key]:.2f}%" if key in published else "—"
