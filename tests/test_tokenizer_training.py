@@ -1,15 +1,12 @@
 """`clarify-jax tokenizer train`: a sentencepiece BPE that our Tokenizer and transformers load."""
 
-import os
-import subprocess
-import sys
-
 import pytest
 import transformers
 
 from clarify_jax.data import sources
 from clarify_jax.data.render import KIND_CODE, render_dialogue
 from clarify_jax.hf import Tokenizer
+from tests.support.cli import run_cli
 
 CODE = (
     "def pairs(xs):\n    out = []\n    for i in range(len(xs) - 1):\n"
@@ -26,24 +23,7 @@ def test_trained_tokenizer_round_trips_code_and_matches_transformers(shared_data
             for p in sources.read_mbpp(shared_data / "mbpp" / "sanitized-mbpp.json")
         )
     )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "clarify_jax.cli",
-            "tokenizer",
-            "train",
-            "--corpus",
-            str(corpus),
-            "--out",
-            str(tmp_path / "tok"),
-            "--vocab-size",
-            "512",
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-    )
+    result = run_cli("tokenizer", "train", "--corpus", corpus, "--out", tmp_path / "tok", "--vocab-size", 512)
     assert result.returncode == 0, result.stderr
     ours = Tokenizer(tmp_path / "tok")
     assert ours.vocab_size == 512
@@ -64,21 +44,6 @@ def test_trained_tokenizer_round_trips_code_and_matches_transformers(shared_data
 
 @pytest.mark.slow
 def test_missing_corpus_is_a_clear_error(tmp_path):
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "clarify_jax.cli",
-            "tokenizer",
-            "train",
-            "--corpus",
-            str(tmp_path / "none.txt"),
-            "--out",
-            str(tmp_path / "tok"),
-        ],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "JAX_PLATFORMS": "cpu"},
-    )
+    result = run_cli("tokenizer", "train", "--corpus", tmp_path / "none.txt", "--out", tmp_path / "tok")
     assert result.returncode == 2
     assert result.stderr.strip() == f"clarify-jax: error: corpus files not found: {tmp_path / 'none.txt'}"
