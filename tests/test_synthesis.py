@@ -12,7 +12,15 @@ import pytest
 from clarify_jax.backends import BackendError, RulesBackend
 from clarify_jax.data import sources
 from clarify_jax.data.reference_checks import check_references
-from clarify_jax.data.synthesis import FILTERS, LOG_FILE, Prompts, mix, read_log, run_synthesis
+from clarify_jax.data.synthesis import (
+    FILTERS,
+    LOG_FILE,
+    Prompts,
+    mix,
+    read_log,
+    rewrite_problem,
+    run_synthesis,
+)
 from clarify_jax.data.tfds_store import read_tfds, tfds_settings, write_tfds
 from tests.support.http_servers import ChatServer
 
@@ -60,6 +68,11 @@ def test_rules_backend_gives_four_types_for_every_problem_that_passes(mbpp, rule
             assert "?" in row["answer"] and "```" not in row["answer"] and "def " not in row["answer"]
             original = next(p for p in mbpp if p.id == row["problem_id"])
             assert row["problem"] != original.prompt
+            # Same layout as the Original: whitespace must not tell clear from unclear.
+            assert (
+                row["problem"].rstrip() + original.prompt[len(original.prompt.rstrip()) :] == row["problem"]
+            )
+            assert row["problem"].lstrip() == row["problem"] and original.prompt.lstrip() == original.prompt
             user, clarify, answers, code = row["dialogue"]
             assert (clarify["kind"], code["kind"]) == ("clarify", "code")
             assert user["content"] == row["problem"] and clarify["content"] == row["answer"]
@@ -75,6 +88,14 @@ def test_rewrites_target_what_changed(mbpp):
     assert "non-special numbers" in ambiguous and "prime" not in ambiguous.split("assert")[0]
     questions = backend.complete(prompts.render("questions", type="ambiguous", rewritten="", **fields))
     assert questions == "1. What do you mean by 'special': 'composite' or 'prime'?"
+
+
+def test_a_rewrite_takes_the_originals_layout():
+    original = '\n\ndef f(x):\n    """ Return x doubled.\n    """\n\n'
+    reply = 'Here it is.\n<rewritten>\n  def f(x):\n    """ Return x changed.\n    """\n</rewritten>'
+    rewritten, reason = rewrite_problem(reply, original)
+    assert reason is None
+    assert rewritten == '\n\ndef f(x):\n    """ Return x changed.\n    """\n\n'
 
 
 def test_incomplete_rewrites_cut_either_the_examples_or_the_description():

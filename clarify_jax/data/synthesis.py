@@ -100,8 +100,16 @@ def _normalized(text: str) -> str:
     return " ".join(text.split())
 
 
+def in_layout_of(original: str, text: str) -> str:
+    """The text between the original's leading and trailing whitespace. A problem's rows must not
+    differ in layout: a model learns to tell clear from unclear by it (once every Original ended in a
+    newline and no rewrite did, while every HumanEvalComm prompt ends in one)."""
+    head = original[: len(original) - len(original.lstrip())]
+    return head + text.strip() + original[len(original.rstrip()) :]
+
+
 def rewrite_problem(reply: str, original: str) -> tuple[str | None, str | None]:
-    """(the rewritten problem, None) or (None, the filter it fails)."""
+    """(the rewritten problem in the original's layout, None) or (None, the filter it fails)."""
     rewritten = extract_rewritten(reply)
     if rewritten is None:  # "unclosed": usually a reply cut at max_tokens
         return None, "rewrite_unclosed" if "<rewritten>" in reply else "rewrite_untagged"
@@ -111,7 +119,7 @@ def rewrite_problem(reply: str, original: str) -> tuple[str | None, str | None]:
         return None, "rewrite_echoes_prompt"  # the prompt's own sections copied into the problem
     if _normalized(rewritten) == _normalized(original):
         return None, "rewrite_identical"
-    return rewritten, None
+    return in_layout_of(original, rewritten), None
 
 
 def questions_filter(text: str) -> str | None:
