@@ -41,7 +41,7 @@ def cli(*args) -> None:
 
 
 def greedy_with_cache(cfg, params, prompt: np.ndarray, new_tokens: int) -> list[int]:
-    cache = model.init_cache(cfg, batch=1, max_length=prompt.shape[1] + new_tokens)
+    cache = model.KVCache.empty(cfg, batch=1, slots=prompt.shape[1] + new_tokens)
     logits, cache = model.forward_with_cache(cfg, params, jnp.asarray(prompt), cache)
     out = []
     for _ in range(new_tokens):

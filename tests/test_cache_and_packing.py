@@ -13,13 +13,13 @@ TOKENS = np.random.default_rng(1).integers(0, 256, (2, 12)).astype(np.int32)
 def test_token_by_token_decoding_equals_full_forward(tiny_models, variant):
     cfg, params = hf.load_pretrained(tiny_models(variant))
     full = np.asarray(model.forward(cfg, params, TOKENS))
-    cache = model.init_cache(cfg, batch=2, max_length=16)
+    cache = model.KVCache.empty(cfg, batch=2, slots=16)
     logits, cache = model.forward_with_cache(cfg, params, jnp.asarray(TOKENS[:, :5]), cache)
     steps = [np.asarray(logits)]
     for t in range(5, 12):
         logits, cache = model.forward_with_cache(cfg, params, jnp.asarray(TOKENS[:, t : t + 1]), cache)
         steps.append(np.asarray(logits))
-    assert int(cache["index"]) == 12
+    assert int(cache.index) == 12
     assert np.abs(np.concatenate(steps, axis=1) - full).max() <= 1e-5
 
 
@@ -29,7 +29,7 @@ def test_ragged_batch_decodes_each_row_as_if_alone(tiny_models):
     lengths = np.array([6, 3])
     prompt = np.where(np.arange(6)[None] < lengths[:, None], TOKENS[:, :6], 0).astype(np.int32)
     segment = (np.arange(6)[None] < lengths[:, None]).astype(np.int32)
-    cache = model.init_cache(cfg, batch=2, max_length=12)
+    cache = model.KVCache.empty(cfg, batch=2, slots=12)
     logits, cache = model.forward_with_cache(
         cfg, params, jnp.asarray(prompt), cache, segment_ids=jnp.asarray(segment)
     )
@@ -85,3 +85,18 @@ def test_blocked_causal_attention_equals_plain_on_packed_rows():
     plain = dot_product_attention(q, k, v, mask)
     blocked = causal_attention(q, k, v, mask, block=128)
     assert np.abs(np.asarray(blocked) - np.asarray(plain)).max() <= 1e-5
+
+
+def test_cache_rows_repeat_in_place_and_padding_stays_empty(tiny_models):
+    """Row b becomes rows b*n .. b*n+n-1 in every field with a batch axis; padded tokens record no
+    position, so no later token attends to them."""
+    cfg, _ = hf.load_pretrained(tiny_models("llama"))
+    cache = model.KVCache.empty(cfg, batch=2, slots=6)
+    positions = jnp.asarray([[0, 1, 2], [0, 1, 2]], jnp.int32)
+    cache = cache.record_positions(positions, jnp.asarray([[True, True, True], [True, False, False]]))
+    cache = cache.replace(k=cache.k.at[:, 1].set(1.0)).advance(3)
+    repeated = cache.repeat_rows(3)
+    assert repeated.k.shape[1] == 6 and int(repeated.index) == 3
+    assert np.asarray(repeated.k[0, :, 0, 0, 0]).tolist() == [0, 0, 0, 1, 1, 1]
+    assert np.asarray(repeated.pos).tolist() == [[0, 1, 2, -1, -1, -1]] * 3 + [[0, -1, -1, -1, -1, -1]] * 3
+    assert np.asarray(repeated.occupied()).sum() == 3 * 3 + 3 * 1

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from clarify_jax.model.config import ModelConfig
+from clarify_jax.model.kv_cache import KVCache
 from clarify_jax.model.rope import apply_rope
 from clarify_jax.parallel.sharding import LogicalSharding, maybe_constrain
 
@@ -168,10 +169,10 @@ class Attention(nn.Module):
     sharding: LogicalSharding | None = None
 
     @nn.compact
-    def __call__(self, x, cos, sin, mask, kv_cache: dict[str, Any] | None, layer, cache_index):
-        """kv_cache: None (the plain forward: causal attention within x) or the whole stack's cache, k and v
-        [L, B, K, S, H] (heads first); this layer writes its new keys and values at
-        (layer, :, :, cache_index) in place and attends over its slice. Returns (out, kv_cache)."""
+    def __call__(self, x, cos, sin, mask, kv_cache: KVCache | None, layer):
+        """kv_cache: None (the plain forward: causal attention within x) or the whole stack's cache;
+        this layer writes its new keys and values at the cache's slot index and attends over all
+        of its slots. Returns (out, kv_cache)."""
         cfg = self.cfg
         d, n, k, h = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
         dtypes = dict(param_dtype=cfg.param_dtype, dtype=cfg.dtype)
@@ -196,21 +197,11 @@ class Attention(nn.Module):
         if kv_cache is None:
             out = causal_attention(q, key, value, mask)
         else:
-            # Write only this chunk's keys and values, [B,T,K,H] -> [1,B,K,T,H], at the layer and
-            # the shared slot index: the [L, ...] buffers are a scan carry, so XLA updates them in
-            # place. Then attend over this layer's slice, already heads first (no transposes).
-            # (Reading the slice before the write made XLA copy both whole buffers at every step.)
-            at = (layer, 0, 0, cache_index, 0)
-            kv_cache = {
-                name: jax.lax.dynamic_update_slice(
-                    kv_cache[name], new.astype(kv_cache[name].dtype).transpose(0, 2, 1, 3)[None], at
-                )
-                for name, new in (("k", key), ("v", value))
-            }
-            key, value = (
-                jax.lax.dynamic_index_in_dim(kv_cache[name], layer, 0, keepdims=False).astype(cfg.dtype)
-                for name in ("k", "v")
-            )
+            # Write only this chunk's keys and values, then read the layer back, already heads
+            # first: the buffers are a scan carry, so XLA updates them in place. (Reading before
+            # the write made XLA copy both whole buffers at every step.)
+            kv_cache = kv_cache.write_layer(layer, key, value)
+            key, value = kv_cache.read_layer(layer, cfg.dtype)
             out = _heads_last(_attend(_query_heads_first(q, k), key, value, mask))
         out = Projection(
             "BTNH,NHD->BTD",
@@ -258,12 +249,12 @@ class DecoderLayer(nn.Module):
     sharding: LogicalSharding | None = None
 
     @nn.compact
-    def __call__(self, carry, layer, cos, sin, mask, cache_index):
+    def __call__(self, carry, layer, cos, sin, mask):
         cfg = self.cfg
         x, kv_cache = carry
         norm = dict(eps=cfg.rms_norm_eps, param_dtype=cfg.param_dtype, dtype=cfg.dtype)
         attn_out, kv_cache = Attention(cfg, self.sharding, name="self_attn")(
-            RMSNorm(name="input_layernorm", **norm)(x), cos, sin, mask, kv_cache, layer, cache_index
+            RMSNorm(name="input_layernorm", **norm)(x), cos, sin, mask, kv_cache, layer
         )
         x = x + attn_out
         x = x + MLP(cfg, self.sharding, name="mlp")(RMSNorm(name="post_attention_layernorm", **norm)(x))

@@ -11,13 +11,12 @@ import jax.numpy as jnp
 from jax.sharding import PartitionSpec
 
 from clarify_jax.model.config import ModelConfig
+from clarify_jax.model.kv_cache import KVCache
 from clarify_jax.model.layers import DecoderLayer, RMSNorm, attention_mask, logical_param
 from clarify_jax.model.rope import rope_tables
 from clarify_jax.parallel.sharding import LogicalSharding, maybe_constrain
 
 Params = dict[str, Any]
-# k, v: [L, B, K, S, H] (heads first); pos: [B, S] (-1 = empty); index: the next slot
-Cache = dict[str, jax.Array]
 
 REMAT_POLICIES = {
     "full": jax.checkpoint_policies.nothing_saveable,
@@ -31,7 +30,7 @@ class Decoder(nn.Module):
     sharding: LogicalSharding | None = None
 
     @nn.compact
-    def __call__(self, tokens, positions, mask, kv_cache, cache_index):
+    def __call__(self, tokens, positions, mask, kv_cache: KVCache | None):
         cfg = self.cfg
         embedding = logical_param(
             self,
@@ -55,17 +54,15 @@ class Decoder(nn.Module):
             layer,
             variable_axes={"params": 0},
             split_rngs={"params": True, "dropout": True},
-            in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast, nn.broadcast),
+            in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast),
             length=cfg.num_layers,
             metadata_params={nn.PARTITION_NAME: "layers"},
         )
         # The cache rides in the carry (not as a scanned input and output): each layer writes its
-        # new keys and values into the [L, ...] buffers in place, instead of the scan slicing,
-        # updating and restacking whole per-layer caches at every step.
+        # new keys and values into the whole stack's buffers in place, instead of the scan
+        # slicing, updating and restacking whole per-layer caches at every step.
         layer_ids = None if kv_cache is None else jnp.arange(cfg.num_layers, dtype=jnp.int32)
-        (x, kv_cache), _ = stack(cfg, self.sharding, name="layers")(
-            (x, kv_cache), layer_ids, cos, sin, mask, cache_index
-        )
+        (x, kv_cache), _ = stack(cfg, self.sharding, name="layers")((x, kv_cache), layer_ids, cos, sin, mask)
         x = RMSNorm(cfg.rms_norm_eps, cfg.param_dtype, cfg.dtype, name="norm")(x)
         if cfg.tie_word_embeddings:
             head = embedding.T
@@ -105,7 +102,7 @@ def _from_hf_tree(tree: Params) -> Params:
 
 def _dummy_inputs(cfg: ModelConfig):
     tokens = jnp.zeros((1, 1), jnp.int32)
-    return tokens, tokens, jnp.ones((1, 1, 1), bool), None, jnp.int32(0)
+    return tokens, tokens, jnp.ones((1, 1, 1), bool), None
 
 
 def init_params(cfg: ModelConfig, rng: jax.Array) -> Params:
@@ -176,7 +173,7 @@ def apply_decoder(
     mask = attention_mask(positions, segment_ids, positions, segment_ids, cfg.sliding_window)
     rngs = None if dropout_rng is None else {"dropout": dropout_rng}
     logits, _ = Decoder(cfg, sharding).apply(
-        {"params": _from_hf_tree(params)}, tokens, positions, mask, None, jnp.int32(0), rngs=rngs
+        {"params": _from_hf_tree(params)}, tokens, positions, mask, None, rngs=rngs
     )
     return logits
 
@@ -194,66 +191,30 @@ def forward(
     return apply_decoder(cfg, params, tokens, positions, segment_ids, sharding)
 
 
-def init_cache(cfg: ModelConfig, batch: int, max_length: int, dtype: str | None = None) -> Cache:
-    """An empty KV cache of `max_length` slots per row."""
-    shape = (cfg.num_layers, batch, cfg.num_kv_heads, max_length, cfg.head_dim)  # heads first
-    dtype = jnp.dtype(dtype or cfg.dtype)
-    return {
-        "k": jnp.zeros(shape, dtype),
-        "v": jnp.zeros(shape, dtype),
-        "pos": jnp.full((batch, max_length), -1, jnp.int32),
-        "index": jnp.int32(0),
-    }
-
-
-CACHE_AXES = {
-    "k": PartitionSpec("layers", "batch", "kv_heads", "length", "head_dim"),
-    "v": PartitionSpec("layers", "batch", "kv_heads", "length", "head_dim"),
-    "pos": PartitionSpec("batch", "length"),
-    "index": PartitionSpec(),
-}
-
-
-def repeat_cache_rows(cache: Cache, times: int) -> Cache:
-    """Every row `times` times in a row (row b becomes rows b * times ... b * times + times - 1):
-    one prefill shared by several samples of the same prompt."""
-    return {
-        name: jnp.repeat(x, times, axis=CACHE_AXES[name].index("batch")) if "batch" in CACHE_AXES[name] else x
-        for name, x in cache.items()
-    }
-
-
-def constrain_cache(cache: Cache, sharding: LogicalSharding | None) -> Cache:
-    """The cache laid out over the mesh by its logical axes (unchanged without a mesh)."""
-    if sharding is None:
-        return cache
-    return {name: sharding.constrain(x, tuple(CACHE_AXES[name])) for name, x in cache.items()}
-
-
 @functools.partial(jax.jit, static_argnames=("cfg", "sharding"), donate_argnames=("cache",))
 def forward_with_cache(
     cfg: ModelConfig,
     params: Params,
     tokens: jax.Array,
-    cache: Cache,
+    cache: KVCache,
     positions: jax.Array | None = None,
     segment_ids: jax.Array | None = None,
     sharding: LogicalSharding | None = None,
-) -> tuple[jax.Array, Cache]:
-    """Logits for tokens [B, T] written into the cache at slot `cache["index"]`, and the new cache.
+) -> tuple[jax.Array, KVCache]:
+    """Logits for tokens [B, T] written into the cache from its slot index on, and the new cache.
 
     All rows share the slot index; each row has its own positions, so right-padded prompts of
     different lengths decode together (padding, segment 0, is stored as an empty slot).
     """
-    index = cache["index"]
     if positions is None:
-        positions = index + jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
+        positions = cache.index + jnp.broadcast_to(jnp.arange(tokens.shape[1], dtype=jnp.int32), tokens.shape)
     positions, segment_ids = _default_layout(tokens, positions, segment_ids)
-    slot_pos = jnp.where(segment_ids != 0, positions, -1)
-    pos = jax.lax.dynamic_update_slice(cache["pos"], slot_pos, (0, index))
-    valid = (pos >= 0).astype(jnp.int32)
-    mask = attention_mask(positions, (segment_ids != 0).astype(jnp.int32), pos, valid, cfg.sliding_window)
-    logits, kv = Decoder(cfg, sharding).apply(
-        {"params": _from_hf_tree(params)}, tokens, positions, mask, {"k": cache["k"], "v": cache["v"]}, index
+    filled = segment_ids != 0
+    cache = cache.record_positions(positions, filled)
+    mask = attention_mask(
+        positions, filled.astype(jnp.int32), cache.pos, cache.occupied(), cfg.sliding_window
     )
-    return logits, {"k": kv["k"], "v": kv["v"], "pos": pos, "index": index + tokens.shape[1]}
+    logits, cache = Decoder(cfg, sharding).apply(
+        {"params": _from_hf_tree(params)}, tokens, positions, mask, cache
+    )
+    return logits, cache.advance(tokens.shape[1])

@@ -3,16 +3,18 @@
 from clarify_jax.sample.sampler import (
     DEFAULT_BUCKETS,
     Completion,
+    DecodeLoop,
     SampleOutput,
     Sampler,
     bucket_length,
-    generate,
+    run_loop,
 )
 from clarify_jax.sample.sampling import SamplerError, SamplingConfig, TokenChoice, choose_tokens
 
 __all__ = [
     "DEFAULT_BUCKETS",
     "Completion",
+    "DecodeLoop",
     "SampleOutput",
     "Sampler",
     "SamplerError",
@@ -20,5 +22,5 @@ __all__ = [
     "TokenChoice",
     "bucket_length",
     "choose_tokens",
-    "generate",
+    "run_loop",
 ]

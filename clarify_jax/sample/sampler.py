@@ -13,7 +13,6 @@ With n samples per prompt the prefilled cache is repeated n times instead of pre
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Sequence
 
 import flax.struct
@@ -22,14 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from clarify_jax.model.config import ModelConfig
-from clarify_jax.model.transformer import (
-    Cache,
-    Params,
-    constrain_cache,
-    forward_with_cache,
-    init_cache,
-    repeat_cache_rows,
-)
+from clarify_jax.model.kv_cache import KVCache
+from clarify_jax.model.transformer import Params, forward_with_cache
 from clarify_jax.parallel.sharding import LogicalSharding
 from clarify_jax.sample.sampling import SamplerError, SamplingConfig, TokenChoice, choose_tokens
 
@@ -43,14 +36,50 @@ EMPTY = -1  # output slots after a row finished (and the padding of the stop-id 
 
 
 @flax.struct.dataclass
+class Prompts:
+    """A batch of prompts as the loop takes them (R rows, R a power of two)."""
+
+    prefix: jax.Array  # [R, T] each prompt without its last token, right-padded to a bucket T
+    last: jax.Array  # [R] the prompts' last tokens
+    lengths: jax.Array  # [R] prompt lengths
+    active: jax.Array  # [R] False for rows that only pad the batch
+
+    @classmethod
+    def pack(cls, prompts: list[list[int]], width: int) -> Prompts:
+        rows = 1 << (len(prompts) - 1).bit_length()  # a power of two: few shapes, divisible meshes
+        prefix = np.zeros((rows, width), np.int32)
+        last, lengths = np.zeros(rows, np.int32), np.ones(rows, np.int32)
+        for i, p in enumerate(prompts):
+            prefix[i, : len(p) - 1], last[i], lengths[i] = p[:-1], p[-1], len(p)
+        return cls(prefix, last, lengths, np.arange(rows) < len(prompts))
+
+
+@flax.struct.dataclass
+class Knobs:
+    """Per-call sampling values that are traced, so changing them never recompiles."""
+
+    stop_ids: jax.Array  # [S] ids that end a row, padded with EMPTY to a multiple of STOP_ID_SLOTS
+    key: jax.Array  # PRNG key; step i samples with fold_in(key, i)
+    temperature: jax.Array  # f32 scalar
+    top_p: jax.Array  # f32 scalar
+
+    @classmethod
+    def of(cls, config: SamplingConfig, stop_ids: tuple[int, ...], key: jax.Array) -> Knobs:
+        padded = np.full(-(-max(len(stop_ids), 1) // STOP_ID_SLOTS) * STOP_ID_SLOTS, EMPTY, np.int32)
+        padded[: len(stop_ids)] = stop_ids
+        return cls(padded, key, np.float32(config.temperature or 1.0), np.float32(config.top_p))
+
+
+@flax.struct.dataclass
 class DecodeState:
     """The while_loop carry."""
 
     step: jax.Array  # output column written next
     last: jax.Array  # [R] token fed at this step
+    lengths: jax.Array  # [R] prompt lengths (a row's position at step s is lengths - 1 + s)
     done: jax.Array  # [R] the row produced a stop id (or is batch padding)
     output: jax.Array  # [R, max_new_tokens] sampled ids; EMPTY after a row is done
-    cache: Cache
+    cache: KVCache
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,86 +105,89 @@ class SampleOutput:
         return [[c.tokens for c in row] for row in self.completions]
 
 
-def _generate(
-    cfg: ModelConfig,
-    params: Params,
-    prefix: jax.Array,
-    last: jax.Array,
-    lengths: jax.Array,
-    active: jax.Array,
-    stop_ids: jax.Array,
-    key: jax.Array,
-    temperature: jax.Array,
-    top_p: jax.Array,
-    *,
-    choice: TokenChoice,
-    max_new_tokens: int,
-    num_samples: int = 1,
-    cache_dtype: str | None = None,
-    sharding: LogicalSharding | None = None,
-) -> tuple[jax.Array, jax.Array]:
-    """Sampled ids [P * num_samples, max_new_tokens] (row p * num_samples + j is sample j of
-    prompt p; EMPTY after a stop id) and the number of steps run.
+@dataclasses.dataclass(frozen=True)
+class DecodeLoop:
+    """Everything that fixes the compiled program: one instance per compile, hashed as jit's static
+    argument. `run` prefills the prompts, then decodes in one `lax.while_loop`."""
 
-    prefix [P, T]: each prompt without its last token, right-padded; last [P]: the last tokens;
-    lengths [P]: prompt lengths; active [P]: False for rows that only pad the batch; stop_ids [S].
-    """
-    rows, width = prefix.shape
-    cache = constrain_cache(init_cache(cfg, rows, width + max_new_tokens, cache_dtype), sharding)
-    segments = (jnp.arange(width)[None, :] < (lengths - 1)[:, None]).astype(jnp.int32)
-    _, cache = forward_with_cache(cfg, params, prefix, cache, segment_ids=segments, sharding=sharding)
-    if num_samples > 1:
-        cache = repeat_cache_rows(cache, num_samples)
-        last, lengths, active = (jnp.repeat(x, num_samples) for x in (last, lengths, active))
-    state = DecodeState(
-        step=jnp.int32(0),
-        last=last,
-        done=~active,
-        output=jnp.full((last.shape[0], max_new_tokens), EMPTY, jnp.int32),
-        cache=constrain_cache(cache, sharding),
-    )
+    cfg: ModelConfig
+    choice: TokenChoice
+    max_new_tokens: int
+    num_samples: int = 1
+    cache_dtype: str | None = None
+    sharding: LogicalSharding | None = None
 
-    def unfinished(s: DecodeState):
-        return (s.step < max_new_tokens) & ~jnp.all(s.done)
-
-    def decode_step(s: DecodeState) -> DecodeState:
-        positions = (lengths - 1 + s.step)[:, None]
-        logits, cache = forward_with_cache(
-            cfg, params, jnp.maximum(s.last, 0)[:, None], s.cache, positions=positions, sharding=sharding
+    def run(self, params: Params, prompts: Prompts, knobs: Knobs) -> tuple[jax.Array, jax.Array]:
+        """Sampled ids [R * num_samples, max_new_tokens] (row p * num_samples + j is sample j of
+        prompt p; EMPTY after a stop id) and the number of steps run."""
+        state = jax.lax.while_loop(
+            self._unfinished, lambda s: self._step(params, knobs, s), self._prefill(params, prompts)
         )
-        token = choose_tokens(logits[:, 0], jax.random.fold_in(key, s.step), temperature, top_p, choice)
-        token = jnp.where(s.done, EMPTY, token)
-        output = jax.lax.dynamic_update_slice(s.output, token[:, None], (0, s.step))
+        return state.output, state.step
+
+    def _prefill(self, params: Params, prompts: Prompts) -> DecodeState:
+        rows, width = prompts.prefix.shape
+        cache = KVCache.empty(self.cfg, rows, width + self.max_new_tokens, self.cache_dtype)
+        segments = (jnp.arange(width)[None, :] < (prompts.lengths - 1)[:, None]).astype(jnp.int32)
+        _, cache = forward_with_cache(
+            self.cfg,
+            params,
+            prompts.prefix,
+            cache.constrain(self.sharding),
+            segment_ids=segments,
+            sharding=self.sharding,
+        )
+        last, lengths, active = prompts.last, prompts.lengths, prompts.active
+        if self.num_samples > 1:
+            cache = cache.repeat_rows(self.num_samples)
+            last, lengths, active = (jnp.repeat(x, self.num_samples) for x in (last, lengths, active))
         return DecodeState(
+            step=jnp.int32(0),
+            last=last,
+            lengths=lengths,
+            done=~active,
+            output=jnp.full((last.shape[0], self.max_new_tokens), EMPTY, jnp.int32),
+            cache=cache.constrain(self.sharding),
+        )
+
+    def _unfinished(self, s: DecodeState) -> jax.Array:
+        return (s.step < self.max_new_tokens) & ~jnp.all(s.done)
+
+    def _step(self, params: Params, knobs: Knobs, s: DecodeState) -> DecodeState:
+        logits, cache = forward_with_cache(
+            self.cfg,
+            params,
+            jnp.maximum(s.last, 0)[:, None],
+            s.cache,
+            positions=(s.lengths - 1 + s.step)[:, None],
+            sharding=self.sharding,
+        )
+        token = choose_tokens(
+            logits[:, 0], jax.random.fold_in(knobs.key, s.step), knobs.temperature, knobs.top_p, self.choice
+        )
+        token = jnp.where(s.done, EMPTY, token)
+        return s.replace(
             step=s.step + 1,
             last=token,
-            done=s.done | jnp.isin(token, stop_ids),
-            output=output,
-            cache=constrain_cache(cache, sharding),
+            done=s.done | jnp.isin(token, knobs.stop_ids),
+            output=jax.lax.dynamic_update_slice(s.output, token[:, None], (0, s.step)),
+            cache=cache.constrain(self.sharding),
         )
 
-    state = jax.lax.while_loop(unfinished, decode_step, state)
-    return state.output, state.step
 
-
-_jit_generate = functools.partial(
-    jax.jit, static_argnames=("cfg", "choice", "max_new_tokens", "num_samples", "cache_dtype", "sharding")
-)
-generate = _jit_generate(_generate)
+run_loop = jax.jit(DecodeLoop.run, static_argnums=0)
 # XLA:CPU's YNNPACK fusions (on by default in jaxlib 0.10) made this function's prefill 1.4x and its
 # decode steps 1.5x slower on SmolLM2-135M (2 cores, batch 16, 768 cache slots); the train step,
 # though, ran 13% faster with them, so they are turned off for sampling on CPU only.
-_generate_on_cpu = _jit_generate(_generate, compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""})
+_run_loop_on_cpu = jax.jit(
+    DecodeLoop.run, static_argnums=0, compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""}
+)
 
 
 def bucket_length(n: int, buckets: Sequence[int], limit: int) -> int:
     """The smallest bucket that holds n (n itself when none does), at most `limit`, at least 1."""
     fitting = [b for b in buckets if b >= n]
     return max(1, min(min(fitting) if fitting else n, limit))
-
-
-def _batch_rows(n: int) -> int:
-    return 1 << (n - 1).bit_length()  # the next power of two: few batch shapes, divisible meshes
 
 
 def _eos_ids(cfg: ModelConfig) -> tuple[int, ...]:
@@ -215,33 +247,20 @@ class Sampler:
         width = bucket_length(
             max(map(len, prompts)) - 1, self.buckets, self.max_length - config.max_new_tokens
         )
-        rows = _batch_rows(len(prompts))
-        prefix = np.zeros((rows, width), np.int32)
-        last, lengths = np.zeros(rows, np.int32), np.ones(rows, np.int32)
-        for i, p in enumerate(prompts):
-            prefix[i, : len(p) - 1], last[i], lengths[i] = p[:-1], p[-1], len(p)
         stop_ids = tuple(dict.fromkeys(self.stop_token_ids + tuple(config.stop_token_ids)))
-        padded_ids = np.full(-(-max(len(stop_ids), 1) // STOP_ID_SLOTS) * STOP_ID_SLOTS, EMPTY, np.int32)
-        padded_ids[: len(stop_ids)] = stop_ids
         if rng is None or isinstance(rng, int):
             rng = jax.random.key(rng or 0)
         on_cpu = {d.platform for d in jax.tree.leaves(self.params)[0].devices()} == {"cpu"}
-        output, steps = (_generate_on_cpu if on_cpu else generate)(
+        loop = DecodeLoop(
             self.cfg,
-            self.params,
-            prefix,
-            last,
-            lengths,
-            np.arange(rows) < len(prompts),
-            padded_ids,
-            rng,
-            np.float32(config.temperature or 1.0),
-            np.float32(config.top_p),
-            choice=TokenChoice.of(config, self.cfg.vocab_size),
-            max_new_tokens=config.max_new_tokens,
-            num_samples=config.num_samples,
-            cache_dtype=self.cache_dtype,
-            sharding=self.sharding,
+            TokenChoice.of(config, self.cfg.vocab_size),
+            config.max_new_tokens,
+            config.num_samples,
+            self.cache_dtype,
+            self.sharding,
+        )
+        output, steps = (_run_loop_on_cpu if on_cpu else run_loop)(
+            loop, self.params, Prompts.pack(prompts, width), Knobs.of(config, stop_ids, rng)
         )
         output, n = np.asarray(output), config.num_samples
         completions = [
