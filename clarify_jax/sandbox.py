@@ -1,12 +1,13 @@
 """Run untrusted generated Python in a throwaway, resource-limited child process.
 
-Layers, each used where the OS allows it: a dedicated unprivileged uid per run (when the harness is root), a
-private network namespace, a private mount namespace whose /tmp, /var/tmp, /dev/shm and scratch dir are fresh
-size-capped tmpfs and where every other mount is read-only, rlimits, a scrubbed environment. This is defence
-in depth for model-written code, not a boundary against a determined attacker: the tests run inside the
-program's interpreter.
+Layers, each used where the OS allows it: a dedicated unprivileged uid per run (when the harness is
+root), a private network namespace, a private pid namespace with its own /proc, a private mount
+namespace whose /tmp, /var/tmp, /dev/shm and scratch dir are fresh size-capped tmpfs and where every
+other mount is read-only, rlimits, a scrubbed environment. This is defence in depth for model-written
+code, not a boundary against a determined attacker: the tests run inside the program's interpreter.
 
-Processes: harness -> supervisor (root, reaps every orphan, reports how the child ended) -> sandboxed child.
+Processes: harness -> supervisor (root, reaps every orphan) -> [init: pid 1 of the child's pid
+namespace, reports how the child ended] -> sandboxed child.
 This file is also the supervisor's script (`python -I sandbox.py CONFIG`), hence stdlib imports only.
 """
 
@@ -42,8 +43,8 @@ _CLEANUP_GRACE_S = 10.0
 _MESSAGE_CHARS = 300
 _RECORDS_CAP = 4 << 20
 _SCRIPT_STDOUT_CHARS = 1 << 14  # per script record: test outputs are short; records share _RECORDS_CAP
-_CLONE_NEWNS, _CLONE_NEWNET = 0x00020000, 0x40000000
-_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 2, 4, 32, 4096, 16384
+_CLONE_NEWNS, _CLONE_NEWPID, _CLONE_NEWNET = 0x00020000, 0x20000000, 0x40000000
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REMOUNT, _MS_BIND, _MS_REC = 1, 2, 4, 8, 32, 4096, 16384
 _MS_PRIVATE = 1 << 18
 # Per-mount flags a read-only remount keeps; statvfs's ST_* bits equal these MS_* bits on Linux:
 # nosuid, nodev, noexec, synchronous, mandlock, noatime, nodiratime, relatime.
@@ -81,6 +82,7 @@ class _RunInfo:
     network_isolated: bool  # the child really is in its own network namespace
     private_tmp: bool  # the child's /tmp, /var/tmp, /dev/shm and scratch dir are its own tmpfs
     read_only_root: bool  # every other mount the child sees is read-only
+    own_pids: bool  # the child is pid 2 of its own pid namespace, and its /proc lists only that namespace
     killed_by_signal: int | None
     output_truncated: bool
 
@@ -128,6 +130,7 @@ class _RawRun:
             private_tmp=header.get("private_tmp") is True,
             network_isolated=header.get("network_isolated") is True,
             read_only_root=header.get("read_only_root") is True,
+            own_pids=header.get("own_pids") is True,
             killed_by_signal=-code if code is not None and code < 0 else None,
         )
 
@@ -488,15 +491,36 @@ def _unreported_outcome(index: int, raw: _RawRun) -> TestOutcome:
 
 
 def _supervise(config: dict):
-    """Fork the sandboxed child, then reap it and every orphan it leaves (we are their subreaper)."""
+    """Start the sandboxed child, then reap it and every orphan it leaves (we are their subreaper).
+
+    Where the kernel allows a pid namespace, the child runs as pid 2 under a small init (pid 1): an
+    init ignores signals it has no handler for, so the program must not be pid 1, or killing itself
+    would fail. When the child ends, the init reports how and exits, and the kernel kills whatever
+    is left in the namespace (daemons, setsid escapees) before the init is reaped."""
     _prctl(_PR_SET_CHILD_SUBREAPER)
+    config["own_pids"] = _unshare(_CLONE_NEWPID)  # the next fork is pid 1 of a new namespace
+    if config["own_pids"] and os.fork() == 0:
+        _reap_and_report(config, _start_child(config), until_child_ends=True)  # the namespace's init
+    child = None if config["own_pids"] else _start_child(config)
+    if child is None:
+        os.close(config["status_fd"])  # the init reports
+    _reap_and_report(config, child, until_child_ends=False)
+
+
+def _start_child(config: dict) -> int:
     child = os.fork()
     if child == 0:
         try:
-            os.close(config["status_fd"])  # only the supervisor may say how the child ended
+            os.close(config["status_fd"])  # only the reaper may say how the child ended
             _sandboxed_child(config)
         finally:
             os._exit(70)
+    return child
+
+
+def _reap_and_report(config: dict, child: int | None, until_child_ends: bool):
+    """Reap every child and orphan; report the exit status of `child`. Exits the process: when the
+    child ends (an init, whose exit takes the namespace down), else when nothing is left to reap."""
     os.close(config["result_fd"])
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
@@ -509,6 +533,8 @@ def _supervise(config: dict):
         if pid == child:
             _write_all(config["status_fd"], json.dumps({"exit_code": os.waitstatus_to_exitcode(wait_status)}))
             os.close(config["status_fd"])
+            if until_child_ends:
+                os._exit(0)
 
 
 def _sandboxed_child(config: dict):
@@ -542,8 +568,17 @@ def _isolate(config: dict) -> dict:
     """Namespaces and mounts (need root), then rlimits, then drop to the sandbox uid for good."""
     limits, identity, scratch = config["limits"], config["identity"], config["scratch"]
     network_isolated = bool(limits["no_network"]) and _unshare(_CLONE_NEWNET)
-    header = {"network_isolated": network_isolated, "private_tmp": False, "read_only_root": False}
+    header = {
+        "network_isolated": network_isolated,
+        "private_tmp": False,
+        "read_only_root": False,
+        "own_pids": False,
+    }
     if _unshare(_CLONE_NEWNS) and _mount(None, "/", None, _MS_REC | _MS_PRIVATE):  # private: no leaks to host
+        # A /proc of the child's own pid namespace: it lists the sandbox's processes only.
+        header["own_pids"] = config["own_pids"] and _mount(
+            "proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC
+        )
         tmpfs_bytes = 4 * limits["max_file_bytes"]
         header["private_tmp"] = _replace_writable_dirs(scratch, tmpfs_bytes, identity, config["program"])
         if identity is not None:

@@ -5,6 +5,7 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import uuid
 
@@ -281,14 +282,46 @@ def test_killing_the_parent_hits_the_supervisor_not_the_harness():
         return
     tests += [f"os.kill({harness_pid}, signal.SIGKILL)", "os.killpg(0, signal.SIGKILL)", "assert True"]
     result = sb.run_tests("import os, signal", tests)
+    # In its own pid namespace the child's parent is the namespace's init, and our pid names no
+    # process there (or another one of the sandbox's, which it may kill).
+    harness_kill = ("error", "ProcessLookupError") if result.own_pids else ("error", "PermissionError")
     assert outcomes(result) == [
         ("passed", ""),
         ("error", "PermissionError"),
-        ("error", "PermissionError"),
+        harness_kill,
         ("error", "Killed(SIGKILL)"),
         ("error", "Killed(SIGKILL)"),
     ]
     assert result.killed_by_signal == signal.SIGKILL
+
+
+def _kernel_allows_pid_namespaces() -> bool:
+    return (
+        subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True).returncode
+        == 0
+    )
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="pid namespaces need root")
+def test_the_child_sees_only_its_own_processes():
+    """Where the kernel allows a pid namespace, the program is pid 2 under the namespace's init, its
+    /proc lists only the sandbox's processes, and a daemon it leaves dies with the namespace."""
+    program = (
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    time.sleep(60)\n"
+        "    os._exit(0)\n"
+        "print(os.getpid(), os.getppid(), sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
+    )
+    result = sb.run_program(program)
+    assert result.returncode == 0
+    assert result.own_pids == _kernel_allows_pid_namespaces()
+    if result.own_pids:
+        pid, parent, listed = result.stdout.split(" ", 2)
+        assert (pid, parent) == ("2", "1") and listed.strip() == "[1, 2, 3]"
+        assert str(os.getpid()) not in listed.split()
+    assert sandbox_processes() == []  # the sleeping daemon is gone too
 
 
 def test_environment_is_scrubbed(monkeypatch):
