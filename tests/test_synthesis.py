@@ -90,6 +90,38 @@ def test_rewrites_target_what_changed(mbpp):
     assert questions == "1. What do you mean by 'special': 'composite' or 'prime'?"
 
 
+def test_ambiguous_rewrites_blur_or_spell_out_the_term_and_rename_the_function():
+    from clarify_jax.backends.rules import NEUTRAL_NAMES, make_ambiguous, questions_for
+
+    def prompt(name):
+        return (
+            f"def {name}(xs):\n"
+            '    """ Write a function to find the largest number in a list.\n'
+            f"    >>> {name}([1, 3])\n    3\n"
+            '    """\n'
+        )
+
+    changes = [make_ambiguous(prompt(f"find_largest_{i}")) for i in range(8)]
+    for change in changes:
+        name = change.text.split("def ")[1].split("(")[0]
+        assert (
+            name in NEUTRAL_NAMES
+            and f">>> {name}([1, 3])" in change.text
+            and "find_largest" not in change.text
+        )
+    blurred = [c for c in changes if "the extreme number" in c.text]
+    spelled = [
+        c for c in changes if "largest or smallest number" in c.text or "smallest or largest" in c.text
+    ]
+    assert blurred and spelled and len(blurred) + len(spelled) == len(changes)
+    assert questions_for(blurred[0]) == "1. What do you mean by 'extreme': 'largest' or 'smallest'?"
+    said = spelled[0].replaced[0][1]
+    assert (
+        questions_for(spelled[0])
+        == f"1. The statement says '{said}': which one do you mean, 'largest' or 'smallest'?"
+    )
+
+
 def test_a_rewrite_takes_the_originals_layout():
     original = '\n\ndef f(x):\n    """ Return x doubled.\n    """\n\n'
     reply = 'Here it is.\n<rewritten>\n  def f(x):\n    """ Return x changed.\n    """\n</rewritten>'

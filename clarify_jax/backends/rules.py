@@ -4,7 +4,8 @@ It answers the synthesis prompts (which carry <task>, <type>, <problem> ... tags
 - incomplete: drop the examples, or else the sentence with the key condition;
 - inconsistent: make an example's expected result contradict the text, or else add a statement
   that conflicts with one of the text (a precise term replaced by its opposite);
-- ambiguous: replace precise terms by vague ones (largest -> extreme), or else numbers by "some";
+- ambiguous: replace precise terms by vague ones (largest -> extreme) or by both readings (largest
+  or smallest), or else numbers by "some"; the function gets a neutral name (`candidate`, `solve`, ...);
 and writes questions that target exactly what it changed, and answers that restore it.
 
 Given HumanEvalComm's evaluator prompt instead, it grades and answers the questions
@@ -262,15 +263,39 @@ def _swap_expected_results(lines: list[str]) -> Change | None:
     return None
 
 
+# Names that say nothing about what a function computes (HumanEvalComm calls its renamed
+# functions `candidate`).
+NEUTRAL_NAMES = ("candidate", "solve", "func", "compute", "transform", "process")
+
+
+def _stable_bits(text: str) -> int:
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big")
+
+
+def _neutral_names(problem: str) -> str:
+    """The problem with its function renamed to a neutral name, in the signature and the examples: a
+    descriptive name (`find_largest`) would settle what the blurred statement leaves open."""
+    match = re.search(r"^\s*def (\w+)\(", problem, re.M) or re.search(r"^\s*assert (\w+)\(", problem, re.M)
+    if match is None or match.group(1) in NEUTRAL_NAMES:
+        return problem
+    neutral = NEUTRAL_NAMES[_stable_bits(problem) % len(NEUTRAL_NAMES)]
+    return re.sub(rf"\b{re.escape(match.group(1))}\b(?=\()", neutral, problem)
+
+
 def make_ambiguous(problem: str) -> Change:
     lines = problem.split("\n")
     examples = {i for s, e in _example_blocks(lines) for i in range(s, e)}
     replaced: list[tuple[str, str, tuple[str, ...]]] = []
     pattern = re.compile(r"\b(" + "|".join(VAGUE_TERMS) + r")\b", re.I)
+    # Half the problems (a stable choice) name both readings ("largest or smallest") instead of a
+    # vague word ("extreme"): HumanEvalComm's ambiguous prompts do both.
+    spell_out = _stable_bits(problem) >> 8 & 1
 
     def vague(match: re.Match) -> str:
         term = match.group(1).lower()
         replacement, alternatives = VAGUE_TERMS[term]
+        if spell_out:
+            replacement = " or ".join(sorted(alternatives, key=lambda a: _stable_bits(problem + a)))
         if (term, replacement, alternatives) not in replaced:
             replaced.append((term, replacement, alternatives))
         return replacement
@@ -291,8 +316,8 @@ def make_ambiguous(problem: str) -> Change:
         # Nothing precise to blur: without its examples the result's form (type, order) is an
         # unspecified detail, which is ambiguity in the paper's definition.
         change = make_incomplete(problem)
-        return Change("ambiguous", change.text, removed=change.removed)
-    return Change("ambiguous", "\n".join(out), replaced=replaced)
+        return Change("ambiguous", _neutral_names(change.text), removed=change.removed)
+    return Change("ambiguous", _neutral_names("\n".join(out)), replaced=replaced)
 
 
 REWRITERS = {"incomplete": make_incomplete, "inconsistent": make_inconsistent, "ambiguous": make_ambiguous}
@@ -324,7 +349,10 @@ def questions_for(change: Change) -> str:
         for term, vague, alternatives in change.replaced:
             if len(alternatives) > 1:
                 options = " or ".join(f"'{a}'" for a in sorted(alternatives))
-                asks.append(f"What do you mean by '{vague}': {options}?")
+                if " or " in vague:  # both readings spelled out
+                    asks.append(f"The statement says '{vague}': which one do you mean, {options}?")
+                else:
+                    asks.append(f"What do you mean by '{vague}': {options}?")
             else:
                 asks.append(f"How many exactly do you mean by '{vague}'?")
     return "\n".join(f"{i}. {q}" for i, q in enumerate(asks, 1))
