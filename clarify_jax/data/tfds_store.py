@@ -42,7 +42,8 @@ def _builder_class():
             )
 
         def _split_generators(self, dl_manager):
-            return {split: self._generate_examples(rows) for split, rows in self._rows.items()}
+            # TFDS cannot write a split without examples (`--validation-fraction 0`): it is left out.
+            return {split: self._generate_examples(rows) for split, rows in self._rows.items() if rows}
 
         def _generate_examples(self, rows):
             for row in rows:
