@@ -36,3 +36,24 @@ def shared_data():
     path = Path(os.environ.get("CLARIFY_JAX_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     assert (path / "mbpp" / "sanitized-mbpp.json").exists(), f"benchmark data not found at {path}"
     return path
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator():
+    from tests.support.gcs import GcsEmulator
+
+    with GcsEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def gcs_bucket(gcs_emulator, monkeypatch):
+    """A fresh gs:// bucket on the emulator; this process and its children are pointed at it."""
+    import fsspec.config
+
+    from tests.support.gcs import emulator_env
+
+    for name, value in emulator_env(gcs_emulator.url).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setitem(fsspec.config.conf, "gcs", {"token": "anon", "use_listings_cache": False})
+    return gcs_emulator.bucket()

@@ -20,6 +20,7 @@ from clarify_jax.model.config import ModelConfig
 from clarify_jax.model.lora import combine, merge_lora, split_lora
 from clarify_jax.model.transformer import Params, param_axes, param_shapes
 from clarify_jax.parallel.sharding import LogicalSharding
+from clarify_jax.util.storage import is_remote, local_copy
 
 PARAMS_DIR = "params"
 METADATA_FILES = ("config.json", "generation_config.json") + TOKENIZER_FILES
@@ -30,7 +31,9 @@ def is_params_checkpoint(path: Path) -> bool:
 
 
 def metadata_dir(source: str | Path) -> Path:
-    """The folder with the model's config.json and tokenizer files: a run's `model/`, else `source`."""
+    """The folder with the model's config.json and tokenizer files: a run's `model/`, else `source`
+    (a gs:// source is read from its local copy)."""
+    source = local_copy(source)
     run = find_run(source)
     return run[0] / MODEL_DIR if run is not None else Path(source)
 
@@ -39,8 +42,9 @@ def load_model(
     source: str | Path, dtype: str | None = None, sharding: LogicalSharding | None = None
 ) -> tuple[ModelConfig, Params]:
     """(config, params) from an HF directory, a converted params checkpoint, or a training run
-    (its latest checkpoint) or one of its `checkpoints/<step>` directories."""
-    source = Path(source)
+    (its latest checkpoint) or one of its `checkpoints/<step>` directories; gs:// sources are read
+    from a local copy."""
+    source = local_copy(source)
     if find_run(source) is not None:
         return load_training_checkpoint(source, dtype, sharding)
     if is_params_checkpoint(source):
@@ -79,8 +83,8 @@ def load_training_checkpoint(
     if not cfg.lora_rank:
         params = trainable
     else:
-        base_source = Path(meta["model"])
-        if not base_source.exists():
+        base_source = meta["model"]
+        if not is_remote(base_source) and not Path(base_source).exists():
             raise FileNotFoundError(
                 f"{step_dir}: holds LoRA adapters; their base model {base_source} "
                 "is not there (the run's --model must stay readable for export)"

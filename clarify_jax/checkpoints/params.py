@@ -11,6 +11,7 @@ import orbax.checkpoint as ocp
 from clarify_jax.model.config import ModelConfig
 from clarify_jax.model.transformer import Params, param_axes, param_shapes
 from clarify_jax.parallel.sharding import LogicalSharding
+from clarify_jax.util.storage import as_path
 
 
 class CheckpointMismatch(ValueError):
@@ -18,7 +19,7 @@ class CheckpointMismatch(ValueError):
 
 
 def save_params(directory: str | Path, params: Params) -> Path:
-    directory = Path(directory).absolute()
+    directory = as_path(directory)
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(directory, params, force=True)
     checkpointer.wait_until_finished()
@@ -27,7 +28,7 @@ def save_params(directory: str | Path, params: Params) -> Path:
 
 def stored_metadata(directory: str | Path):
     """The pytree of per-array metadata (shape, dtype) of the params checkpoint in `directory`."""
-    stored = ocp.StandardCheckpointHandler().metadata(Path(directory).absolute())
+    stored = ocp.StandardCheckpointHandler().metadata(as_path(directory))
     return getattr(getattr(stored, "item_metadata", stored), "tree", stored)
 
 
@@ -38,7 +39,7 @@ def read_params(directory: str | Path, target) -> Params:
     Checkpointer logs a warning on every load that it is missing."""
     handler = ocp.StandardCheckpointHandler()
     try:
-        return handler.restore(Path(directory).absolute(), args=ocp.args.StandardRestore(target))
+        return handler.restore(as_path(directory), args=ocp.args.StandardRestore(target))
     finally:
         handler.close()
 
@@ -47,7 +48,7 @@ def restore_params(
     directory: str | Path, cfg: ModelConfig, sharding: LogicalSharding | None = None
 ) -> Params:
     """Params in `cfg.param_dtype`, laid out by `sharding` (default: the first device)."""
-    directory = Path(directory).absolute()
+    directory = as_path(directory)
     if not directory.exists():
         raise FileNotFoundError(f"{directory}: no such checkpoint")
     expected = param_shapes(cfg)

@@ -4,10 +4,14 @@ finding a run or a step from a path.
     model/                         config.json and tokenizer files of the trained model (for export)
     train_config.json              the run's whole config
     metrics.jsonl, tensorboard/    (written by train/metrics_log.py)
+    plots/loss.png                 loss per kind
     checkpoints/<step>/params      trainable params (the adapters alone under LoRA)
     checkpoints/<step>/opt_state   optimizer state
     checkpoints/<step>/data_iter   grain iterator state of the stage that was running
     checkpoints/<step>/meta        step, stage, model source, LoRA settings, the run config
+
+A gs:// run directory works the same: orbax writes the checkpoints there, and the train loop
+pushes the other files from a local staging copy (util/storage.py).
 
 Saves are asynchronous: the arrays are copied off the devices, then written in the background
 while training goes on. The iterator state is captured during the call (orbax runs grain's
@@ -25,9 +29,11 @@ import jax
 import orbax.checkpoint as ocp
 
 from clarify_jax.checkpoints.params import check_checkpoint_shapes, read_params
+from clarify_jax.util.storage import as_path
 
 MODEL_DIR = "model"
 RUN_CONFIG_FILE = "train_config.json"
+PLOT_FILE = "plots/loss.png"
 CHECKPOINTS_DIR = "checkpoints"
 META_ITEM = "meta"
 PARAMS_ITEM = "params"
@@ -35,7 +41,7 @@ PARAMS_ITEM = "params"
 
 class RunCheckpoints:
     def __init__(self, run_dir: str | Path, keep: int = 3, asynchronous: bool = True):
-        self.directory = Path(run_dir).absolute() / CHECKPOINTS_DIR
+        self.directory = as_path(run_dir) / CHECKPOINTS_DIR
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
@@ -114,13 +120,13 @@ def read_step_meta(step_dir: str | Path) -> dict[str, Any]:
     """The run metadata saved with a step (stage, model source, LoRA settings, the run config)."""
     handler = ocp.JsonCheckpointHandler()
     try:
-        return dict(handler.restore(Path(step_dir).absolute() / META_ITEM, args=ocp.args.JsonRestore()))
+        return dict(handler.restore(as_path(step_dir) / META_ITEM, args=ocp.args.JsonRestore()))
     finally:
         handler.close()
 
 
 def restore_params_item(step_dir: str | Path, abstract_params) -> Any:
     """Only the params of one step directory (for export and evaluation)."""
-    path = Path(step_dir).absolute() / PARAMS_ITEM
+    path = as_path(step_dir) / PARAMS_ITEM
     check_checkpoint_shapes(path, abstract_params)
     return read_params(path, abstract_params)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 
 from clarify_jax.checkpoints.convert import hf_to_checkpoint
 from clarify_jax.model.config import Dtype
 from clarify_jax.parallel.sharding import optional_sharding
+from clarify_jax.util.storage import local_copy, output_dir
 
 
 @dataclasses.dataclass
@@ -19,12 +19,12 @@ class ConvertConfig:
     tokenizer as tokenizer.json), so `export` can turn it back into an HF model.
     """
 
-    model: Path
-    """Hugging Face model directory: config.json and model.safetensors (or sharded
+    model: str
+    """Hugging Face model directory (local or gs://): config.json and model.safetensors (or sharded
     files with model.safetensors.index.json); or a GGUF file (llama or qwen2 architecture; F32,
     F16, BF16, Q8_0, Q4_0/1, Q5_0/1 and K-quant tensors are dequantized)."""
-    out: Path
-    """Output directory (created)."""
+    out: str
+    """Output directory (created), local or gs://bucket/prefix."""
     dtype: Dtype = "bfloat16"
     """Dtype of the stored params."""
     mesh: str | None = None
@@ -33,7 +33,8 @@ class ConvertConfig:
 
 
 def run(config: ConvertConfig) -> None:
-    out = hf_to_checkpoint(
-        config.model, config.out, dtype=config.dtype, sharding=optional_sharding(config.mesh)
-    )
-    print(f"wrote {out}")
+    with output_dir(config.out) as out:
+        hf_to_checkpoint(
+            local_copy(config.model), out.local, dtype=config.dtype, sharding=optional_sharding(config.mesh)
+        )
+    print(f"wrote {config.out}")

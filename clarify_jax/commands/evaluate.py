@@ -25,6 +25,7 @@ from clarify_jax.evaluate.humanevalcomm import PROTOCOLS, Protocol
 from clarify_jax.evaluate.runner import Suite, run_suite
 from clarify_jax.prompts import CODE_ONLY_INSTRUCTION, EVALUATOR_TEMPLATE, HUMANEVALCOMM_CATEGORIES, ORIGINAL
 from clarify_jax.sandbox import Limits
+from clarify_jax.util.storage import output_dir
 
 ALL_CATEGORIES = (ORIGINAL, *HUMANEVALCOMM_CATEGORIES)
 Category = Literal[ALL_CATEGORIES]
@@ -78,8 +79,8 @@ class EvaluateConfig:
     evaluator: str = "rules"
     """HumanEvalComm's evaluator LLM: openai:<model>[@<base_url>], local:<dir>, or rules (offline,
     deterministic). The benchmark's authors used openai:gpt-3.5-turbo-0125@https://api.openai.com/v1."""
-    out: Path = Path("eval_out")
-    """Output directory (created; a run already there is resumed)."""
+    out: str = "eval_out"
+    """Output directory, local or gs://bucket/prefix (created; a run already there is resumed)."""
     limit: int | None = None
     """Only the first N problems (after `problems`)."""
     problems: tuple[str, ...] = ()
@@ -239,7 +240,9 @@ def evaluate_command(config: EvaluateConfig) -> dict:
     if config.rescore is not None:
         from clarify_jax.evaluate.rescore import rescore_command
 
-        return rescore_command(config, resolve_protocol(config), load_problems(config))
+        with output_dir(config.out) as out:
+            local = dataclasses.replace(config, out=out.local)
+            return rescore_command(local, resolve_protocol(config), load_problems(config))
     if not config.model:
         raise ValueError(
             "evaluate needs --model (openai:<model>[@<base_url>] or local:<dir>), or --rescore LOGDIR"
@@ -286,22 +289,23 @@ def evaluate_command(config: EvaluateConfig) -> dict:
     }
     if is_comm:
         settings["protocol_settings"] = protocol.settings()
-    return run_suite(
-        suite,
-        model,
-        evaluator,
-        config.out,
-        identity=identity,
-        settings=settings,
-        limits=Limits(timeout_s=config.time_limit_s),
-        concurrency=config.concurrency,
-        batch_size=config.batch_size,
-        resume=config.resume,
-        progress=config.progress,
-    )
+    with output_dir(config.out) as out:
+        return run_suite(
+            suite,
+            model,
+            evaluator,
+            out.local,
+            identity=identity,
+            settings=settings,
+            limits=Limits(timeout_s=config.time_limit_s),
+            concurrency=config.concurrency,
+            batch_size=config.batch_size,
+            resume=config.resume,
+            progress=config.progress,
+        )
 
 
 def run(config: EvaluateConfig) -> None:
     summary = evaluate_command(config)
     print(json.dumps(summary, indent=2))
-    print(f"tables: {config.out / 'results.md'}")
+    print(f"tables: {config.out}/results.md")

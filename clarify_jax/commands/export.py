@@ -11,6 +11,7 @@ from clarify_jax.commands.model_card import load_eval_summary, write_model_card
 from clarify_jax.hf.hub import check_push, push_folder
 from clarify_jax.model.config import Dtype
 from clarify_jax.parallel.sharding import optional_sharding
+from clarify_jax.util.storage import local_copy
 
 
 @dataclasses.dataclass
@@ -18,9 +19,10 @@ class ExportConfig:
     """Export a params checkpoint (from `convert`) or an HF directory as a Hugging Face directory
     that transformers' AutoModelForCausalLM.from_pretrained loads."""
 
-    source: Path
+    source: str
     """A directory written by `convert`, a Hugging Face model directory, or a training run from
-    `train` (its latest checkpoint; or name one: RUN/checkpoints/STEP). LoRA adapters are merged."""
+    `train` (its latest checkpoint; or name one: RUN/checkpoints/STEP), local or gs://. LoRA
+    adapters are merged."""
     out: Path
     """Output Hugging Face directory (created)."""
     dtype: Dtype | None = None
@@ -50,15 +52,16 @@ def run(config: ExportConfig) -> None:
     if config.push_to_hub:
         token = check_push(config.push_to_hub)
     summaries = [load_eval_summary(path) for path in config.eval_summary]
+    source = local_copy(config.source)
     out = export_to_hf(
-        config.source,
+        source,
         config.out,
         dtype=config.dtype,
         max_shard_size=config.max_shard_size,
         sharding=optional_sharding(config.mesh),
     )
     card = write_model_card(
-        out, config.source, repo_id=config.push_to_hub, eval_summaries=summaries, base_model=config.base_model
+        out, source, repo_id=config.push_to_hub, eval_summaries=summaries, base_model=config.base_model
     )
     print(f"wrote {out} (model card: {card})")
     if config.push_to_hub:

@@ -26,6 +26,7 @@ from clarify_jax.prompts import ROW_TYPES
 from clarify_jax.train.inputs import InputError, SourceSpec, parse_mixture
 from clarify_jax.train.metrics_log import METRICS_FILE
 from clarify_jax.util.markdown import markdown_table
+from clarify_jax.util.storage import local_copy
 
 PAPER = "https://arxiv.org/abs/2504.16331"
 HUMANEVALCOMM = "https://github.com/jie-jw-wu/human-eval-comm"
@@ -86,16 +87,17 @@ def read_metrics(path: Path, last_step: int | None = None) -> list[dict]:
     return records
 
 
-def parse_source(text: str) -> tuple[str, Path, tuple[str, ...] | None]:
+def parse_source(text: str) -> tuple[str, str, tuple[str, ...] | None]:
     """(name, path, types) of a `--data.sources` entry, as training parses it."""
     spec = SourceSpec.parse(text)
     return spec.name, spec.path, spec.types
 
 
-def describe_rows(path: Path, types: tuple[str, ...] | None) -> dict | None:
+def describe_rows(path: str | Path, types: tuple[str, ...] | None) -> dict | None:
     """Rows per type, and the datasets and backends they were synthesized from, for a JSONL of
-    synthesized rows or a TFDS directory from `synthesize`; None when unreadable."""
+    synthesized rows or a TFDS directory from `synthesize` (local or gs://); None when unreadable."""
     try:
+        path = local_copy(path)
         if path.is_dir():
             data = read_tfds(path, "train")
             rows = [data[i] for i in range(len(data))]
@@ -166,12 +168,14 @@ def _data_section(config: dict) -> list[str]:
             origin = ", ".join(info["datasets"] or ["—"])
             if info["backends"]:
                 origin += f" (backend: {', '.join(info['backends'])})"
-        body.append([f"`{name}`", f"`{path.name}`", kinds or "—", rows, origin])
+        body.append([f"`{name}`", f"`{Path(path).name}`", kinds or "—", rows, origin])
     lines += [markdown_table(["Source", "File", "Rows per type", "Rows", "Synthesized from"], body), ""]
     validation = [parse_source(s) for s in data.get("validation") or ()]
     if validation:
         lines += [
-            "Validation: " + ", ".join(f"`{n}` (`{p.name}`)" for n, p, _ in validation) + ", read in full.",
+            "Validation: "
+            + ", ".join(f"`{n}` (`{Path(p).name}`)" for n, p, _ in validation)
+            + ", read in full.",
             "",
         ]
     extras = []

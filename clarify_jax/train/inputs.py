@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any, Iterator
 
 import grain
@@ -14,6 +13,7 @@ from clarify_jax.hf.tokenizer import Tokenizer
 from clarify_jax.prompts import ROW_TYPES
 from clarify_jax.train.config import DataConfig, Stage
 from clarify_jax.util.jsonl import BadLine, json_lines
+from clarify_jax.util.storage import local_copy
 
 
 class InputError(ValueError):
@@ -23,30 +23,35 @@ class InputError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class SourceSpec:
     name: str
-    path: Path
+    path: str  # local, or gs://bucket/prefix
     types: tuple[str, ...] | None = None  # keep only rows of these `type`s
 
     @classmethod
     def parse(cls, text: str) -> SourceSpec:
-        """`name=path` or `name=path:type,type`."""
+        """`name=path` or `name=path:type,type` (the path may be a gs:// URL)."""
         name, sep, rest = text.partition("=")
         if not sep or not name or not rest:
             raise InputError(f"data source {text!r}: expected name=path[:type,...]")
-        path, _, types = rest.partition(":")
+        path, sep, types = rest.rpartition(":")
+        if not sep or "/" in types:  # no types: that colon is the URL's
+            path, types = rest, ""
         if not types:
-            return cls(name, Path(path))
+            return cls(name, path)
         wanted = tuple(t.strip() for t in types.split(",") if t.strip())
         unknown = sorted(set(wanted) - set(ROW_TYPES))
         if unknown:
             raise InputError(
                 f"data source {text!r}: unknown row types {unknown}; choose from {', '.join(ROW_TYPES)}"
             )
-        return cls(name, Path(path), wanted)
+        return cls(name, path, wanted)
 
 
 def read_rows(spec: SourceSpec, split: str = "train") -> list[dict[str, Any]]:
     """The source's rows: a JSONL file, or a TFDS dataset directory from `synthesize` (`split`)."""
-    path = spec.path
+    try:
+        path = local_copy(spec.path)
+    except FileNotFoundError:
+        raise InputError(f"data source {spec.name!r}: {spec.path} does not exist") from None
     if not path.exists():
         raise InputError(f"data source {spec.name!r}: {path} does not exist")
     if path.is_dir():

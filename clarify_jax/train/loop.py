@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from clarify_jax.checkpoints.load import load_model
-from clarify_jax.checkpoints.run_dir import MODEL_DIR, RUN_CONFIG_FILE, RunCheckpoints
+from clarify_jax.checkpoints.run_dir import MODEL_DIR, PLOT_FILE, RUN_CONFIG_FILE, RunCheckpoints
 from clarify_jax.data.pipeline import make_global_batch
 from clarify_jax.hf.pretrained import TOKENIZER_FILES
 from clarify_jax.hf.tokenizer import Tokenizer
@@ -30,6 +30,7 @@ from clarify_jax.train.inputs import TrainInputs
 from clarify_jax.train.metrics_log import MetricsLog, plot_losses
 from clarify_jax.train.optimizer import make_optimizer
 from clarify_jax.train.step import Trainer, loss_weights
+from clarify_jax.util.storage import OutputDir, is_remote, local_copy, output_dir
 
 
 class TrainConfigError(ValueError):
@@ -65,7 +66,7 @@ def check_batch(config: TrainConfig, sharding: LogicalSharding) -> None:
 
 
 def model_config(config: TrainConfig) -> ModelConfig:
-    cfg = ModelConfig.from_hf_file(config.model)
+    cfg = ModelConfig.from_hf_file(local_copy(config.model))
     lora = config.lora
     return cfg.replace(
         param_dtype=config.param_dtype,
@@ -108,29 +109,36 @@ def train(config: TrainConfig) -> dict[str, Any]:
     sharding = LogicalSharding(mesh)
     check_batch(config, sharding)
     cfg = model_config(config)
-    tokenizer = Tokenizer(config.tokenizer or config.model)
+    tokenizer = Tokenizer(local_copy(config.tokenizer or config.model))
     inputs = TrainInputs(config.data, tokenizer, config.seed)
     inputs.check_mixtures(config.stages)
     optimizer, schedule = make_optimizer(config.stages, config.optimizer)
     trainer = Trainer(cfg, sharding, optimizer, schedule, config.grad_accum, config.seed)
 
-    out = Path(config.out)
-    checkpoints = RunCheckpoints(out, keep=config.keep_checkpoints)
-    try:
-        return _run(config, cfg, trainer, inputs, checkpoints)
-    finally:
-        checkpoints.close()
+    # Checkpoints go to --out through orbax (gs:// included); the other run files are written to
+    # run_dir.local and pushed to a gs:// --out after each log record and at the end.
+    with output_dir(config.out) as run_dir:
+        checkpoints = RunCheckpoints(config.out, keep=config.keep_checkpoints)
+        try:
+            return _run(config, cfg, trainer, inputs, checkpoints, run_dir)
+        finally:
+            checkpoints.close()
 
 
 def _run(
-    config: TrainConfig, cfg: ModelConfig, trainer: Trainer, inputs: TrainInputs, checkpoints: RunCheckpoints
+    config: TrainConfig,
+    cfg: ModelConfig,
+    trainer: Trainer,
+    inputs: TrainInputs,
+    checkpoints: RunCheckpoints,
+    run_dir: OutputDir,
 ) -> dict[str, Any]:
-    out = Path(config.out)
+    out = run_dir.local
     is_main = jax.process_index() == 0
     latest = checkpoints.latest_step()
     if latest is not None and not config.resume:
         raise TrainConfigError(
-            f"{out} already holds checkpoints (latest step {latest}): pass --resume "
+            f"{config.out} already holds checkpoints (latest step {latest}): pass --resume "
             "to continue that run, or choose another --out"
         )
     frozen = _load_frozen(config, cfg, trainer)
@@ -140,7 +148,7 @@ def _run(
 
     log = MetricsLog(out, resume_step=step if config.resume else None, enabled=is_main)
     flops_per_token = training_flops_per_token(cfg, config.data.seq_len, frozen_base=trainer.lora)
-    run = _RunState(config, trainer, inputs, checkpoints, log, frozen, flops_per_token, peak_flops())
+    run = _RunState(config, trainer, inputs, checkpoints, log, run_dir, frozen, flops_per_token, peak_flops())
     preemption = _Preemption()
     bar = tqdm(
         total=config.total_steps, initial=step, desc="train", disable=not (config.progress and is_main)
@@ -183,7 +191,8 @@ def _run(
             checkpoints.save(state, iterator, _meta(config, config.stage_at(step - 1)))
         checkpoints.wait()
         if is_main:
-            summary["plot"] = str(plot_losses(log.path, out / "plots" / "loss.png"))
+            plot_losses(log.path, out / PLOT_FILE)
+            summary["plot"] = f"{config.out}/{PLOT_FILE}"
         return dict(summary, step=step)
     finally:
         bar.close()
@@ -243,6 +252,7 @@ class _RunState:
     inputs: TrainInputs
     checkpoints: RunCheckpoints
     log: MetricsLog
+    run_dir: OutputDir
     frozen: Any
     flops_per_token: float
     peak: float | None
@@ -263,6 +273,7 @@ class _RunState:
             self.peak,
         )
         self.log.write("train", step, record)
+        self.run_dir.push()
         timer.restart()
         return record
 
@@ -348,7 +359,7 @@ def _meta(config: TrainConfig, stage_index: int) -> dict[str, Any]:
     (LoRA export merges into it), the LoRA settings and the whole run config."""
     return {
         "stage": stage_index,
-        "model": str(Path(config.model).absolute()),
+        "model": str(config.model) if is_remote(config.model) else str(Path(config.model).absolute()),
         "lora": dataclasses.asdict(config.lora),
         "param_dtype": config.param_dtype,
         "config": _config_json(config),
@@ -366,7 +377,7 @@ def _write_run_files(config: TrainConfig, out: Path) -> None:
     (out / RUN_CONFIG_FILE).write_text(json.dumps(_config_json(config), indent=2) + "\n")
     model_out = out / MODEL_DIR
     model_out.mkdir(exist_ok=True)
-    for source in (Path(config.model), Path(config.tokenizer or config.model)):
+    for source in (local_copy(config.model), local_copy(config.tokenizer or config.model)):
         for name in ("config.json", "generation_config.json") + TOKENIZER_FILES:
             if (source / name).exists():
                 shutil.copyfile(source / name, model_out / name)

@@ -1,1 +1,1 @@
-"""Leaf helpers with no knowledge of models or runs: JSON lines, markdown tables."""
+"""Leaf helpers with no knowledge of models or runs: JSON lines, markdown tables, gs:// paths."""
