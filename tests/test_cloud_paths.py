@@ -55,7 +55,9 @@ def remote_train_steps(url):
     return [r["step"] for r in map(json.loads, metrics.read_text().splitlines()) if r["split"] == "train"]
 
 
-def test_a_lora_run_on_a_bucket_resumes_elsewhere_and_exports(local_inputs, gcs_bucket, tmp_path):
+def test_a_lora_run_on_a_bucket_resumes_elsewhere_and_exports(
+    local_inputs, gcs_bucket, tmp_path, monkeypatch
+):
     import torch
     import transformers
 
@@ -98,6 +100,7 @@ def test_a_lora_run_on_a_bucket_resumes_elsewhere_and_exports(local_inputs, gcs_
     assert json.loads((remote / "train_config.json").read_text())["model"] == f"{gcs_bucket}/base"
 
     cli("export", "--source", run, "--out", tmp_path / "hf", cache=tmp_path / "machine3")
+    monkeypatch.setenv("CLARIFY_JAX_CACHE", str(tmp_path / "here"))
     cfg, params = load_model(run)  # straight from the bucket, the adapters merged
     tokens = np.random.default_rng(0).integers(0, 500, (2, 24)).astype(np.int32)
     model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32)
