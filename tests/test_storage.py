@@ -58,3 +58,19 @@ def test_a_failed_command_still_pushes_what_it_finished(gcs_bucket, tmp_path, mo
         (out.local / "results.jsonl").write_text("done\n")
         raise RuntimeError("killed halfway")
     assert (storage.as_path(url) / "results.jsonl").read_text() == "done\n"
+
+
+def test_skipped_folders_stay_where_they_are(gcs_bucket, tmp_path, monkeypatch):
+    """A run's checkpoints are orbax's business in the bucket: never pulled into staging, never pushed."""
+    monkeypatch.setenv("CLARIFY_JAX_CACHE", str(tmp_path / "cache"))
+    url = f"{gcs_bucket}/run"
+    (storage.as_path(url) / "checkpoints" / "3").mkdir(parents=True, exist_ok=True)
+    (storage.as_path(url) / "checkpoints" / "3" / "big").write_bytes(b"x" * 1000)
+    (storage.as_path(url) / "metrics.jsonl").write_text("1\n")
+    with storage.output_dir(url, skip=("checkpoints",)) as out:
+        assert (out.local / "metrics.jsonl").read_text() == "1\n"
+        assert not (out.local / "checkpoints").exists()
+        (out.local / "checkpoints").mkdir()
+        (out.local / "checkpoints" / "stray").write_text("local only")
+    assert not (storage.as_path(url) / "checkpoints" / "stray").exists()
+    assert (storage.as_path(url) / "checkpoints" / "3" / "big").read_bytes() == b"x" * 1000

@@ -16,7 +16,13 @@ import numpy as np
 from tqdm import tqdm
 
 from clarify_jax.checkpoints.load import load_model
-from clarify_jax.checkpoints.run_dir import MODEL_DIR, PLOT_FILE, RUN_CONFIG_FILE, RunCheckpoints
+from clarify_jax.checkpoints.run_dir import (
+    CHECKPOINTS_DIR,
+    MODEL_DIR,
+    PLOT_FILE,
+    RUN_CONFIG_FILE,
+    RunCheckpoints,
+)
 from clarify_jax.data.pipeline import make_global_batch
 from clarify_jax.hf.pretrained import TOKENIZER_FILES
 from clarify_jax.hf.tokenizer import Tokenizer
@@ -117,7 +123,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
 
     # Checkpoints go to --out through orbax (gs:// included); the other run files are written to
     # run_dir.local and pushed to a gs:// --out after each log record and at the end.
-    with output_dir(config.out) as run_dir:
+    with output_dir(config.out, skip=(CHECKPOINTS_DIR,)) as run_dir:
         checkpoints = RunCheckpoints(config.out, keep=config.keep_checkpoints)
         try:
             return _run(config, cfg, trainer, inputs, checkpoints, run_dir)

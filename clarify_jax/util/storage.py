@@ -87,50 +87,60 @@ def local_copy(path: str | os.PathLike) -> Path:
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_name(target.name + ".partial")
-            partial.write_bytes(remote.read_bytes())
+            _copy(remote, partial)
             partial.replace(target)
         return target
     if not (target / _COMPLETE).exists():
         shutil.rmtree(target, ignore_errors=True)
         for relative, source in _files_under(remote):
-            destination = target / relative
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            destination.write_bytes(source.read_bytes())
+            _copy(source, target / relative)
         target.mkdir(parents=True, exist_ok=True)
         (target / _COMPLETE).write_text(str(path))
     return target
 
 
 class OutputDir:
-    """Where a command writes its files: `local`, pushed to `remote` (when there is one) by `push`."""
+    """Where a command writes its files: `local`, pushed to `remote` (when there is one) by `push`.
+    Folders named in `skip` are left alone both ways (a run's checkpoints, which orbax writes to
+    the bucket itself)."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, skip: tuple[str, ...] = ()):
         self.remote = as_path(path) if is_remote(path) else None
         self.local = _cache_dir("staging", str(path)) if self.remote is not None else Path(path)
+        self.skip = skip
         self._pushed: dict[str, tuple[int, int]] = {}
+
+    def _files(self, root) -> Iterator[tuple[str, object]]:
+        for relative, path in _files_under(root):
+            if relative.split("/", 1)[0] not in self.skip:
+                yield relative, path
 
     def pull(self) -> None:
         """Fetch the remote files the staging directory lacks (a resumed run's logs and results)."""
         if self.remote is None or not self.remote.exists():
             return
-        for relative, source in _files_under(self.remote):
+        for relative, source in self._files(self.remote):
             destination = self.local / relative
             if not destination.exists():
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                destination.write_bytes(source.read_bytes())
+                _copy(source, destination)
             self._pushed[relative] = _signature(destination)
 
     def push(self) -> None:
         """Upload every file written or changed since the last push."""
         if self.remote is None or not self.local.exists():
             return
-        for relative, source in _files_under(self.local):
+        for relative, source in self._files(self.local):
             signature = _signature(source)
             if self._pushed.get(relative) != signature:
-                destination = self.remote / relative
-                destination.parent.mkdir(parents=True, exist_ok=True)
-                destination.write_bytes(source.read_bytes())
+                _copy(source, self.remote / relative)
                 self._pushed[relative] = signature
+
+
+def _copy(source, destination) -> None:
+    """One file, streamed (safetensors shards and checkpoint files do not fit in memory twice)."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    with source.open("rb") as reader, destination.open("wb") as writer:
+        shutil.copyfileobj(reader, writer, 16 << 20)
 
 
 def _signature(path) -> tuple[int, int]:
@@ -139,10 +149,10 @@ def _signature(path) -> tuple[int, int]:
 
 
 @contextlib.contextmanager
-def output_dir(path: str | os.PathLike) -> Iterator[OutputDir]:
+def output_dir(path: str | os.PathLike, skip: tuple[str, ...] = ()) -> Iterator[OutputDir]:
     """An OutputDir with what a gs:// output already holds pulled in, pushed when the block ends
     (also when it fails: whatever was finished is kept)."""
-    out = OutputDir(path)
+    out = OutputDir(path, skip)
     out.pull()
     try:
         yield out
