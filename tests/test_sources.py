@@ -1,5 +1,6 @@
 """Readers of MBPP, HumanEval, HumanEvalComm, APPS and generic JSONL, on the team's copies."""
 
+import collections
 import json
 
 import pytest
@@ -168,6 +169,30 @@ def test_mbpp_docstring_style_reads_like_humaneval(shared_data):
     exec(prime.prompt + body, namespace)
     for test in prime.tests:
         exec(test, namespace)
+
+
+def test_mbpp_varied_docstrings_show_zero_to_three_examples_in_humaneval_forms(shared_data):
+    path = shared_data / "mbpp" / "mbpp.jsonl"
+    plain = {p.id: p for p in sources.read_mbpp(path, style="docstring")}
+    varied = list(sources.read_mbpp(path, style="docstring-varied"))
+    assert [p.id for p in varied] == list(plain) and all(p.tests == plain[p.id].tests for p in varied)
+    assert next(p for p in varied if p.id == "mbpp/3").prompt == (
+        "import math\n\n\ndef is_not_prime(n):\n"
+        '    """ Write a python function to identify non-prime numbers.\n'
+        "    is_not_prime(2) => False\n"
+        '    """\n'
+    )
+    forms = collections.Counter()
+    for problem in varied:
+        doctests, equal, arrow = (problem.prompt.count(f) for f in (">>> ", ") == ", ") => "))
+        assert [doctests, equal, arrow].count(0) >= 2  # one form per problem
+        shown = doctests + equal + arrow
+        forms[">>>" if doctests else "==" if equal else "=>" if arrow else shown] += 1
+        # the same task with the same signature, and the shown examples are the first tests
+        before = plain[problem.id].prompt.split("    >>> ")[0]
+        assert problem.prompt.startswith(before.rstrip("\n")) and shown <= 3
+    # HumanEval's own mix: half doctests, a quarter each `==` and `=>`, a sixth with no example
+    assert forms[0] == 164 and forms[">>>"] == 429 and forms["=="] == 186 and forms["=>"] == 195
 
 
 def test_mbpp_docstring_style_falls_back_where_tests_are_not_examples():

@@ -130,28 +130,42 @@ def test_a_rewrite_takes_the_originals_layout():
     assert rewritten == '\n\ndef f(x):\n    """ Return x changed.\n    """\n\n'
 
 
-def test_incomplete_rewrites_cut_either_the_examples_or_the_description():
+def test_incomplete_rewrites_cut_the_description_and_drop_examples_only_when_it_is_too_short():
     from clarify_jax.backends.rules import answers_for, make_incomplete, questions_for
 
-    def prompt(name):
-        return (
-            f"def {name}(xs):\n"
-            '    """ Write a function to sort a given matrix in ascending order of row sums.\n'
-            f"    >>> {name}([[2], [1]])\n    [[1], [2]]\n"
-            '    """\n'
-        )
+    def prompt(text, examples="    >>> f([[2], [1]])\n    [[1], [2]]\n"):
+        return f'def f(xs):\n    """ {text}\n{examples}    """\n'
 
-    changes = {name: make_incomplete(prompt(name)) for name in ("f", "g", "h", "k", "m", "n")}
-    cut = [c for c in changes.values() if ">>>" in c.text]
-    dropped = [c for c in changes.values() if ">>>" not in c.text]
-    assert cut and dropped  # the variant is chosen per problem, both occur
-    kept = changes[next(n for n, c in changes.items() if c in cut)]
-    assert '    """ Write a function to sort.\n' in kept.text  # half the words, no dangling "a given"
-    assert kept.removed == ["a given matrix in ascending order of row sums."]
-    assert questions_for(kept).startswith("1. The statement seems to leave out a condition")
-    assert "a given matrix in ascending order of row sums." in answers_for(kept, "")
-    assert all("Write a function to sort a given matrix in ascending order" in c.text for c in dropped)
-    assert make_incomplete(prompt("f")) == make_incomplete(prompt("f"))  # deterministic
+    long_text = "Write a function to sort a given matrix in ascending order of row sums."
+    for examples in ("    >>> f([[2], [1]])\n    [[1], [2]]\n", "    f([[2], [1]]) == [[1], [2]]\n", ""):
+        cut = make_incomplete(prompt(long_text, examples))
+        # half the words, no dangling "a given"; the examples stay
+        assert cut.text == prompt("Write a function to sort.", examples)
+        assert cut.removed == ["a given matrix in ascending order of row sums."]
+        assert questions_for(cut).startswith("1. The statement seems to leave out a condition")
+        assert "a given matrix in ascending order of row sums." in answers_for(cut, "")
+    dropped = make_incomplete(prompt("Sort the rows."))  # too short to cut: the examples go
+    assert dropped.text == prompt("Sort the rows.", "") and dropped.removed == [
+        "    >>> f([[2], [1]])\n    [[1], [2]]"
+    ]
+    assert questions_for(dropped).startswith("1. Could you give a few example inputs")
+    assert make_incomplete(prompt(long_text)) == make_incomplete(prompt(long_text))  # deterministic
+
+
+def test_inconsistent_rewrites_contradict_examples_in_every_form():
+    from clarify_jax.backends.rules import make_inconsistent
+
+    def prompt(examples):
+        return f'def f(n):\n    """ Return the number of even digits of n.\n{examples}    """\n'
+
+    for shown, wrong in (
+        ("    >>> f(246)\n    3\n", "    >>> f(246)\n    4\n"),
+        ("    f(246) == 3\n", "    f(246) == 4\n"),
+        ("    f(246) => 3\n", "    f(246) => 4\n"),
+    ):
+        change = make_inconsistent(prompt(shown))
+        assert change.text == prompt(wrong)
+        assert change.contradicted == [(shown.rstrip("\n"), wrong.rstrip("\n"))]
 
 
 def test_splits_are_by_problem_without_leakage(rules_run):

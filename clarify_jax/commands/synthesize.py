@@ -41,10 +41,11 @@ class SynthesizeConfig:
     mapping: str = ""
     """For --source jsonl: our field=their column, e.g.
     'id=task_id,prompt=text,solution=code,tests=test_list'."""
-    mbpp_style: Literal["tests", "docstring"] = "tests"
+    mbpp_style: Literal["tests", "docstring", "docstring-varied"] = "tests"
     """For --source mbpp: tests writes MBPP's own prompt (the task, then its asserts); docstring
     writes it as HumanEval (and HumanEvalComm) do: the signature, then a docstring with the task and
-    its tests as >>> examples."""
+    its tests as >>> examples; docstring-varied shows 0 to 3 of the tests, as >>> examples or
+    `call == result` / `call => result` lines, a stable choice per task, as HumanEval's prompts vary."""
     backend: str = "rules"
     """Who rewrites, asks and answers (the spec syntax of `evaluate --model`): rules (deterministic,
     offline), openai:<model>[@<base_url>] (any OpenAI-compatible chat server; default URL

@@ -7,6 +7,7 @@ first bad row; True skips bad rows and counts them in the `ReadReport` it is giv
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -74,7 +75,12 @@ def _entry_point(code: str, test: str) -> str | None:
 
 # ---- MBPP ----
 
-MBPP_STYLES = ("tests", "docstring")
+MBPP_STYLES = ("tests", "docstring", "docstring-varied")
+# How HumanEval's own prompts show examples (of 164: 46% `>>>` doctests, 25% `call == result`,
+# 7% `call => result`, 17% none). "docstring-varied" draws from these forms and shows 0 to 3
+# tests, so that neither the count nor the form of the examples tells a clear problem apart.
+EXAMPLE_FORMS = (">>>", ">>>", "==", "=>")
+SHOWN_EXAMPLES = (0, 1, 2, 3, 3, 3)
 
 
 def _example(test: str) -> tuple[str, str] | None:
@@ -94,10 +100,13 @@ def _example(test: str) -> tuple[str, str] | None:
     return ast.unparse(node.test.left), ast.unparse(node.test.comparators[0])
 
 
-def docstring_prompt(text: str, code: str, tests: list[str], entry_point: str | None) -> str | None:
+def docstring_prompt(
+    text: str, code: str, tests: list[str], entry_point: str | None, varied: bool = False
+) -> str | None:
     """An MBPP task written as HumanEval writes its prompts: the reference's imports, the entry
-    point's signature and a docstring with the task and its tests as `>>>` examples. None when
-    the signature or an example cannot be read from the code and tests."""
+    point's signature and a docstring with the task and its tests as `>>>` examples (`varied`:
+    some of them, in one of HumanEval's forms, a stable choice per task). None when the
+    signature or an example cannot be read from the code and tests."""
     try:
         module = parse(code)
     except (SyntaxError, ValueError):
@@ -112,8 +121,15 @@ def docstring_prompt(text: str, code: str, tests: list[str], entry_point: str | 
     returns = f" -> {ast.unparse(function.returns)}" if function.returns else ""
     lines = [*imports, "", ""] if imports else []
     lines += [f"def {function.name}({ast.unparse(function.args)}){returns}:", f'    """ {text.strip()}']
+    form = ">>>"
+    if varied:
+        choice = hashlib.sha256(f"{function.name}\n{text}".encode()).digest()
+        form = EXAMPLE_FORMS[choice[0] % len(EXAMPLE_FORMS)]
+        examples = examples[: SHOWN_EXAMPLES[choice[1] % len(SHOWN_EXAMPLES)]]
     for call, expected in examples:
-        lines += [f"    >>> {call}", f"    {expected}"]
+        lines += (
+            [f"    >>> {call}", f"    {expected}"] if form == ">>>" else [f"    {call} {form} {expected}"]
+        )
     return "\n".join(lines + ['    """', ""])
 
 
@@ -125,7 +141,8 @@ def read_mbpp(
 
     `style` "tests" writes MBPP's usual prompt (the task, then its asserts); "docstring" writes
     it as HumanEval does (signature, docstring, `>>>` examples), falling back to "tests" where the
-    tests are not all `assert call == expected`."""
+    tests are not all `assert call == expected`; "docstring-varied" shows 0 to 3 of the tests, as
+    `>>>` doctests or `call == result` / `call => result` lines (EXAMPLE_FORMS)."""
     if style not in MBPP_STYLES:
         raise ValueError(f"MBPP prompt style {style!r}: expected one of {', '.join(MBPP_STYLES)}")
     path = Path(path)
@@ -153,7 +170,9 @@ def read_mbpp(
         setup = row.get("test_setup_code") or "\n".join(row.get("test_imports") or [])
         code = code.replace("\r\n", "\n")
         entry_point = _entry_point(code, tests[0])
-        prompt = docstring_prompt(text, code, tests, entry_point) if style == "docstring" else None
+        prompt = None
+        if style.startswith("docstring"):
+            prompt = docstring_prompt(text, code, tests, entry_point, varied=style == "docstring-varied")
         # MBPP's usual prompt: the task, then the tests the code must pass.
         prompt = prompt or f"{text.strip()}\nYour code should pass these tests:\n" + "\n".join(tests)
         return Problem(
