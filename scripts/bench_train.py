@@ -21,6 +21,11 @@ Prints one JSON object:
   gemm_gflops               the step's largest matmuls alone (forward, input-gradient and weight-
                             gradient layouts) on XLA:CPU and on torch (oneDNN/MKL)
 
+With --lora-rank R both train LoRA adapters (rank R on every projection, the base frozen): ours with
+the project's adapters, the reference with PEFT on the same model, starting from the same adapter
+values (ours, copied into PEFT's lora_A / lora_B), so the agreement compares the adapters'
+gradients and updated values.
+
 Timings are medians over --reps runs after --warmup runs (our first step compiles), ours and the
 reference alternating so that both see the same machine load; `ratio_per_pair_median` is the median
 of the per-round ratios and `ratio_best` compares the fastest runs. On a busy machine (see
@@ -31,14 +36,17 @@ best times of a quiet run, and rerun with more --reps.
     python scripts/bench_train.py            # ~46M llama (hidden 512, 4 layers), batch 4 x 512: ~6 min
     python scripts/bench_train.py --small    # a tiny config, under a minute
     python scripts/bench_train.py --torch-compile --no-gemm   # also torch.compile (compiles ~2+ min)
+    python scripts/bench_train.py --lora-rank 16              # LoRA: ours vs transformers + PEFT
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import json
 import os
 import platform
+import re
 import statistics
 import tempfile
 import time
@@ -46,6 +54,8 @@ from typing import Literal
 
 import tyro
 from bench_models import model_summary, reference_model, with_shape  # scripts/ is on sys.path
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 # --small: sizes that run the whole benchmark (compiles included) in well under a minute.
 SMALL = dict(
@@ -97,6 +107,10 @@ class Bench:
     """Time forward, forward+backward and the optimizer alone for both."""
     gemm: bool = True
     """Time the step's largest matmuls alone on both."""
+    lora_rank: int = 0
+    """> 0: train LoRA adapters of this rank on every projection (LORA_TARGETS), the base frozen;
+    the reference is transformers + PEFT."""
+    lora_alpha: float = 32.0
 
 
 def with_small(args: Bench) -> Bench:
@@ -191,6 +205,52 @@ def max_difference(ours: dict, theirs: dict) -> dict:
     }
 
 
+def peft_reference(reference, args: Bench, adapters: dict):
+    """`reference` wrapped by PEFT with LoRA on LORA_TARGETS, its adapters set to ours
+    (`adapters`: flat {"layers/self_attn/q_proj/lora_a": [L, in..., r], ...})."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=args.lora_rank, lora_alpha=args.lora_alpha, target_modules=list(LORA_TARGETS), lora_dropout=0.0
+    )
+    wrapped = get_peft_model(reference, config)
+    with torch.no_grad():
+        for name, weight in peft_adapter_tensors(wrapped, lambda t: t).items():
+            key, layer = name
+            ours = adapters[key][layer]
+            r = args.lora_rank
+            # ours: a [in..., r], b [r, out...]; PEFT: lora_A.weight [r, in], lora_B.weight [out, r]
+            value = ours.reshape(-1, r).T if key.endswith("lora_a") else ours.reshape(r, -1).T
+            weight.copy_(torch.from_numpy(value.copy()))
+    return wrapped
+
+
+def peft_adapter_tensors(wrapped, pick) -> dict:
+    """{(our flat adapter key, layer): pick(PEFT's lora_A / lora_B weight)} of a PEFT model."""
+    out = {}
+    for name, module in wrapped.named_modules():
+        match = re.search(r"layers\.(\d+)\.(\w+)\.(\w+)$", name)
+        if match and hasattr(module, "lora_A") and "default" in module.lora_A:
+            layer, group, projection = int(match.group(1)), match.group(2), match.group(3)
+            for leaf, part in (("lora_a", module.lora_A), ("lora_b", module.lora_B)):
+                out[(f"layers/{group}/{projection}/{leaf}", layer)] = pick(part["default"].weight)
+    return out
+
+
+def peft_in_our_layout(wrapped, pick, shapes: dict) -> dict:
+    """PEFT's adapters (values or gradients, by `pick`) as our flat stacked arrays of `shapes`."""
+    import numpy as np
+
+    per_layer = {}
+    for (key, layer), tensor in peft_adapter_tensors(wrapped, pick).items():
+        per_layer.setdefault(key, {})[layer] = tensor.T  # [in, r] / [r, out]
+    return {
+        key: np.stack([layers[i] for i in range(len(layers))]).reshape(shapes[key])
+        for key, layers in per_layer.items()
+    }
+
+
 def gemm_gflops(m: int, k: int, n: int, layout: str, reps: int) -> dict:
     """[m, k] x [k, n] matmul GFLOP/s of XLA (jax.jit) and torch, interleaved; layout "tn" stores
     the first operand as [k, m] (a weight gradient x^T dy), "nt" the second as [n, k] (dy W^T)."""
@@ -230,6 +290,7 @@ def main(args: Bench) -> dict:
     import transformers
 
     from clarify_jax import hf, model
+    from clarify_jax.model.lora import combine, init_lora_params
     from clarify_jax.model.transformer import apply_decoder
     from clarify_jax.parallel.mesh import make_mesh
     from clarify_jax.parallel.sharding import LogicalSharding
@@ -250,7 +311,13 @@ def main(args: Bench) -> dict:
         compiled_model = None
         if args.torch_compile:  # a second copy of the same weights, trained on its own
             compiled_model = transformers.LlamaForCausalLM.from_pretrained(tmp).train()
-    initial = flat(params)
+    lora = args.lora_rank > 0
+    if lora:
+        cfg = cfg.replace(lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=LORA_TARGETS)
+        trainable, frozen = init_lora_params(cfg, jax.random.key(0)), params
+    else:
+        trainable, frozen = params, {}
+    initial = flat(trainable)
 
     # ---- ours: the project's Trainer on a one-device mesh ----
     opt_config = OptimizerConfig(
@@ -260,13 +327,14 @@ def main(args: Bench) -> dict:
     optimizer, schedule = make_optimizer([stage], opt_config)
     sharding = LogicalSharding(make_mesh("1,1,1", jax.devices()[:1]))
     trainer = Trainer(cfg, sharding, optimizer, schedule, grad_accum=1, seed=0)
-    trainable, frozen = trainer.split(params)
     weights = loss_weights(args.clarify_weight, args.code_weight)
     host_batch = make_batch(args)
     batch = {k: jax.device_put(v, trainer.batch_sharding()) for k, v in host_batch.items()}
 
-    def loss_fn(p, b, w):
-        logits = apply_decoder(cfg, p, b["tokens"], b["positions"], b["segment_ids"], sharding)
+    def loss_fn(p, base, b, w):
+        """The joint loss of trainable `p` (the adapters with LoRA, else all params) over `base`."""
+        full = combine(p, base) if lora else p
+        logits = apply_decoder(cfg, full, b["tokens"], b["positions"], b["segment_ids"], sharding)
         return joint_loss(logits, b, w)[0]
 
     def update(grads, opt_state, p):
@@ -279,15 +347,20 @@ def main(args: Bench) -> dict:
     ours_forward_backward = jax.jit(jax.value_and_grad(loss_fn))
     ours_update = jax.jit(update, donate_argnums=(1, 2))
 
-    # ---- reference: transformers + torch AdamW, same hyperparameters ----
+    # ---- reference: transformers (+ PEFT with LoRA) + torch AdamW, same hyperparameters ----
+    if lora:
+        reference = peft_reference(reference, args, initial)
+        if compiled_model is not None:
+            compiled_model = peft_reference(compiled_model, args, initial)
     t_tokens = torch.as_tensor(host_batch["tokens"], dtype=torch.long)
     t_targets = torch.as_tensor(host_batch["targets"], dtype=torch.long)
     t_masks = [torch.as_tensor(host_batch[f"{kind}_mask"]) for kind in ("clarify", "code")]
     t_weights = [args.clarify_weight, args.code_weight]
 
     def torch_optimizer(module):
-        decay = [p for p in module.parameters() if p.ndim >= 2]  # no decay on the norm scales, as ours
-        no_decay = [p for p in module.parameters() if p.ndim < 2]
+        trained = [p for p in module.parameters() if p.requires_grad]  # PEFT freezes the base
+        decay = [p for p in trained if p.ndim >= 2]  # no decay on the norm scales, as ours
+        no_decay = [p for p in trained if p.ndim < 2]
         impl = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
         return torch.optim.AdamW(
             [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
@@ -311,8 +384,10 @@ def main(args: Bench) -> dict:
             value.backward()
             return value.detach()
 
+        trained = [p for p in module.parameters() if p.requires_grad]
+
         def optimizer_step():
-            torch.nn.utils.clip_grad_norm_(module.parameters(), args.clip_norm, foreach=True)
+            torch.nn.utils.clip_grad_norm_(trained, args.clip_norm, foreach=True)
             opt.step()
 
         def step():
@@ -328,7 +403,7 @@ def main(args: Bench) -> dict:
     )
 
     # ---- agreement: gradients and one step from identical weights ----
-    ours_loss0, ours_grads = ours_forward_backward(trainable, batch, weights)
+    ours_loss0, ours_grads = ours_forward_backward(trainable, frozen, batch, weights)
     ours_grads = flat(ours_grads)
     state = trainer.init_state(trainable)
     state, metrics = trainer.train_step(state, frozen, batch, weights)  # compiles
@@ -337,11 +412,22 @@ def main(args: Bench) -> dict:
 
     reference_loss = float(torch_forward_backward())
     # Copies: clip_grad_norm_ scales the gradients in place, and .numpy() shares their memory.
-    reference_grads = to_our_layout(cfg, {n: p.grad.numpy().copy() for n, p in reference.named_parameters()})
+    if lora:
+        shapes = {k: v.shape for k, v in initial.items()}
+        reference_grads = peft_in_our_layout(reference, lambda w: w.grad.numpy().copy(), shapes)
+    else:
+        reference_grads = to_our_layout(
+            cfg, {n: p.grad.numpy().copy() for n, p in reference.named_parameters()}
+        )
     torch_optimizer_step()
     torch_opt.zero_grad(set_to_none=True)
     with torch.no_grad():
-        reference_after = to_our_layout(cfg, {n: p.numpy().copy() for n, p in reference.named_parameters()})
+        if lora:
+            reference_after = peft_in_our_layout(reference, lambda w: w.numpy().copy(), shapes)
+        else:
+            reference_after = to_our_layout(
+                cfg, {n: p.numpy().copy() for n, p in reference.named_parameters()}
+            )
     agreement = {
         "loss_ours": ours_loss,
         "loss_reference": reference_loss,
@@ -377,7 +463,7 @@ def main(args: Bench) -> dict:
     ours_times, reference_times = step_times[:2]
 
     n_tokens = args.batch * args.seq
-    flops_per_token = training_flops_per_token(cfg, args.seq)
+    flops_per_token = training_flops_per_token(cfg, args.seq, frozen_base=lora)
 
     def throughput(times):
         median = statistics.median(times)
@@ -402,6 +488,9 @@ def main(args: Bench) -> dict:
         "reps": args.reps,
         "warmup": args.warmup,
         "flops_per_token": flops_per_token,
+        "lora": {"rank": args.lora_rank, "alpha": args.lora_alpha, "targets": list(LORA_TARGETS)}
+        if lora
+        else None,
         "optimizer": {
             "learning_rate": args.learning_rate,
             "b1": opt_config.b1,
@@ -420,7 +509,8 @@ def main(args: Bench) -> dict:
         "reference": dict(
             throughput(reference_times),
             impl=f"transformers {transformers.__version__} ({args.torch_attention}), "
-            f"torch {torch.__version__}, AdamW {args.torch_adamw}, eager",
+            + (f"peft {importlib.metadata.version('peft')}, " if lora else "")
+            + f"torch {torch.__version__}, AdamW {args.torch_adamw}, eager",
             threads=torch.get_num_threads(),
         ),
         "ratio_ours_over_reference": reference_s / ours_s,
@@ -445,7 +535,7 @@ def main(args: Bench) -> dict:
     if args.phases:
         state = holder.pop("state")
         p, opt_state = state["params"], state["opt_state"]
-        grads = ours_forward_backward(p, batch, weights)[1]
+        grads = ours_forward_backward(p, frozen, batch, weights)[1]
         holder.update(params=p, opt_state=opt_state)
 
         def ours_optimizer():
@@ -461,9 +551,9 @@ def main(args: Bench) -> dict:
             return torch_forward_backward()
 
         pairs = {
-            "forward": (lambda: ours_forward(p, batch, weights).block_until_ready(), torch_forward),
+            "forward": (lambda: ours_forward(p, frozen, batch, weights).block_until_ready(), torch_forward),
             "forward_backward": (
-                lambda: jax.block_until_ready(ours_forward_backward(p, batch, weights)),
+                lambda: jax.block_until_ready(ours_forward_backward(p, frozen, batch, weights)),
                 torch_forward_backward_fresh,
             ),
             "optimizer": (ours_optimizer, torch_optimizer_step),  # grads kept from the last backward
