@@ -278,6 +278,8 @@ def test_cli_flags_of_the_protocol():
             "512",
             "--harness",
             "benchmark",
+            "--routing",
+            "leading-block",
         ],
     )
     assert (config.protocol, config.max_total_tokens, config.harness) == (
@@ -285,3 +287,5 @@ def test_cli_flags_of_the_protocol():
         (256, 512),
         "benchmark",
     )
+    assert ec.resolve_protocol(config).routing == "leading-block"
+    assert ec.resolve_protocol(ec.EvaluateConfig(protocol="clarify-jax")).routing == "any-block"

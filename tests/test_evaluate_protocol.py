@@ -1,6 +1,7 @@
 """HumanEvalComm's rules (code or questions, the evaluator's reply), the rules evaluator, the
 metrics on hand-made records, pass@k, the report and the results log."""
 
+import dataclasses
 import json
 import math
 
@@ -36,6 +37,41 @@ FENCE = "```"
 )
 def test_code_only_rule(reply, code):
     assert hec.leading_code_block(reply) == code
+
+
+@pytest.mark.parametrize(
+    "reply, leading, anywhere",
+    [
+        (f"{FENCE}python\nx = 1\n{FENCE}", "x = 1", "x = 1"),
+        (f"Here is the code:\n{FENCE}python\nx = 1\n{FENCE}\n{FENCE}\ny = 2\n{FENCE}", None, "x = 1"),
+        ("Is the input sorted?", None, None),
+        ("Use ```sorted(x)```?", None, None),
+    ],
+)
+def test_round1_routing(reply, leading, anywhere):
+    assert hec.round1_code(reply, "leading-block") == leading
+    assert hec.round1_code(reply, "any-block") == anywhere
+
+
+def test_prose_before_code_is_code_under_our_routing_and_a_question_under_the_benchmarks(comm_problems):
+    # A trained model's clear prefix before its code: the benchmark's routing sends the reply to
+    # the evaluator and a second round; ours tests the block, as the Communication Rate counts it.
+    (item,) = hec.comm_items([comm_problems["HumanEval/0"]], ("1a",))
+    reply = f"This is a clear problem.\n{FENCE}python\ndef candidate(x, t):\n    return True\n{FENCE}"
+    judged = []
+
+    def evaluator(chats):
+        judged.extend(chats)
+        return ["QUALITY=1\nANSWERS=```none```"] * len(chats)
+
+    for routing, asked in (("any-block", False), ("leading-block", True)):
+        judged.clear()
+        protocol = dataclasses.replace(hec.PROTOCOLS["clarify-jax"], routing=routing)
+        (record,) = hec.run_dialogues([item], lambda chats: [reply] * len(chats), evaluator, protocol)
+        assert (record["round1_is_code"], record["asked"], len(judged)) == (not asked, asked, int(asked))
+        assert record["communicated"] is False
+        assert record["code_source"] == ("round2" if asked else "round1")
+        assert record["final_code"] == "def candidate(x, t):\n    return True"
 
 
 @pytest.mark.parametrize(

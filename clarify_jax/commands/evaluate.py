@@ -113,6 +113,9 @@ class EvaluateConfig:
     evaluator_parsing: humanevalcomm.Parsing | None = None
     """Reading the evaluator's reply (default: the protocol's): strict (the benchmark's regexes) or
     lenient (also `QUALITY: 3`, `**QUALITY**=3`, plain-text or unclosed ANSWERS)."""
+    routing: humanevalcomm.Routing | None = None
+    """Which round-1 replies are code (default: the protocol's): leading-block (a reply that opens
+    with a fenced block, the benchmark's rule) or any-block (a reply that holds one anywhere)."""
     round2_fallback: humanevalcomm.Fallback | None = None
     """Code tested when the round-2 reply has no fenced block (default: the protocol's):
     round1-block, whole-reply or empty."""
@@ -147,6 +150,7 @@ def resolve_protocol(config: EvaluateConfig) -> Protocol:
             "original_prompt",
             "evaluator_prompt",
             "evaluator_parsing",
+            "routing",
             "round2_fallback",
             "harness",
             "evaluator_temperature",

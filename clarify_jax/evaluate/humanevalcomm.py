@@ -1,22 +1,23 @@
 """HumanEvalComm's two-round protocol (Wu & Fard): ask or code, the evaluator LLM, code again.
 
 Round 1: the model gets the round-1 instruction and a (modified) problem. If its reply is code
-(the rule of `leading_code_block`), that code is tested. Otherwise the reply goes, as its
+(the protocol's routing), that code is tested. Otherwise the reply goes, as its
 "questions", to an evaluator LLM together with the modified and the original description; the
 evaluator grades the questions (QUALITY 3 good, 2 fair, 1 none) and writes ANSWERS. Round 2: the
 model sees the dialogue plus the answers and the round-2 instruction, and the first fenced block
 of its reply is tested with the problem's tests under the ORIGINAL entry point.
 
-Two rules decide the numbers in both protocols, as the benchmark's scripts apply them:
-- routing: a reply "is code" when, after leading whitespace, it opens with a complete fenced
-  block (an opening fence line, at least one character, a closing fence line); what follows the
-  closing fence is ignored. Everything else goes to the evaluator.
-- Communication Rate counts replies that contain no complete fenced block at all: a reply that
-  mixes prose and a code block is routed to the evaluator but does not count as communicating.
+Communication Rate counts, in both protocols as in the benchmark's scripts, the replies that
+contain no complete fenced block (an opening fence line, at least one character, a closing fence
+line). Which replies are routed as code is the protocol's `routing`: the benchmark's scripts take
+only a reply that, after leading whitespace, opens with a complete block (what follows the closing
+fence is ignored), so a reply that puts prose before its code goes to the evaluator, although it
+does not count as communicating; the clarify-jax protocol takes every reply that holds a block,
+the same rule the Communication Rate counts by, so that each reply either asks or codes.
 
 The rest is a `Protocol`: "benchmark" (the default) reproduces the benchmark's scripts (the
 evaluator's fixed text and its strict parser, the code-only one-round prompt for the original
-problems, the round-1 code block when round 2 has none, and its test harness,
+problems, its routing, the round-1 code block when round 2 has none, and its test harness,
 `benchmark_harness`); "clarify-jax" keeps this project's own choices, each a named option.
 """
 
@@ -74,6 +75,15 @@ def leading_code_block(response: str) -> str | None:
     return match.group(1) if match else None
 
 
+def round1_code(response: str, routing: Routing) -> str | None:
+    """The code of a round-1 reply that is code under `routing`, None for one that goes to the
+    evaluator: "Here it is:\n```python\n...\n```" is code under any-block, not under leading-block."""
+    if routing == "leading-block":
+        return leading_code_block(response)
+    blocks = code_blocks(response)
+    return blocks[0] if blocks else None
+
+
 def has_code_block(response: str) -> bool:
     return _BLOCK.search(response) is not None
 
@@ -92,6 +102,7 @@ def extract_code(response: str, whole_if_unfenced: bool = True) -> str:
 OriginalPrompt = Literal["code-only", "ask-or-code"]
 EvaluatorPrompt = Literal["benchmark", "clarify-jax"]
 Parsing = Literal["strict", "lenient"]
+Routing = Literal["leading-block", "any-block"]
 Fallback = Literal["round1-block", "whole-reply", "empty"]
 Harness = Literal["benchmark", "clarify-jax"]
 
@@ -110,6 +121,11 @@ class Protocol:
     evaluator_parsing: Parsing
     """strict: the benchmark's regexes (first `QUALITY\\s*=?\\s*(\\d+)`, first ANSWERS=```...```,
     kept raw; anything else reads as no grade and no answers); lenient: `parse_evaluator`."""
+    routing: Routing
+    """Which round-1 replies are code: leading-block (a reply that opens with a fenced block, the
+    benchmark's `re.match`; prose before the code sends the reply to the evaluator) or any-block
+    (a reply that holds a fenced block anywhere, its first block tested: the rule the
+    Communication Rate counts by)."""
     round2_fallback: Fallback
     """Code tested when the round-2 reply has no fenced block: round1-block (the first fenced block
     of the round-1 reply, as the benchmark's intermedia_analyze.py), whole-reply, or empty."""
@@ -132,6 +148,7 @@ PROTOCOLS = {
         original_prompt="code-only",
         evaluator_prompt="benchmark",
         evaluator_parsing="strict",
+        routing="leading-block",
         round2_fallback="round1-block",
         harness="benchmark",
         evaluator_temperature=1.0,
@@ -142,6 +159,7 @@ PROTOCOLS = {
         original_prompt="ask-or-code",
         evaluator_prompt="clarify-jax",
         evaluator_parsing="lenient",
+        routing="any-block",
         round2_fallback="whole-reply",
         harness="clarify-jax",
         evaluator_temperature=0.0,
@@ -374,7 +392,7 @@ def run_dialogues(
     replies = checked_replies(model(firsts), len(firsts), "model")
     records, asked = [], []
     for index, (item, messages, reply, once) in enumerate(zip(items, firsts, replies, one_round)):
-        code = leading_code_block(reply)
+        code = round1_code(reply, protocol.routing)
         records.append(
             {
                 "id": item.id,
