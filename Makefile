@@ -36,7 +36,7 @@ demo: setup
 demo-roundtrip: setup
 	$(BIN)/python scripts/hf_roundtrip_demo.py
 
-# The paper's experiment at small scale on SmolLM2-135M-Instruct (CPU, 52 minutes on 2 cores for the
+# The paper's experiment at small scale on SmolLM2-135M-Instruct (CPU, 16 to 52 minutes on 2 cores for the
 # default 6 problems x 8 prompt kinds); PROBLEMS=N evaluates the first N of the 13 problems that have
 # every prompt kind (13: about 1.5 hours), FULL=1 all 164 HumanEvalComm problems.
 # DATA names the folder with mbpp/ and humanevalcomm/.

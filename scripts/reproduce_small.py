@@ -49,7 +49,8 @@ SUBSET = (
     "HumanEval/134",
     "HumanEval/151",
 )
-# Measured on 2 cores: 6 problems (48 items) make the whole run 52 minutes; all 13 about 1.5 hours.
+# Measured on 2 cores: 6 problems (48 items) make the whole run 16 (AVX-512) to 52 (AVX2) minutes;
+# all 13 about 1.5 hours on the slower machine.
 DEFAULT_PROBLEMS = 6
 CATEGORIES = ("original", "1a", "1c", "1p", "2ac", "2ap", "2cp", "3acp")
 
@@ -254,6 +255,9 @@ def verdict(before: dict, after: dict, runs: dict[str, dict]) -> list[str]:
         f"({'met' if goal_comm else 'not met'}), at least 25 points above the unmodified prompts' "
         f"({'met' if goal_gap else 'not met'}), with Pass@1 and Test Pass Rate on the unmodified prompts "
         f"not lower ({'met' if keeps else 'not met'}).",
+        "- One training run is one draw: other seeds of the same preset (`--seed`: the LoRA "
+        "initialization and the order of the rows) move the rates of asking by tens of points (README, "
+        "\"The seed moves these figures\"), so read the gap as this run's, not the recipe's.",
         "- A 135M model writes little correct code (Pass@1 near 0 on HumanEval is expected), so the "
         "Pass@1 and Test Pass Rate columns say little here; the questions it asks are the rules "
         "backend's templates, so the Good Question Rate measures how well it picks the right template, "
