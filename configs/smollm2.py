@@ -45,6 +45,25 @@ PRESETS = {
             LoraConfig(rank=16, alpha=32.0, targets=ALL_PROJECTIONS),
         ),
     ),
+    "smollm2-135m-lora-long": (
+        "SmolLM2-135M-Instruct, LoRA r=16 on every projection, one balanced stage (1 clear : 1 "
+        "clarify row) of single-turn rows with the ask-or-code token weighted 4x on top "
+        "(decision_weight 4), lr 1e-3, 160 steps of 4 x 512 tokens; for the docstring-varied MBPP "
+        "synthesis (reproduce_small.py --mbpp-style docstring-varied).",
+        _smollm2(
+            (
+                Stage(
+                    name="clarify-aware",
+                    steps=160,
+                    mixture="clear=1,clarify=1",
+                    decision_weight=4.0,
+                    learning_rate=1e-3,
+                    warmup_steps=5,
+                ),
+            ),
+            LoraConfig(rank=16, alpha=32.0, targets=ALL_PROJECTIONS),
+        ),
+    ),
     "smollm2-135m-full": (
         "SmolLM2-135M-Instruct, full fine-tuning, one balanced stage (1 clear : 1 clarify row) of "
         "single-turn rows, lr 5e-5, 40 steps of 4 x 512 tokens.",

@@ -75,6 +75,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"default {DEFAULT_PROBLEMS}: the whole run in under an hour on 2 cores)",
     )
     parser.add_argument("--preset", default="smollm2-135m-lora", help="training preset (configs/smollm2.py)")
+    parser.add_argument(
+        "--mbpp-style",
+        choices=("docstring", "docstring-varied"),
+        default="docstring",
+        help="how the synthesized MBPP problems are written (`clarify-jax synthesize --mbpp-style`)",
+    )
     parser.add_argument("--steps", type=int, default=None, help="override the preset's steps (one stage)")
     parser.add_argument(
         "--max-tokens", type=int, default=256, help="longest reply in each round of HumanEvalComm"
@@ -102,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
                 "the folder with mbpp/mbpp.jsonl and humanevalcomm/HumanEvalComm.jsonl"
             )
     out.mkdir(parents=True, exist_ok=True)
+    check_recipe(out, {"preset": args.preset, "steps": args.steps, "mbpp_style": args.mbpp_style})
     synth, run = out / "data", out / "run"
     before_dir, after_dir = out / "eval_before", out / "eval_after"
 
@@ -122,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
             "--input",
             mbpp,
             "--mbpp-style",
-            "docstring",
+            args.mbpp_style,
             "--out",
             synth,
             "--workers",
@@ -183,6 +190,20 @@ def main(argv: list[str] | None = None) -> None:
     print("\n" + report)
 
 
+def check_recipe(out: Path, recipe: dict) -> None:
+    """One out dir holds one recipe: its phases resume, so a rerun with another preset, step count
+    or data style would mix the old data or run into the new one."""
+    path = out / "recipe.json"
+    if path.exists():
+        before = json.loads(path.read_text())
+        if before != recipe:
+            sys.exit(
+                f"reproduce_small: {out} holds a run of {before}, not {recipe}; pass another --out "
+                f"(make reproduce-small REPRODUCE_OUT=...) or delete {out}"
+            )
+    path.write_text(json.dumps(recipe) + "\n")
+
+
 def write_report(out: Path, args: argparse.Namespace, before_dir: Path, after_dir: Path, run: Path) -> str:
     from clarify_jax.evaluate.compare import (
         ask_gap,
@@ -206,7 +227,8 @@ def write_report(out: Path, args: argparse.Namespace, before_dir: Path, after_di
         f"Items: {problems} "
         f"x every HumanEvalComm prompt kind they have; rules evaluator, greedy decoding, at most "
         f"{args.max_tokens} new tokens per reply. Training: preset `{args.preset}`, "
-        f"{sum(s['steps'] for s in train_config['stages'])} steps on rules-synthesized MBPP.",
+        f"{sum(s['steps'] for s in train_config['stages'])} steps on rules-synthesized MBPP "
+        f"(`--mbpp-style {args.mbpp_style}`).",
         "",
         comparison_markdown(runs),
         f"![communication rate per category]({chart.name})",
