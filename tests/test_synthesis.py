@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 
 import pytest
 
@@ -58,7 +59,8 @@ def test_rules_backend_gives_four_types_for_every_problem_that_passes(mbpp, rule
     assert set(by_problem) == passing
     assert all(types == TYPES for types in by_problem.values())
     assert summary.rows == {t: len(passing) for t in TYPES} and not summary.failed
-    assert summary.rejected == {"reference_fails_tests": 4 * (427 - len(passing))}
+    # Counter equality counts a missing key as zero: on a fast machine every reference passes
+    assert summary.rejected == Counter({"reference_fails_tests": 4 * (427 - len(passing))})
     for row in rows:
         assert row["backend"] == "rules" and row["prompt_version"] == Prompts.load().version
         if row["type"] == "original":
