@@ -39,12 +39,13 @@ demo-roundtrip: setup
 # The paper's experiment at small scale on SmolLM2-135M-Instruct (CPU, 16 to 52 minutes on 2 cores for the
 # default 6 problems x 8 prompt kinds); PROBLEMS=N evaluates the first N of the 13 problems that have
 # every prompt kind (13: about 1.5 hours), FULL=1 all 164 HumanEvalComm problems.
-# DATA names the folder with mbpp/ and humanevalcomm/; REPRODUCE_OUT, PRESET and MBPP_STYLE pick another out dir,
-# training preset and data style (one recipe per out dir).
+# DATA names the folder with mbpp/ and humanevalcomm/; REPRODUCE_OUT, PRESET, MBPP_STYLE and SEED pick another out dir,
+# training preset, data style and seed (one recipe per out dir).
 DATA ?= ../shared/data
 reproduce-small: setup
 	$(BIN)/python scripts/reproduce_small.py --data-dir $(DATA) $(if $(FULL),--full) $(if $(PROBLEMS),--problems $(PROBLEMS)) \
-		$(if $(REPRODUCE_OUT),--out $(REPRODUCE_OUT)) $(if $(PRESET),--preset $(PRESET)) $(if $(MBPP_STYLE),--mbpp-style $(MBPP_STYLE))
+		$(if $(REPRODUCE_OUT),--out $(REPRODUCE_OUT)) $(if $(PRESET),--preset $(PRESET)) $(if $(MBPP_STYLE),--mbpp-style $(MBPP_STYLE)) \
+		$(if $(SEED),--seed $(SEED))
 
 bench: setup
 	$(BIN)/python scripts/bench_forward.py

@@ -83,6 +83,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--steps", type=int, default=None, help="override the preset's steps (one stage)")
     parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="override the preset's seed (the LoRA initialization and the order of the rows)",
+    )
+    parser.add_argument(
         "--max-tokens", type=int, default=256, help="longest reply in each round of HumanEvalComm"
     )
     parser.add_argument(
@@ -108,7 +114,10 @@ def main(argv: list[str] | None = None) -> None:
                 "the folder with mbpp/mbpp.jsonl and humanevalcomm/HumanEvalComm.jsonl"
             )
     out.mkdir(parents=True, exist_ok=True)
-    check_recipe(out, {"preset": args.preset, "steps": args.steps, "mbpp_style": args.mbpp_style})
+    recipe = {"preset": args.preset, "steps": args.steps, "mbpp_style": args.mbpp_style}
+    if args.seed is not None:  # absent, not null, so out dirs from before --seed still resume
+        recipe["seed"] = args.seed
+    check_recipe(out, recipe)
     synth, run = out / "data", out / "run"
     before_dir, after_dir = out / "eval_before", out / "eval_after"
 
@@ -164,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
     with phase(f"4. train ({args.preset})"):
         train = synth / "train.jsonl"
         overrides = ["--stages.0.steps", args.steps] if args.steps else []
+        overrides += ["--seed", args.seed] if args.seed is not None else []
         # --resume continues an interrupted run; on a finished one it only rewrites the plot.
         cli(
             "train",
@@ -191,8 +201,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def check_recipe(out: Path, recipe: dict) -> None:
-    """One out dir holds one recipe: its phases resume, so a rerun with another preset, step count
-    or data style would mix the old data or run into the new one."""
+    """One out dir holds one recipe: its phases resume, so a rerun with another preset, step count,
+    data style or seed would mix the old data or run into the new one."""
     path = out / "recipe.json"
     if path.exists():
         before = json.loads(path.read_text())
@@ -227,7 +237,8 @@ def write_report(out: Path, args: argparse.Namespace, before_dir: Path, after_di
         f"Items: {problems} "
         f"x every HumanEvalComm prompt kind they have; rules evaluator, greedy decoding, at most "
         f"{args.max_tokens} new tokens per reply. Training: preset `{args.preset}`, "
-        f"{sum(s['steps'] for s in train_config['stages'])} steps on rules-synthesized MBPP "
+        f"{sum(s['steps'] for s in train_config['stages'])} steps, seed {train_config['seed']}, "
+        "on rules-synthesized MBPP "
         f"(`--mbpp-style {args.mbpp_style}`).",
         "",
         comparison_markdown(runs),
