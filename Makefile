@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint demo demo-roundtrip reproduce-small bench smollm2 clean
+.PHONY: setup test test-fast lint demo demo-roundtrip reproduce-small reproduce-long bench smollm2 clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,12 @@ reproduce-small: setup
 		$(if $(REPRODUCE_OUT),--out $(REPRODUCE_OUT)) $(if $(PRESET),--preset $(PRESET)) $(if $(MBPP_STYLE),--mbpp-style $(MBPP_STYLE)) \
 		$(if $(SEED),--seed $(SEED))
 
+# The recipe that met the goal (160 LoRA steps on docstring-varied data, all 13 problems): about an
+# hour on a 2-core AVX-512 machine, two on an AVX2 one. SEED=N for another draw.
+reproduce-long:
+	$(MAKE) reproduce-small PRESET=smollm2-135m-lora-long MBPP_STYLE=docstring-varied PROBLEMS=13 \
+		REPRODUCE_OUT=$(or $(REPRODUCE_OUT),reproduce_long$(if $(SEED),_s$(SEED)))
+
 bench: setup
 	$(BIN)/python scripts/bench_forward.py
 
@@ -58,4 +64,4 @@ $(SMOLLM2_DIR)/params: $(STAMP)
 	$(BIN)/clarify-jax convert --model "$$($(BIN)/python -m clarify_jax.hf.smollm2)" --out $(SMOLLM2_DIR) --dtype float32
 
 clean:
-	rm -rf $(VENV) build *.egg-info demo_out reproduce_out
+	rm -rf $(VENV) build *.egg-info demo_out reproduce_out reproduce_long*
