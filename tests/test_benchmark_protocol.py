@@ -280,6 +280,8 @@ def test_cli_flags_of_the_protocol():
             "benchmark",
             "--routing",
             "leading-block",
+            "--unclosed-fence",
+            "asks",
         ],
     )
     assert (config.protocol, config.max_total_tokens, config.harness) == (
@@ -287,5 +289,8 @@ def test_cli_flags_of_the_protocol():
         (256, 512),
         "benchmark",
     )
-    assert ec.resolve_protocol(config).routing == "leading-block"
+    assert (ec.resolve_protocol(config).routing, ec.resolve_protocol(config).unclosed_fence) == (
+        "leading-block",
+        "asks",
+    )
     assert ec.resolve_protocol(ec.EvaluateConfig(protocol="clarify-jax")).routing == "any-block"

@@ -87,6 +87,57 @@ def test_communication_counts_replies_without_any_code_block(reply, communicated
     assert (not hec.has_code_block(reply)) is communicated
 
 
+@pytest.mark.parametrize(
+    "reply, partial",
+    [
+        (f"{FENCE}python\ndef f(x):\n    return sorted(", "def f(x):\n    return sorted("),  # cut in the code
+        (f"This is a clear problem.\n{FENCE}python\ndef f():\n    pass\n", "def f():\n    pass"),
+        (f"{FENCE}python\nx = 1{FENCE}", "x = 1"),  # a fence on the last code line
+        (f"Is x sorted?\n{FENCE}python\n", None),  # a fence line and nothing after it
+        ("Use ```sorted(x)```?", None),  # inline backticks
+        ("What should f return?", None),
+    ],
+)
+def test_a_reply_that_ends_inside_its_block_asks_or_codes_as_the_protocol_says(reply, partial):
+    # The benchmark needs the closing fence ("asks"); clarify-jax takes the partial block ("code").
+    assert hec.code_blocks(reply) == [] and hec.has_code_block(reply) is False
+    assert hec.has_code_block(reply, "code") is (partial is not None)
+    assert hec.round1_code(reply, "any-block", "code") == partial
+    leads = reply.startswith(FENCE)
+    assert hec.round1_code(reply, "leading-block", "code") == (partial if leads else None)
+    assert hec.round1_code(reply, "any-block") is None and hec.round1_code(reply, "leading-block") is None
+
+
+def test_a_complete_block_comes_before_an_unclosed_one():
+    reply = f"{FENCE}python\nx = 1\n{FENCE}\nand then:\n{FENCE}python\ny = "
+    assert hec.code_blocks(reply, "code") == ["x = 1"]
+    assert hec.leading_code_block(f"{FENCE}python\nx = 1\n{FENCE}print(x)\n", "code") is None
+
+
+def test_a_reply_cut_in_its_code_is_tested_under_our_protocol_and_judged_under_the_benchmarks(
+    comm_problems,
+):
+    (item,) = hec.comm_items([comm_problems["HumanEval/0"]], ("1a",))
+    reply = f"This is a clear problem.\n{FENCE}python\ndef candidate(x, t):\n    return True\n"
+    judged = []
+
+    def evaluator(chats):
+        judged.extend(chats)
+        return ["QUALITY=1\nANSWERS=```none```"] * len(chats)
+
+    for unclosed in ("code", "asks"):
+        judged.clear()
+        protocol = dataclasses.replace(hec.PROTOCOLS["clarify-jax"], unclosed_fence=unclosed)
+        (record,) = hec.run_dialogues([item], lambda chats: [reply] * len(chats), evaluator, protocol)
+        asks = unclosed == "asks"
+        assert (record["communicated"], record["asked"], len(judged)) == (asks, asks, int(asks))
+        # Round 2 gets the same reply: under "asks" it has no block either, so the whole reply is tested.
+        assert record["code_source"] == ("round2-whole" if asks else "round1")
+        assert record["final_code"] == (reply.strip() if asks else "def candidate(x, t):\n    return True")
+    assert hec.PROTOCOLS["clarify-jax"].unclosed_fence == "code"
+    assert hec.PROTOCOLS["benchmark"].unclosed_fence == "asks"
+
+
 def test_extract_code_takes_the_first_block_or_the_whole_reply():
     reply = f"Sure.\n{FENCE}python\ndef f():\n    pass\n{FENCE}\nand a test:\n{FENCE}\nf()\n{FENCE}"
     assert hec.extract_code(reply) == "def f():\n    pass"

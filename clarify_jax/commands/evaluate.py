@@ -119,6 +119,10 @@ class EvaluateConfig:
     round2_fallback: humanevalcomm.Fallback | None = None
     """Code tested when the round-2 reply has no fenced block (default: the protocol's):
     round1-block, whole-reply or empty."""
+    unclosed_fence: humanevalcomm.UnclosedFence | None = None
+    """A reply that ends inside a fenced block it opened, e.g. cut at --max-tokens in its code
+    (default: the protocol's): asks (the benchmark's rule: no complete block) or code (its partial
+    block is its code, for routing, the Communication Rate and the tests)."""
     harness: humanevalcomm.Harness | None = None
     """HumanEvalComm's test harness (default: the protocol's): benchmark or clarify-jax."""
     api_key_env: str = "OPENAI_API_KEY"
@@ -152,6 +156,7 @@ def resolve_protocol(config: EvaluateConfig) -> Protocol:
             "evaluator_parsing",
             "routing",
             "round2_fallback",
+            "unclosed_fence",
             "harness",
             "evaluator_temperature",
             "max_total_tokens",

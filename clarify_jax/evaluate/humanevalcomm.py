@@ -9,11 +9,18 @@ of its reply is tested with the problem's tests under the ORIGINAL entry point.
 
 Communication Rate counts, in both protocols as in the benchmark's scripts, the replies that
 contain no complete fenced block (an opening fence line, at least one character, a closing fence
-line). Which replies are routed as code is the protocol's `routing`: the benchmark's scripts take
-only a reply that, after leading whitespace, opens with a complete block (what follows the closing
-fence is ignored), so a reply that puts prose before its code goes to the evaluator, although it
-does not count as communicating; the clarify-jax protocol takes every reply that holds a block,
-the same rule the Communication Rate counts by, so that each reply either asks or codes.
+line; for an unclosed block see below). Which replies are routed as code is the protocol's
+`routing`: the benchmark's scripts take only a reply that, after leading whitespace, opens with a
+complete block (what follows the closing fence is ignored), so a reply that puts prose before its
+code goes to the evaluator, although it does not count as communicating; the clarify-jax protocol
+takes every reply that holds a block, the same rule the Communication Rate counts by, so that each
+reply either asks or codes.
+
+A reply that ends inside a block it opened (most often one cut at `--max-tokens` in the middle of
+its code) holds no complete block, so the benchmark's scripts count it as asking. The protocol's
+`unclosed_fence` decides: "asks" (the benchmark's rule) or "code" (clarify-jax: the reply was
+writing code; what it wrote of the block is its code, for routing, the Communication Rate and the
+tests alike).
 
 The rest is a `Protocol`: "benchmark" (the default) reproduces the benchmark's scripts (the
 evaluator's fixed text and its strict parser, the code-only one-round prompt for the original
@@ -59,39 +66,58 @@ _BLOCK = re.compile(r"```[^\n]*\n(.+?)\n```", re.S)
 _LEADING_BLOCK = re.compile(r"\s*```[^\n]*\n(.+?)\n```[^\S\n]*(?:\n|\Z)", re.S)
 
 
-def code_blocks(text: str) -> list[str]:
-    """The contents of the fenced blocks of `text`, in order."""
-    return _BLOCK.findall(text)
+# A block opened and never closed: the rest of the text after the fence line, which must hold
+# something besides whitespace; a stray fence at its end ("x = 1```") is not code.
+_OPEN_BLOCK = re.compile(r"```[^\n]*\n(.*?)\s*(?:```[^\S\n]*)?\Z", re.S)
+
+UnclosedFence = Literal["asks", "code"]
 
 
-def leading_code_block(response: str) -> str | None:
+def code_blocks(text: str, unclosed: UnclosedFence = "asks") -> list[str]:
+    """The contents of the fenced blocks of `text`, in order. With `unclosed="code"`, a text with
+    no complete block that ends inside an opened one gives that partial block."""
+    blocks = _BLOCK.findall(text)
+    if not blocks and unclosed == "code":
+        match = _OPEN_BLOCK.search(text)
+        if match and match.group(1).strip():
+            blocks = [match.group(1)]
+    return blocks
+
+
+def leading_code_block(response: str, unclosed: UnclosedFence = "asks") -> str | None:
     """The code of a round-1 reply that IS code, None for a reply that asks (or talks first).
 
     "```python\\ndef f(): ...\\n```" and "\\n  ```\\ncode\\n```  \\n" are code; "Here it is:\\n```..."
     and "What should f return?" are not; text after the closing fence does not matter (as in the
-    benchmark's `re.match`, which anchors only the start).
+    benchmark's `re.match`, which anchors only the start). With `unclosed="code"`, a reply that
+    opens with a block it never closes is code too.
     """
     match = _LEADING_BLOCK.match(response)
-    return match.group(1) if match else None
+    if match:
+        return match.group(1)
+    if unclosed == "code" and response.lstrip().startswith("```") and not _BLOCK.search(response):
+        blocks = code_blocks(response, unclosed)
+        return blocks[0] if blocks else None
+    return None
 
 
-def round1_code(response: str, routing: Routing) -> str | None:
+def round1_code(response: str, routing: Routing, unclosed: UnclosedFence = "asks") -> str | None:
     """The code of a round-1 reply that is code under `routing`, None for one that goes to the
     evaluator: "Here it is:\n```python\n...\n```" is code under any-block, not under leading-block."""
     if routing == "leading-block":
-        return leading_code_block(response)
-    blocks = code_blocks(response)
+        return leading_code_block(response, unclosed)
+    blocks = code_blocks(response, unclosed)
     return blocks[0] if blocks else None
 
 
-def has_code_block(response: str) -> bool:
-    return _BLOCK.search(response) is not None
+def has_code_block(response: str, unclosed: UnclosedFence = "asks") -> bool:
+    return bool(code_blocks(response, unclosed))
 
 
-def extract_code(response: str, whole_if_unfenced: bool = True) -> str:
+def extract_code(response: str, whole_if_unfenced: bool = True, unclosed: UnclosedFence = "asks") -> str:
     """The code to test from a reply: its first fenced block; without one, the whole reply
     (`whole_if_unfenced`) or "" (the benchmark scripts' choice: such a reply passes no test)."""
-    blocks = code_blocks(response)
+    blocks = code_blocks(response, unclosed)
     if blocks:
         return blocks[0]
     return response.strip() if whole_if_unfenced else ""
@@ -129,6 +155,10 @@ class Protocol:
     round2_fallback: Fallback
     """Code tested when the round-2 reply has no fenced block: round1-block (the first fenced block
     of the round-1 reply, as the benchmark's intermedia_analyze.py), whole-reply, or empty."""
+    unclosed_fence: UnclosedFence
+    """A reply that ends inside a fenced block it opened (cut at --max-tokens in its code): asks
+    (no complete block, so it communicates and goes to the evaluator: the benchmark's
+    `response_2_code` needs the closing fence) or code (its partial block is its code)."""
     harness: Harness
     """benchmark: `benchmark_harness` (one process per test, `candidate(` renamed textually, prints
     commented out, $input$ relations never run); clarify-jax: the tests as asserts in one sandboxed
@@ -150,6 +180,7 @@ PROTOCOLS = {
         evaluator_parsing="strict",
         routing="leading-block",
         round2_fallback="round1-block",
+        unclosed_fence="asks",
         harness="benchmark",
         evaluator_temperature=1.0,
         max_total_tokens=OPEN_MODEL_TOTAL_TOKENS,
@@ -161,6 +192,7 @@ PROTOCOLS = {
         evaluator_parsing="lenient",
         routing="any-block",
         round2_fallback="whole-reply",
+        unclosed_fence="code",
         harness="clarify-jax",
         evaluator_temperature=0.0,
         max_total_tokens=(),
@@ -392,7 +424,7 @@ def run_dialogues(
     replies = checked_replies(model(firsts), len(firsts), "model")
     records, asked = [], []
     for index, (item, messages, reply, once) in enumerate(zip(items, firsts, replies, one_round)):
-        code = round1_code(reply, protocol.routing)
+        code = round1_code(reply, protocol.routing, protocol.unclosed_fence)
         records.append(
             {
                 "id": item.id,
@@ -402,7 +434,7 @@ def run_dialogues(
                 "round1_messages": messages,
                 "round1_response": reply,
                 "round1_is_code": code is not None,
-                "communicated": not has_code_block(reply),
+                "communicated": not has_code_block(reply, protocol.unclosed_fence),
                 "asked": False,
                 "evaluator_messages": None,
                 "evaluator_response": None,
@@ -420,7 +452,7 @@ def run_dialogues(
                 code_source="round1",
                 final_code=code
                 if code is not None
-                else extract_code(reply, protocol.round2_fallback == "whole-reply"),
+                else extract_code(reply, protocol.round2_fallback == "whole-reply", protocol.unclosed_fence),
             )
         elif code is None:
             asked.append(index)
@@ -445,18 +477,20 @@ def run_dialogues(
             round2_messages=seconds[-1],
         )
     for i, reply in zip(asked, checked_replies(model(seconds), len(seconds), "model")):
-        code, source = round2_code(reply, replies[i], protocol.round2_fallback)
+        code, source = round2_code(reply, replies[i], protocol.round2_fallback, protocol.unclosed_fence)
         records[i].update(round2_response=reply, final_code=code, code_source=source)
     return records
 
 
-def round2_code(reply: str, round1_reply: str, fallback: Fallback) -> tuple[str, str]:
+def round2_code(
+    reply: str, round1_reply: str, fallback: Fallback, unclosed: UnclosedFence = "asks"
+) -> tuple[str, str]:
     """(code, where it came from) of a round-2 reply: its first fenced block, else the fallback."""
-    blocks = code_blocks(reply)
+    blocks = code_blocks(reply, unclosed)
     if blocks:
         return blocks[0], "round2"
     if fallback == "round1-block":
-        first = code_blocks(round1_reply)
+        first = code_blocks(round1_reply, unclosed)
         return (first[0], "round1-fallback") if first else ("", "round2")
     return (reply.strip(), "round2-whole") if fallback == "whole-reply" else ("", "round2")
 

@@ -2,7 +2,7 @@
 
 HumanEvalComm, as the benchmark's scripts compute them, per item (one prompt of one problem):
 - Communication Rate: share of items whose round-1 reply holds no fenced code block
-  (`communicated`);
+  (`communicated`; the protocol's `unclosed_fence` says whether a block cut off counts);
 - Good Question Rate: share of items the evaluator graded 3. The denominator is every item of the
   group, code replies included (they have no grade), as the benchmark's scripts count it, not
   only the items that asked: a model that never asks scores 0, not "undefined";
