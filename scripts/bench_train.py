@@ -111,6 +111,8 @@ class Bench:
     """> 0: train LoRA adapters of this rank on every projection (LORA_TARGETS), the base frozen;
     the reference is transformers + PEFT."""
     lora_alpha: float = 32.0
+    remat: Literal["none", "full", "dots", "dots_no_batch"] = "none"
+    """Our activation rematerialisation per layer (ModelConfig.remat; imported late, like jax)."""
 
 
 def with_small(args: Bench) -> Bench:
@@ -311,6 +313,7 @@ def main(args: Bench) -> dict:
         compiled_model = None
         if args.torch_compile:  # a second copy of the same weights, trained on its own
             compiled_model = transformers.LlamaForCausalLM.from_pretrained(tmp).train()
+    cfg = cfg.replace(remat=args.remat)
     lora = args.lora_rank > 0
     if lora:
         cfg = cfg.replace(lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=LORA_TARGETS)
