@@ -22,6 +22,10 @@ def _smollm2(stages: tuple[Stage, ...], lora: LoraConfig) -> TrainConfig:
         lora=lora,
         param_dtype="float32",
         compute_dtype="float32",
+        # On XLA:CPU, storing every layer's activations for the backward costs more memory traffic
+        # than recomputing the batched attention products: 15 steps of the long LoRA preset ran at
+        # 196 tokens/s instead of 173, 10 of the full one at 163 instead of 143, same losses.
+        remat="dots_no_batch",
         eval_every=0,
         checkpoint_every=20,
         log_every=5,
