@@ -53,17 +53,23 @@ def test_round1_routing(reply, leading, anywhere):
     assert hec.round1_code(reply, "any-block") == anywhere
 
 
-def test_prose_before_code_is_code_under_our_routing_and_a_question_under_the_benchmarks(comm_problems):
-    # A trained model's clear prefix before its code: the benchmark's routing sends the reply to
-    # the evaluator and a second round; ours tests the block, as the Communication Rate counts it.
-    (item,) = hec.comm_items([comm_problems["HumanEval/0"]], ("1a",))
-    reply = f"This is a clear problem.\n{FENCE}python\ndef candidate(x, t):\n    return True\n{FENCE}"
+def judging_evaluator():
+    """(the chats it was given, an evaluator that grades every reply 1 with no answers)."""
     judged = []
 
     def evaluator(chats):
         judged.extend(chats)
         return ["QUALITY=1\nANSWERS=```none```"] * len(chats)
 
+    return judged, evaluator
+
+
+def test_prose_before_code_is_code_under_our_routing_and_a_question_under_the_benchmarks(comm_problems):
+    # A trained model's clear prefix before its code: the benchmark's routing sends the reply to
+    # the evaluator and a second round; ours tests the block, as the Communication Rate counts it.
+    (item,) = hec.comm_items([comm_problems["HumanEval/0"]], ("1a",))
+    reply = f"This is a clear problem.\n{FENCE}python\ndef candidate(x, t):\n    return True\n{FENCE}"
+    judged, evaluator = judging_evaluator()
     for routing, asked in (("any-block", False), ("leading-block", True)):
         judged.clear()
         protocol = dataclasses.replace(hec.PROTOCOLS["clarify-jax"], routing=routing)
@@ -119,12 +125,7 @@ def test_a_reply_cut_in_its_code_is_tested_under_our_protocol_and_judged_under_t
 ):
     (item,) = hec.comm_items([comm_problems["HumanEval/0"]], ("1a",))
     reply = f"This is a clear problem.\n{FENCE}python\ndef candidate(x, t):\n    return True\n"
-    judged = []
-
-    def evaluator(chats):
-        judged.extend(chats)
-        return ["QUALITY=1\nANSWERS=```none```"] * len(chats)
-
+    judged, evaluator = judging_evaluator()
     for unclosed in ("code", "asks"):
         judged.clear()
         protocol = dataclasses.replace(hec.PROTOCOLS["clarify-jax"], unclosed_fence=unclosed)
