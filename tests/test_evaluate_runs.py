@@ -18,7 +18,7 @@ from clarify_jax.data.render import ROUND1_INSTRUCTION
 from clarify_jax.data.sources import read_humaneval, read_humanevalcomm, read_mbpp
 from clarify_jax.evaluate import humanevalcomm as hec
 from clarify_jax.evaluate.code_benchmarks import CODEGEN_INSTRUCTION
-from clarify_jax.evaluate.runner import LOG_FILE, read_records
+from clarify_jax.evaluate.runner import LOG_FILE, RUN_FILE, read_records
 from tests.support.http_servers import ChatServer
 
 pytestmark = pytest.mark.slow  # real processes: `make test-fast` leaves them out
@@ -222,6 +222,13 @@ def test_a_killed_run_resumes_without_losing_or_repeating_items(comm_path, solut
     assert summary["done"] == 18 and summary["metrics"]["overall"]["pass@1"] == 1.0
     with pytest.raises(ValueError, match="holds results of another run \\(model"):
         evaluate_command(config(comm_path, tmp_path, server, model="openai:other@http://127.0.0.1:9/v1"))
+    # A log from before --unclosed-fence counted a cut-off block as asking: not resumed either.
+    run_file = tmp_path / RUN_FILE
+    run = json.loads(run_file.read_text())
+    assert run["identity"].pop("unclosed_fence") == "code"
+    run_file.write_text(json.dumps(run))
+    with pytest.raises(ValueError, match="another run \\(unclosed_fence: None there, 'code' now"):
+        evaluate_command(config(comm_path, tmp_path, server, problems=problems, categories=("original",)))
 
 
 def sampled_server(prompt_to_problem, correct, wrong, good_counts):

@@ -292,6 +292,8 @@ def evaluate_command(config: EvaluateConfig) -> dict:
     if is_comm and protocol != PROTOCOLS["clarify-jax"]:
         # clarify-jax runs keep the identity they had before protocols existed (their logs resume)
         identity |= {"protocol": protocol.settings(), "benchmark_prompt_version": BENCHMARK_PROMPT_VERSION}
+    elif is_comm:  # except a log from before unclosed_fence: it counted a cut-off block as asking
+        identity["unclosed_fence"] = protocol.unclosed_fence
     settings = {
         key: (str(value) if isinstance(value, Path) else value)
         for key, value in dataclasses.asdict(config).items()

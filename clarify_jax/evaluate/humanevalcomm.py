@@ -67,7 +67,7 @@ _LEADING_BLOCK = re.compile(r"\s*```[^\n]*\n(.+?)\n```[^\S\n]*(?:\n|\Z)", re.S)
 
 
 # A block opened and never closed: the rest of the text after the fence line, which must hold
-# something besides whitespace; a stray fence at its end ("x = 1```") is not code.
+# something besides whitespace; a stray fence at its end ("x = 1```") is left out.
 _OPEN_BLOCK = re.compile(r"```[^\n]*\n(.*?)\s*(?:```[^\S\n]*)?\Z", re.S)
 
 UnclosedFence = Literal["asks", "code"]
