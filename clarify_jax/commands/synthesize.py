@@ -79,7 +79,10 @@ class SynthesizeConfig:
     """Skip (and count) malformed rows instead of stopping at the first."""
     check_references: bool = True
     """Run each reference solution against its tests in the sandbox; failing problems are dropped."""
-    test_timeout_s: float = 3.0
+    test_timeout_s: float = 10.0
+    """Wall time per test of a reference solution. Generous on purpose: the check drops broken
+    references, not slow ones, and MBPP's slowest (mbpp/123 sums amicable numbers to 9,999) takes
+    about 3 s on a 2-core machine, so a tighter limit made the data depend on the machine's load."""
     workers: int = 8
     """openai, rules: problems synthesized in parallel (for openai, the requests in flight)."""
     validation_fraction: float = 0.2
