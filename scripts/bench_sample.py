@@ -47,6 +47,9 @@ class Bench:
     torch_threads: int | None = None
     """Threads of the reference (default: torch's, one per core). On a loaded machine torch's
     OpenMP barriers wait on descheduled threads; 1 thread can then be faster."""
+    unstack_layers: bool | None = None
+    """Decode over per-layer copies of the weights instead of the layer scan (default: the
+    Sampler's, on CPU only)."""
 
 
 def main(args: Bench) -> dict:
@@ -69,8 +72,9 @@ def main(args: Bench) -> dict:
         cfg, params = hf.load_pretrained(tmp, dtype=args.dtype)
     reference = reference.to(getattr(torch, args.dtype))
     # No EOS on either side: every run produces exactly the tokens asked for.
-    sampler = Sampler(cfg, params, buckets=(args.prompt,))
+    sampler = Sampler(cfg, params, buckets=(args.prompt,), unstack_layers=args.unstack_layers)
 
+    unstacked = args.unstack_layers if args.unstack_layers is not None else jax.default_backend() == "cpu"
     results = {}
     for batch in args.batches:
         prompts = np.random.default_rng(batch).integers(3, args.vocab, (batch, args.prompt))
@@ -134,7 +138,8 @@ def main(args: Bench) -> dict:
         "note": "ratios: medians over rounds of ours/reference decode tokens/s and of reference/ours "
         "time to first token (above 1: ours faster)",
         **results,
-        "ours_impl": f"clarify_jax Sampler, jax {jax.__version__} ({jax.default_backend()})",
+        "ours_impl": f"clarify_jax Sampler, jax {jax.__version__} ({jax.default_backend()}), decoding "
+        + ("over per-layer weights" if unstacked else "with the layer scan"),
         "reference_impl": f"transformers {transformers.__version__} generate ({args.torch_attention}), "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads",
         "machine": {

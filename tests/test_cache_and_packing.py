@@ -9,10 +9,17 @@ from clarify_jax import hf, model
 TOKENS = np.random.default_rng(1).integers(0, 256, (2, 12)).astype(np.int32)
 
 
+@pytest.mark.parametrize("unstacked", [False, True], ids=["layer-scan", "unstacked-layers"])
 @pytest.mark.parametrize("variant", ["llama", "mistral"])
-def test_token_by_token_decoding_equals_full_forward(tiny_models, variant):
-    cfg, params = hf.load_pretrained(tiny_models(variant))
-    full = np.asarray(model.forward(cfg, params, TOKENS))
+def test_token_by_token_decoding_equals_full_forward(tiny_models, variant, unstacked):
+    """Decoding over the stacked layers (one scan) or over per-layer weights (the sampler's CPU
+    path) against the stacked plain forward."""
+    cfg, stacked = hf.load_pretrained(tiny_models(variant))
+    full = np.asarray(model.forward(cfg, stacked, TOKENS))
+    params = model.unstack_layers(stacked) if unstacked else stacked
+    if unstacked:
+        assert len(params["layers"]) == cfg.num_layers
+        assert np.abs(np.asarray(model.forward(cfg, params, TOKENS)) - full).max() <= 1e-5
     cache = model.KVCache.empty(cfg, batch=2, slots=16)
     logits, cache = model.forward_with_cache(cfg, params, jnp.asarray(TOKENS[:, :5]), cache)
     steps = [np.asarray(logits)]

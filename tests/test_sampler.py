@@ -186,6 +186,14 @@ def test_sharded_run_equals_unsharded(llama, greedy):
     assert sharded.sample(PROMPTS, max_new_tokens=MAX_NEW).tokens == [[ids] for ids in greedy]
 
 
+def test_layer_scan_equals_unstacked_layers(llama, greedy):
+    """On CPU the sampler decodes over per-layer copies of the weights by default; the layer scan
+    over the stacked weights (the default on other backends) gives the same tokens."""
+    _, cfg, params = llama
+    scan = Sampler(cfg, params, buckets=BUCKETS, unstack_layers=False)
+    assert scan.sample(PROMPTS, max_new_tokens=MAX_NEW).tokens == [[ids] for ids in greedy]
+
+
 def test_bad_inputs_are_named(sampler):
     with pytest.raises(SamplerError, match="prompt 1 is empty"):
         sampler.sample([[5], []], max_new_tokens=MAX_NEW)

@@ -11,6 +11,7 @@ from clarify_jax.model.transformer import (
     init_params,
     param_axes,
     param_shapes,
+    unstack_layers,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "init_params",
     "param_axes",
     "param_shapes",
+    "unstack_layers",
 ]

@@ -28,6 +28,7 @@ REMAT_POLICIES = {
 class Decoder(nn.Module):
     cfg: ModelConfig
     sharding: LogicalSharding | None = None
+    unstacked: bool = False  # the layers' params are per layer (`unstack_layers`), not stacked
 
     @nn.compact
     def __call__(self, tokens, positions, mask, kv_cache: KVCache | None):
@@ -47,22 +48,30 @@ class Decoder(nn.Module):
         x = maybe_constrain(self.sharding, x, ("batch", "length", "act_embed"))
         cos, sin = rope_tables(cfg, positions)
 
-        layer = DecoderLayer
-        if cfg.remat != "none":
-            layer = nn.remat(layer, policy=REMAT_POLICIES[cfg.remat], prevent_cse=False)
-        stack = nn.scan(
-            layer,
-            variable_axes={"params": 0},
-            split_rngs={"params": True, "dropout": True},
-            in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast),
-            length=cfg.num_layers,
-            metadata_params={nn.PARTITION_NAME: "layers"},
-        )
-        # The cache rides in the carry (not as a scanned input and output): each layer writes its
-        # new keys and values into the whole stack's buffers in place, instead of the scan
-        # slicing, updating and restacking whole per-layer caches at every step.
-        layer_ids = None if kv_cache is None else jnp.arange(cfg.num_layers, dtype=jnp.int32)
-        (x, kv_cache), _ = stack(cfg, self.sharding, name="layers")((x, kv_cache), layer_ids, cos, sin, mask)
+        if self.unstacked:
+            for i in range(cfg.num_layers):
+                (x, kv_cache), _ = DecoderLayer(cfg, self.sharding, name=_layer_name(i))(
+                    (x, kv_cache), i, cos, sin, mask
+                )
+        else:
+            layer = DecoderLayer
+            if cfg.remat != "none":
+                layer = nn.remat(layer, policy=REMAT_POLICIES[cfg.remat], prevent_cse=False)
+            stack = nn.scan(
+                layer,
+                variable_axes={"params": 0},
+                split_rngs={"params": True, "dropout": True},
+                in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast),
+                length=cfg.num_layers,
+                metadata_params={nn.PARTITION_NAME: "layers"},
+            )
+            # The cache rides in the carry (not as a scanned input and output): each layer writes
+            # its new keys and values into the whole stack's buffers in place, instead of the scan
+            # slicing, updating and restacking whole per-layer caches at every step.
+            layer_ids = None if kv_cache is None else jnp.arange(cfg.num_layers, dtype=jnp.int32)
+            (x, kv_cache), _ = stack(cfg, self.sharding, name="layers")(
+                (x, kv_cache), layer_ids, cos, sin, mask
+            )
         x = RMSNorm(cfg.rms_norm_eps, cfg.param_dtype, cfg.dtype, name="norm")(x)
         if cfg.tie_word_embeddings:
             head = embedding.T
@@ -97,7 +106,32 @@ def _from_hf_tree(tree: Params) -> Params:
     tree["embedding"] = tree.pop("embed_tokens")["embedding"]
     if "lm_head" in tree:
         tree["lm_head"] = tree.pop("lm_head")["kernel"]
+    if is_unstacked(tree):
+        tree.update({_layer_name(i): layer for i, layer in enumerate(tree.pop("layers"))})
     return tree
+
+
+def _layer_name(i: int) -> str:
+    return f"layers_{i}"
+
+
+def unstack_layers(params: Params) -> Params:
+    """The params with "layers" as a tuple of per-layer trees instead of arrays stacked along a
+    leading layer axis; `forward` and `forward_with_cache` take either layout.
+
+    Why: the stacked layout runs the layers as one scan, and on XLA:CPU the scan's dynamic slice of
+    each weight is a copy, so a memory-bound decode step reads every weight twice and writes it
+    once. Per-layer arrays are read in place, at the cost of compiling every layer separately.
+    """
+    if is_unstacked(params):
+        return params
+    layers = params["layers"]
+    count = jax.tree.leaves(layers)[0].shape[0]
+    return {**params, "layers": tuple(jax.tree.map(lambda a: a[i], layers) for i in range(count))}
+
+
+def is_unstacked(params: Params) -> bool:
+    return isinstance(params["layers"], (tuple, list))
 
 
 def _dummy_inputs(cfg: ModelConfig):
@@ -172,7 +206,7 @@ def apply_decoder(
     positions, segment_ids = _default_layout(tokens, positions, segment_ids)
     mask = attention_mask(positions, segment_ids, positions, segment_ids, cfg.sliding_window)
     rngs = None if dropout_rng is None else {"dropout": dropout_rng}
-    logits, _ = Decoder(cfg, sharding).apply(
+    logits, _ = Decoder(cfg, sharding, is_unstacked(params)).apply(
         {"params": _from_hf_tree(params)}, tokens, positions, mask, None, rngs=rngs
     )
     return logits
@@ -214,7 +248,7 @@ def forward_with_cache(
     mask = attention_mask(
         positions, filled.astype(jnp.int32), cache.pos, cache.occupied(), cfg.sliding_window
     )
-    logits, cache = Decoder(cfg, sharding).apply(
+    logits, cache = Decoder(cfg, sharding, is_unstacked(params)).apply(
         {"params": _from_hf_tree(params)}, tokens, positions, mask, cache
     )
     return logits, cache.advance(tokens.shape[1])

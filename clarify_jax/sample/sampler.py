@@ -22,7 +22,7 @@ import numpy as np
 
 from clarify_jax.model.config import ModelConfig
 from clarify_jax.model.kv_cache import KVCache
-from clarify_jax.model.transformer import Params, forward_with_cache
+from clarify_jax.model.transformer import Params, forward_with_cache, unstack_layers
 from clarify_jax.parallel.sharding import LogicalSharding
 from clarify_jax.sample.sampling import SamplerError, SamplingConfig, TokenChoice, choose_tokens
 
@@ -116,13 +116,15 @@ class DecodeLoop:
     num_samples: int = 1
     cache_dtype: str | None = None
     sharding: LogicalSharding | None = None
+    unstack_layers: bool = False  # decode over per-layer copies of the weights (see `Sampler`)
 
     def run(self, params: Params, prompts: Prompts, knobs: Knobs) -> tuple[jax.Array, jax.Array]:
         """Sampled ids [R * num_samples, max_new_tokens] (row p * num_samples + j is sample j of
         prompt p; EMPTY after a stop id) and the number of steps run."""
-        state = jax.lax.while_loop(
-            self._unfinished, lambda s: self._step(params, knobs, s), self._prefill(params, prompts)
-        )
+        state = self._prefill(params, prompts)
+        if self.unstack_layers:  # one copy per call, outside the loop; the prefill keeps the scan
+            params = unstack_layers(params)
+        state = jax.lax.while_loop(self._unfinished, lambda s: self._step(params, knobs, s), state)
         return state.output, state.step
 
     def _prefill(self, params: Params, prompts: Prompts) -> DecodeState:
@@ -214,17 +216,24 @@ class Sampler:
         sharding: LogicalSharding | None = None,
         cache_dtype: str | None = None,
         skip_special_tokens: bool = True,
+        unstack_layers: bool | None = None,
     ):
         """tokenizer: anything with `decode(ids, skip_special_tokens=...)`; without one there is
         no text and no stop strings. max_length: prompt plus new tokens (default: the config's
         max_position_embeddings), which bounds the cache. stop_token_ids: ids that end a
-        completion besides the config's EOS, e.g. a chat model's end-of-turn token."""
+        completion besides the config's EOS, e.g. a chat model's end-of-turn token.
+        unstack_layers: decode over per-layer copies of the weights, made once per call, instead
+        of the layer scan over the stacked ones (default: on CPU only). XLA:CPU copies each
+        layer's weights out of the stack at every decode step; reading them in place made decode
+        steps 1.2-1.8x faster on 2 cores, for a longer compile (every layer compiled on its own)
+        and a transient second copy of the weights."""
         self.cfg, self.params, self.tokenizer = cfg, params, tokenizer
         self.buckets = tuple(sorted(buckets))
         self.max_length = max_length or cfg.max_position_embeddings
         self.stop_token_ids = tuple(dict.fromkeys(_eos_ids(cfg) + tuple(stop_token_ids)))
         self.sharding, self.cache_dtype = sharding, cache_dtype
         self.skip_special_tokens = skip_special_tokens
+        self.unstack_layers = unstack_layers
 
     def sample(
         self,
@@ -258,6 +267,7 @@ class Sampler:
             config.num_samples,
             self.cache_dtype,
             self.sharding,
+            on_cpu if self.unstack_layers is None else self.unstack_layers,
         )
         output, steps = (_run_loop_on_cpu if on_cpu else run_loop)(
             loop, self.params, Prompts.pack(prompts, width), Knobs.of(config, stop_ids, rng)
