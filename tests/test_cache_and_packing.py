@@ -12,21 +12,21 @@ TOKENS = np.random.default_rng(1).integers(0, 256, (2, 12)).astype(np.int32)
 @pytest.mark.parametrize("unstacked", [False, True], ids=["layer-scan", "unstacked-layers"])
 @pytest.mark.parametrize("variant", ["llama", "mistral"])
 def test_token_by_token_decoding_equals_full_forward(tiny_models, variant, unstacked):
-    """Decoding over the stacked layers (one scan) or over per-layer weights (the sampler's CPU
-    path) against the stacked plain forward."""
-    cfg, stacked = hf.load_pretrained(tiny_models(variant))
-    full = np.asarray(model.forward(cfg, stacked, TOKENS))
-    params = model.unstack_layers(stacked) if unstacked else stacked
-    if unstacked:
-        assert len(params["layers"]) == cfg.num_layers
-        assert np.abs(np.asarray(model.forward(cfg, params, TOKENS)) - full).max() <= 1e-5
+    """A prefill over the stacked layers (one scan), then decoding over the stacked layers or, as
+    the sampler does on CPU, over per-layer weights and per-layer cache buffers."""
+    cfg, params = hf.load_pretrained(tiny_models(variant))
+    full = np.asarray(model.forward(cfg, params, TOKENS))
     cache = model.KVCache.empty(cfg, batch=2, slots=16)
     logits, cache = model.forward_with_cache(cfg, params, jnp.asarray(TOKENS[:, :5]), cache)
+    if unstacked:
+        params, cache = model.unstack_layers(params), cache.unstack()
+        assert len(params["layers"]) == len(cache.k) == cfg.num_layers
+        assert np.abs(np.asarray(model.forward(cfg, params, TOKENS)) - full).max() <= 1e-5
     steps = [np.asarray(logits)]
     for t in range(5, 12):
         logits, cache = model.forward_with_cache(cfg, params, jnp.asarray(TOKENS[:, t : t + 1]), cache)
         steps.append(np.asarray(logits))
-    assert int(cache.index) == 12
+    assert int(cache.index) == 12 and cache.unstacked == unstacked
     assert np.abs(np.concatenate(steps, axis=1) - full).max() <= 1e-5
 
 

@@ -24,7 +24,10 @@ class KVCache:
     """Keys and values of every layer, in one buffer each, plus where each slot's token sits.
 
     k, v: [layers, batch, kv_heads, slots, head_dim]. Heads come before slots so that attention
-    reads each head's keys contiguously, without a transpose per decode step.
+    reads each head's keys contiguously, without a transpose per decode step. After `unstack`,
+    k and v are tuples of per-layer buffers [batch, kv_heads, slots, head_dim] instead: a layer
+    run with a static index then reads its own buffer in place (XLA:CPU copies a slice of one
+    stacked buffer at every read), which decoding over per-layer weights uses.
     pos: [batch, slots], the position of the token in each slot (EMPTY_SLOT when none).
     index: the next slot to write, shared by all rows (rows keep their own positions, so prompts
     of different lengths decode together).
@@ -72,20 +75,37 @@ class KVCache:
     def advance(self, tokens: int) -> KVCache:
         return self.replace(index=self.index + tokens)
 
-    def write_layer(self, layer: jax.Array, keys: jax.Array, values: jax.Array) -> KVCache:
-        """This layer's new keys and values [B, T, K, H], at slot `index`. Inside a scan whose carry
-        holds the cache, XLA updates the buffers in place."""
-        at = (layer, 0, 0, self.index, 0)
+    @property
+    def unstacked(self) -> bool:
+        return isinstance(self.k, tuple)
+
+    def unstack(self) -> KVCache:
+        """The same cache with one buffer per layer (a copy); see the class docstring."""
+        if self.unstacked:
+            return self
+        return self.replace(k=tuple(self.k), v=tuple(self.v))
+
+    def write_layer(self, layer: jax.Array | int, keys: jax.Array, values: jax.Array) -> KVCache:
+        """This layer's new keys and values [B, T, K, H], at slot `index`. Inside a scan or loop
+        whose carry holds the cache, XLA updates the buffers in place. An unstacked cache needs a
+        static (int) layer."""
 
         def write(buffer, new):
-            return jax.lax.dynamic_update_slice(
-                buffer, new.astype(buffer.dtype).transpose(0, 2, 1, 3)[None], at
-            )
+            new = new.astype(buffer.dtype).transpose(0, 2, 1, 3)  # [B, K, T, H]
+            if self.unstacked:
+                return jax.lax.dynamic_update_slice(buffer, new, (0, 0, self.index, 0))
+            return jax.lax.dynamic_update_slice(buffer, new[None], (layer, 0, 0, self.index, 0))
 
+        if self.unstacked:
+            k, v = list(self.k), list(self.v)
+            k[layer], v[layer] = write(k[layer], keys), write(v[layer], values)
+            return self.replace(k=tuple(k), v=tuple(v))
         return self.replace(k=write(self.k, keys), v=write(self.v, values))
 
-    def read_layer(self, layer: jax.Array, dtype) -> tuple[jax.Array, jax.Array]:
+    def read_layer(self, layer: jax.Array | int, dtype) -> tuple[jax.Array, jax.Array]:
         """This layer's keys and values over all slots, [B, K, S, H] each (heads first)."""
+        if self.unstacked:
+            return self.k[layer].astype(dtype), self.v[layer].astype(dtype)
         return tuple(
             jax.lax.dynamic_index_in_dim(buffer, layer, 0, keepdims=False).astype(dtype)
             for buffer in (self.k, self.v)
@@ -94,17 +114,24 @@ class KVCache:
     def repeat_rows(self, times: int) -> KVCache:
         """Every row `times` times in a row (row b becomes rows b * times ... b * times + times - 1):
         one prefill shared by several samples of the same prompt."""
-        fields = {
-            name: jnp.repeat(getattr(self, name), times, axis=axes.index("batch"))
-            for name, axes in self.AXES.items()
-            if "batch" in axes
-        }
-        return self.replace(**fields)
+        return self._map(lambda x, axes: jnp.repeat(x, times, axis=axes.index("batch")), "batch")
 
     def constrain(self, sharding: LogicalSharding | None) -> KVCache:
         """The cache laid out over the mesh by its logical axes (unchanged without a mesh)."""
         if sharding is None:
             return self
-        return self.replace(
-            **{name: sharding.constrain(getattr(self, name), axes) for name, axes in self.AXES.items()}
-        )
+        return self._map(sharding.constrain)
+
+    def _map(self, fn, having: str | None = None) -> KVCache:
+        """fn(buffer, its logical axes) over the fields (those with axis `having`), per layer
+        when unstacked."""
+        fields = {}
+        for name, axes in self.AXES.items():
+            if having is not None and having not in axes:
+                continue
+            value = getattr(self, name)
+            if isinstance(value, tuple):
+                fields[name] = tuple(fn(x, axes[1:]) for x in value)
+            else:
+                fields[name] = fn(value, axes)
+        return self.replace(**fields)

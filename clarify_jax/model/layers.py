@@ -134,6 +134,17 @@ def _attend(q, k, v, mask):
     return jnp.einsum("BKGTS,BKSH->BKGTH", probs, v)
 
 
+def _attend_one_token(q, k, v, mask):
+    """`_attend` for T == 1 (a decode step), with the cache's keys and values as the products'
+    big operands in their stored layout: scores as keys [S, H] x queries [H, G] instead of
+    queries [G, H] x keys^T [H, S], which XLA:CPU ran about 15% slower over per-layer caches."""
+    scores = jnp.einsum("BKSH,BKGH->BKSG", k, q[:, :, :, 0], preferred_element_type=jnp.float32)
+    visible = mask[:, 0, None, :, None]  # [B, 1, S, 1]
+    scores = jnp.where(visible, scores / math.sqrt(q.shape[-1]), NEG_INF)
+    probs = jax.nn.softmax(scores, axis=2).astype(v.dtype)
+    return jnp.einsum("BKSG,BKSH->BKGH", probs, v)[:, :, :, None]
+
+
 def _heads_last(out):
     b, kv_heads, g, t, h = out.shape
     return out.transpose(0, 3, 1, 2, 4).reshape(b, t, kv_heads * g, h)
@@ -202,7 +213,8 @@ class Attention(nn.Module):
             # the write made XLA copy both whole buffers at every step.)
             kv_cache = kv_cache.write_layer(layer, key, value)
             key, value = kv_cache.read_layer(layer, cfg.dtype)
-            out = _heads_last(_attend(_query_heads_first(q, k), key, value, mask))
+            attend = _attend_one_token if q.shape[1] == 1 else _attend
+            out = _heads_last(attend(_query_heads_first(q, k), key, value, mask))
         out = Projection(
             "BTNH,NHD->BTD",
             (n, h, d),

@@ -48,15 +48,15 @@ class Decoder(nn.Module):
         x = maybe_constrain(self.sharding, x, ("batch", "length", "act_embed"))
         cos, sin = rope_tables(cfg, positions)
 
+        layer = DecoderLayer
+        if cfg.remat != "none" and kv_cache is None:  # a cached forward is never differentiated
+            layer = nn.remat(layer, policy=REMAT_POLICIES[cfg.remat], prevent_cse=False)
         if self.unstacked:
             for i in range(cfg.num_layers):
-                (x, kv_cache), _ = DecoderLayer(cfg, self.sharding, name=_layer_name(i))(
+                (x, kv_cache), _ = layer(cfg, self.sharding, name=_layer_name(i))(
                     (x, kv_cache), i, cos, sin, mask
                 )
         else:
-            layer = DecoderLayer
-            if cfg.remat != "none":
-                layer = nn.remat(layer, policy=REMAT_POLICIES[cfg.remat], prevent_cse=False)
             stack = nn.scan(
                 layer,
                 variable_axes={"params": 0},
