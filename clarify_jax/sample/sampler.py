@@ -116,7 +116,7 @@ class DecodeLoop:
     num_samples: int = 1
     cache_dtype: str | None = None
     sharding: LogicalSharding | None = None
-    unstack_layers: bool = False  # decode over per-layer copies of the weights (see `Sampler`)
+    unstack_layers: bool = False  # decode over per-layer copies of the weights and cache (see `Sampler`)
 
     def run(self, params: Params, prompts: Prompts, knobs: Knobs) -> tuple[jax.Array, jax.Array]:
         """Sampled ids [R * num_samples, max_new_tokens] (row p * num_samples + j is sample j of
