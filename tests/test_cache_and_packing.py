@@ -107,3 +107,9 @@ def test_cache_rows_repeat_in_place_and_padding_stays_empty(tiny_models):
     assert np.asarray(repeated.k[0, :, 0, 0, 0]).tolist() == [0, 0, 0, 1, 1, 1]
     assert np.asarray(repeated.pos).tolist() == [[0, 1, 2, -1, -1, -1]] * 3 + [[0, -1, -1, -1, -1, -1]] * 3
     assert np.asarray(repeated.occupied()).sum() == 3 * 3 + 3 * 1
+    per_layer = cache.unstack().repeat_rows(3)  # the same per layer, on per-layer buffers
+    assert len(per_layer.k) == cfg.num_layers and per_layer.k[0].shape == repeated.k.shape[1:]
+    for layer in range(cfg.num_layers):
+        assert np.array_equal(per_layer.k[layer], repeated.k[layer])
+        assert np.array_equal(per_layer.v[layer], repeated.v[layer])
+    assert np.array_equal(per_layer.pos, repeated.pos)
