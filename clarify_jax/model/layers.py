@@ -79,8 +79,10 @@ class Projection(nn.Module):
         )
         if self.lora_dropout and self.has_rng("dropout"):
             x2d = nn.Dropout(self.lora_dropout, deterministic=False)(x2d)
-        low = jnp.dot(x2d, a.astype(self.dtype).reshape(-1, r))
-        return jnp.dot(low, b.astype(self.dtype).reshape(r, -1)) * jnp.asarray(self.lora_scale, self.dtype)
+        # Scaled on the rank side: [rows, r] is tiny, where [rows, out] costs a pass over memory
+        # forward and backward (about 3% of a SmolLM2 LoRA step when scaled there).
+        low = jnp.dot(x2d, a.astype(self.dtype).reshape(-1, r)) * jnp.asarray(self.lora_scale, self.dtype)
+        return jnp.dot(low, b.astype(self.dtype).reshape(r, -1))
 
 
 class RMSNorm(nn.Module):
