@@ -29,6 +29,7 @@ class Decoder(nn.Module):
     cfg: ModelConfig
     sharding: LogicalSharding | None = None
     unstacked: bool = False  # the layers' params are per layer (`unstack_layers`), not stacked
+    hidden_only: bool = False  # return the final norm's output [B, T, D] instead of the logits
 
     @nn.compact
     def __call__(self, tokens, positions, mask, kv_cache: KVCache | None):
@@ -73,6 +74,8 @@ class Decoder(nn.Module):
                 (x, kv_cache), layer_ids, cos, sin, mask
             )
         x = RMSNorm(cfg.rms_norm_eps, cfg.param_dtype, cfg.dtype, name="norm")(x)
+        if self.hidden_only:
+            return x, kv_cache
         if cfg.tie_word_embeddings:
             head = embedding.T
         else:
@@ -196,20 +199,29 @@ def apply_decoder(
     segment_ids: jax.Array | None = None,
     sharding: LogicalSharding | None = None,
     dropout_rng: jax.Array | None = None,
+    hidden_only: bool = False,
 ) -> jax.Array:
     """Logits [B, T, V] (float32) for tokens [B, T]; the traceable body of `forward`.
 
     positions: [B, T] (default 0..T-1). segment_ids: [B, T]; tokens attend only within their
     segment, and segment 0 marks padding. A packed row holds several sequences, each with its own
     segment id and positions restarting at 0. `dropout_rng` turns on LoRA dropout (training).
+    `hidden_only`: return the last hidden states [B, T, D] (after the final norm, in `cfg.dtype`)
+    instead; `lm_head_matrix` gives the [D, V] matrix that turns them into logits.
     """
     positions, segment_ids = _default_layout(tokens, positions, segment_ids)
     mask = attention_mask(positions, segment_ids, positions, segment_ids, cfg.sliding_window)
     rngs = None if dropout_rng is None else {"dropout": dropout_rng}
-    logits, _ = Decoder(cfg, sharding, is_unstacked(params)).apply(
+    out, _ = Decoder(cfg, sharding, is_unstacked(params), hidden_only).apply(
         {"params": _from_hf_tree(params)}, tokens, positions, mask, None, rngs=rngs
     )
-    return logits
+    return out
+
+
+def lm_head_matrix(cfg: ModelConfig, params: Params) -> jax.Array:
+    """The [D, V] matrix of the LM head in `cfg.dtype`: the embedding's transpose when tied."""
+    head = params["embed_tokens"]["embedding"].T if cfg.tie_word_embeddings else params["lm_head"]["kernel"]
+    return head.astype(cfg.dtype)
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "sharding"))

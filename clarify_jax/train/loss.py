@@ -9,8 +9,13 @@ lets training put the choice first.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+
+from clarify_jax.parallel.sharding import LogicalSharding
+from clarify_jax.train.head_loss import head_cross_entropy
 
 LOSS_KINDS = ("clarify", "code", "decision")
 
@@ -47,18 +52,50 @@ def joint_loss(
     `counts` (tokens per kind) default to this batch's. For a micro-batch of gradient
     accumulation pass the whole batch's counts: the micro-batches' losses and metrics then add up
     to exactly those of the whole batch."""
-    cross_entropy, correct = token_cross_entropy(logits, batch["targets"])
     counts = kind_counts(batch) if counts is None else counts
+    metrics = _kind_metrics(*token_cross_entropy(logits, batch["targets"]), batch, counts)
     total = jnp.float32(0.0)
+    for kind in batch_kinds(batch):
+        total = total + weights.get(kind, 0.0) * metrics[f"loss/{kind}"]
+    metrics["loss"] = total
+    return total, metrics
+
+
+def joint_loss_from_hidden(
+    hidden: jax.Array,
+    head: jax.Array,
+    batch: dict[str, jax.Array],
+    weights: dict[str, float],
+    counts: dict[str, jax.Array] | None = None,
+    capacities: tuple[int, ...] = (),
+    head_grad: bool = True,
+    sharding: LogicalSharding | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`joint_loss` from the last hidden states [B, T, D] and the head [D, V], with the head and
+    the cross-entropy computed only where a kind's mask is set (see head_loss.py): the same loss,
+    metrics and gradients, without logits for the prompt positions. `capacities`: the gather sizes
+    (loss positions per row) it chooses from at each step; none: every position."""
+    counts = kind_counts(batch) if counts is None else counts
+    kinds = batch_kinds(batch)
+    position_weight = sum(
+        weights.get(kind, 0.0) * batch[f"{kind}_mask"].astype(jnp.float32) / jnp.maximum(counts[kind], 1.0)
+        for kind in kinds
+    )
+    select = functools.reduce(jnp.logical_or, (batch[f"{kind}_mask"] > 0 for kind in kinds))
+    loss, cross_entropy, correct = head_cross_entropy(
+        hidden, head, batch["targets"], position_weight, select, capacities, head_grad, sharding
+    )
+    metrics = _kind_metrics(cross_entropy, correct, batch, counts)
+    metrics["loss"] = loss
+    return loss, metrics
+
+
+def _kind_metrics(cross_entropy, correct, batch, counts) -> dict[str, jax.Array]:
     metrics = {}
     for kind in batch_kinds(batch):
         mask = batch[f"{kind}_mask"].astype(jnp.float32)
-        count = mask.sum()
         denominator = jnp.maximum(counts[kind], 1.0)  # a batch without this kind contributes nothing
-        kind_loss = (cross_entropy * mask).sum() / denominator
-        total = total + weights.get(kind, 0.0) * kind_loss
-        metrics[f"loss/{kind}"] = kind_loss
-        metrics[f"tokens/{kind}"] = count
+        metrics[f"loss/{kind}"] = (cross_entropy * mask).sum() / denominator
+        metrics[f"tokens/{kind}"] = mask.sum()
         metrics[f"accuracy/{kind}"] = (correct * mask).sum() / denominator
-    metrics["loss"] = total
-    return total, metrics
+    return metrics

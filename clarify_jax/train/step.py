@@ -19,9 +19,9 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from clarify_jax.model.config import ModelConfig
 from clarify_jax.model.lora import combine, split_lora
-from clarify_jax.model.transformer import Params, apply_decoder, param_axes, param_shapes
+from clarify_jax.model.transformer import Params, apply_decoder, lm_head_matrix, param_axes, param_shapes
 from clarify_jax.parallel.sharding import LogicalSharding
-from clarify_jax.train.loss import batch_kinds, joint_loss, kind_counts, token_cross_entropy
+from clarify_jax.train.loss import batch_kinds, joint_loss_from_hidden, kind_counts, token_cross_entropy
 
 State = dict[str, Any]  # {"step": int32 [], "params": trainable params, "opt_state": optax state}
 BATCH_AXES = ("batch", "length")
@@ -37,6 +37,10 @@ class Trainer:
     schedule: optax.Schedule
     grad_accum: int = 1
     seed: int = 0
+    # The gather sizes of the train step's LM head, as shares of a row (see head_loss.py): each
+    # step computes logits for the smallest that holds its fullest row's loss positions. In the
+    # reproduction's packed batches a row holds 26% answer tokens on average, its fullest 20-66%.
+    loss_row_shares: tuple[float, ...] = (0.25, 0.375, 0.5, 0.75)
 
     @property
     def lora(self) -> bool:
@@ -104,8 +108,10 @@ class Trainer:
         """(trainable, frozen, batch) -> per-kind sums (cross-entropy, correct, tokens)."""
         return jax.jit(self._eval_step_body)
 
-    def _logits(self, trainable, frozen, batch, dropout_rng=None):
-        params = combine(trainable, frozen) if self.lora else trainable
+    def _params(self, trainable, frozen) -> Params:
+        return combine(trainable, frozen) if self.lora else trainable
+
+    def _apply(self, params, batch, dropout_rng=None, hidden_only=False):
         return apply_decoder(
             self.cfg,
             params,
@@ -114,6 +120,7 @@ class Trainer:
             batch["segment_ids"],
             self.sharding,
             dropout_rng=dropout_rng,
+            hidden_only=hidden_only,
         )
 
     def _train_step_body(
@@ -123,8 +130,19 @@ class Trainer:
         step_rng = jax.random.fold_in(jax.random.key(self.seed), state["step"])
 
         def loss_fn(trainable, micro_batch, rng):
-            logits = self._logits(trainable, frozen, micro_batch, rng)
-            return joint_loss(logits, micro_batch, loss_weights, counts)
+            params = self._params(trainable, frozen)
+            hidden = self._apply(params, micro_batch, rng, hidden_only=True)
+            capacities = tuple(round(share * hidden.shape[1]) for share in self.loss_row_shares)
+            return joint_loss_from_hidden(
+                hidden,
+                lm_head_matrix(self.cfg, params),
+                micro_batch,
+                loss_weights,
+                counts,
+                capacities,
+                head_grad=not self.lora,
+                sharding=self.sharding,
+            )
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         if self.grad_accum == 1:
@@ -163,7 +181,9 @@ class Trainer:
         return grads, metrics
 
     def _eval_step_body(self, trainable, frozen, batch):
-        cross_entropy, correct = token_cross_entropy(self._logits(trainable, frozen, batch), batch["targets"])
+        cross_entropy, correct = token_cross_entropy(
+            self._apply(self._params(trainable, frozen), batch), batch["targets"]
+        )
         sums = {}
         for kind in batch_kinds(batch):
             mask = batch[f"{kind}_mask"].astype(jnp.float32)
