@@ -5,6 +5,8 @@ batch: random tokens, one sequence per row, targets the next tokens, the second 
 split between clarify and code targets. Both compute the same joint loss (sum over kinds of weight
 x mean cross-entropy over that kind's targets), clip gradients to a global norm, and take an AdamW
 step with the same betas, eps, weight decay (none on the norm scales, in both) and learning rate.
+Ours computes the LM head only at the positions that carry a loss (half of each row here), as the
+trainer does; the reference, like transformers' training, at every position.
 The reference is `loss.backward()`, `clip_grad_norm_`, `torch.optim.AdamW.step()`, `zero_grad()`
 on transformers' LlamaForCausalLM with sdpa attention, in float32, torch threads = CPU cores.
 
@@ -292,13 +294,11 @@ def main(args: Bench) -> dict:
     import transformers
 
     from clarify_jax import hf, model
-    from clarify_jax.model.lora import combine, init_lora_params
-    from clarify_jax.model.transformer import apply_decoder
+    from clarify_jax.model.lora import init_lora_params
     from clarify_jax.parallel.mesh import make_mesh
     from clarify_jax.parallel.sharding import LogicalSharding
     from clarify_jax.train.config import OptimizerConfig, Stage
     from clarify_jax.train.flops import peak_flops, training_flops_per_token
-    from clarify_jax.train.loss import joint_loss
     from clarify_jax.train.optimizer import make_optimizer
     from clarify_jax.train.step import Trainer, loss_weights
 
@@ -335,10 +335,8 @@ def main(args: Bench) -> dict:
     batch = {k: jax.device_put(v, trainer.batch_sharding()) for k, v in host_batch.items()}
 
     def loss_fn(p, base, b, w):
-        """The joint loss of trainable `p` (the adapters with LoRA, else all params) over `base`."""
-        full = combine(p, base) if lora else p
-        logits = apply_decoder(cfg, full, b["tokens"], b["positions"], b["segment_ids"], sharding)
-        return joint_loss(logits, b, w)[0]
+        """The train step's loss of trainable `p` (the adapters with LoRA, else all params) over `base`."""
+        return trainer.loss(p, base, b, w)[0]
 
     def update(grads, opt_state, p):
         """(opt_state, params) out in the order they came in: JAX pairs donated inputs with outputs

@@ -123,6 +123,22 @@ class Trainer:
             hidden_only=hidden_only,
         )
 
+    def loss(self, trainable, frozen, batch, loss_weights, counts=None, dropout_rng=None):
+        """(loss, metrics) that the train step differentiates with respect to `trainable`: the joint
+        loss, with the LM head computed only at the loss positions (see head_loss.py)."""
+        params = self._params(trainable, frozen)
+        hidden = self._apply(params, batch, dropout_rng, hidden_only=True)
+        return joint_loss_from_hidden(
+            hidden,
+            lm_head_matrix(self.cfg, params),
+            batch,
+            loss_weights,
+            counts,
+            tuple(round(share * hidden.shape[1]) for share in self.loss_row_shares),
+            head_grad=not self.lora,  # LoRA freezes the head
+            sharding=self.sharding,
+        )
+
     def _train_step_body(
         self, state: State, frozen: Params, batch: dict[str, jax.Array], loss_weights: dict[str, jax.Array]
     ):
@@ -130,19 +146,7 @@ class Trainer:
         step_rng = jax.random.fold_in(jax.random.key(self.seed), state["step"])
 
         def loss_fn(trainable, micro_batch, rng):
-            params = self._params(trainable, frozen)
-            hidden = self._apply(params, micro_batch, rng, hidden_only=True)
-            capacities = tuple(round(share * hidden.shape[1]) for share in self.loss_row_shares)
-            return joint_loss_from_hidden(
-                hidden,
-                lm_head_matrix(self.cfg, params),
-                micro_batch,
-                loss_weights,
-                counts,
-                capacities,
-                head_grad=not self.lora,
-                sharding=self.sharding,
-            )
+            return self.loss(trainable, frozen, micro_batch, loss_weights, counts, rng)
 
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         if self.grad_accum == 1:
