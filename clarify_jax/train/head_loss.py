@@ -4,10 +4,9 @@ In a supervised dialogue most positions are prompt: in the reproduction's packed
 quarter of the tokens are answer tokens. The plain path computes logits [B, T, V] for every
 position, keeps them for the backward pass and differentiates through them; at SmolLM2's shape
 (vocabulary 49,152) that head is about a tenth of a LoRA step. Here each row's loss positions are
-gathered first, their logits computed, and the gradient with respect
-to the hidden states (and to the head, when it is trained) computed in the same pass, since the
-loss's weight of every position is known then. Nothing of size [B, T, V] outlives the forward
-pass. The gather's size is static: each step takes the smallest of a few `capacities` (loss
+gathered first, their logits computed, and the gradient with respect to the hidden states (and to
+the head, when it is trained) computed in the same pass, since the loss's weight of every position
+is known then. Nothing of size [B, T, V] outlives the forward pass. The gather's size is static: each step takes the smallest of a few `capacities` (loss
 positions per row) that holds its fullest row, or the whole row (a `lax.switch`: the answer never
 depends on the capacities, only the time). Per row, not per batch, so rows keep their sharding.
 """
