@@ -6,9 +6,10 @@ position, keeps them for the backward pass and differentiates through them; at S
 (vocabulary 49,152) that head is about a tenth of a LoRA step. Here each row's loss positions are
 gathered first, their logits computed, and the gradient with respect to the hidden states (and to
 the head, when it is trained) computed in the same pass, since the loss's weight of every position
-is known then. Nothing of size [B, T, V] outlives the forward pass. The gather's size is static: each step takes the smallest of a few `capacities` (loss
-positions per row) that holds its fullest row, or the whole row (a `lax.switch`: the answer never
-depends on the capacities, only the time). Per row, not per batch, so rows keep their sharding.
+is known then. Nothing of size [B, T, V] outlives the forward pass. The gather's size is static:
+each step takes the smallest of a few `capacities` (loss positions per row) that holds its fullest
+row, or the whole row (a `lax.switch`: the answer never depends on the capacities, only the time).
+Per row, not per batch, so rows keep their sharding.
 """
 
 from __future__ import annotations
