@@ -11,25 +11,16 @@ import pytest
 from clarify_jax import model
 from clarify_jax.model.transformer import apply_decoder, lm_head_matrix
 from clarify_jax.train.loss import joint_loss, joint_loss_from_hidden
+from tests.support.model_configs import TINY_LLAMA
 
 RNG = np.random.default_rng(5)
-B, T, V = 3, 16, 64
+B, T, V = 3, 16, TINY_LLAMA.vocab_size
 TOKENS = jnp.asarray(RNG.integers(0, V, (B, T)), jnp.int32)
 SEGMENTS = jnp.asarray(np.where(np.arange(T) < T - 3, 1, 0)[None].repeat(B, 0), jnp.int32)  # padded tail
 
 
 def _config(tied: bool):
-    return model.ModelConfig(
-        "llama",
-        vocab_size=V,
-        hidden_size=32,
-        intermediate_size=64,
-        num_layers=2,
-        num_heads=4,
-        num_kv_heads=2,
-        head_dim=8,
-        tie_word_embeddings=tied,
-    )
+    return TINY_LLAMA.replace(tie_word_embeddings=tied)
 
 
 def _batch():

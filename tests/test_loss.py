@@ -6,6 +6,7 @@ import numpy as np
 
 from clarify_jax import model
 from clarify_jax.train.loss import joint_loss
+from tests.support.model_configs import TINY_LLAMA
 
 RNG = np.random.default_rng(11)
 
@@ -37,16 +38,7 @@ def test_per_kind_means_match_numpy():
 
 
 def test_zero_clarify_weight_gives_exactly_zero_gradient_from_clarify_tokens():
-    cfg = model.ModelConfig(
-        "llama",
-        vocab_size=64,
-        hidden_size=32,
-        intermediate_size=64,
-        num_layers=2,
-        num_heads=4,
-        num_kv_heads=2,
-        head_dim=8,
-    )
+    cfg = TINY_LLAMA
     params = model.init_params(cfg, jax.random.key(0))
     tokens = jnp.asarray(RNG.integers(0, 64, (2, 12)), jnp.int32)
     batch = _batch()
