@@ -215,6 +215,7 @@ def check_recipe(out: Path, recipe: dict) -> None:
 
 
 def write_report(out: Path, args: argparse.Namespace, before_dir: Path, after_dir: Path, run: Path) -> str:
+    from clarify_jax.checkpoints.run_dir import averaged_steps
     from clarify_jax.evaluate.compare import (
         ask_gap,
         communication_chart,
@@ -229,6 +230,7 @@ def write_report(out: Path, args: argparse.Namespace, before_dir: Path, after_di
     chart = communication_chart(runs, out / "communication_rate.png")
     before, after = (ask_gap(s) for s in runs.values())
     train_config = json.loads((run / "train_config.json").read_text())
+    averaged = averaged_steps(run)
     chosen = SUBSET[: args.problems]
     problems = "all 164 problems" if args.full else f"{len(chosen)} problems ({', '.join(chosen)})"
     lines = [
@@ -238,7 +240,12 @@ def write_report(out: Path, args: argparse.Namespace, before_dir: Path, after_di
         f"x every HumanEvalComm prompt kind they have; rules evaluator, greedy decoding, at most "
         f"{args.max_tokens} new tokens per reply. Training: preset `{args.preset}`, "
         f"{sum(s['steps'] for s in train_config['stages'])} steps, seed {train_config['seed']}, "
-        "on rules-synthesized MBPP "
+        + (
+            f"the model the mean of the weights of steps {', '.join(map(str, averaged))}, "
+            if averaged
+            else ""
+        )
+        + "on rules-synthesized MBPP "
         f"(`--mbpp-style {args.mbpp_style}`).",
         "",
         comparison_markdown(runs),

@@ -207,6 +207,7 @@ def test_config_errors_before_anything_compiles(inputs, tmp_path, capsys):
             "unknown LoRA target modules ['attn']",
         ),
         (["--data.batch-size", "8", "--stages.0.mixture", "clear=1,other=2"], "'other=2' is not name=weight"),
+        (["--data.batch-size", "8", "--average-last", "4"], "keep_checkpoints >= average_last (it is 3)"),
         (
             ["--data.batch-size", "8", "--data.sources", "x=/nonexistent.jsonl"],
             "/nonexistent.jsonl does not exist",
@@ -239,7 +240,7 @@ def test_config_errors_before_anything_compiles(inputs, tmp_path, capsys):
     assert "already holds checkpoints" in capsys.readouterr().err
 
 
-def test_lora_run_exports_a_merged_model_that_transformers_loads(inputs, tmp_path, caplog):
+def test_lora_run_averages_and_exports_a_merged_model_that_transformers_loads(inputs, tmp_path, caplog):
     import torch
     import transformers
 
@@ -248,6 +249,20 @@ def test_lora_run_exports_a_merged_model_that_transformers_loads(inputs, tmp_pat
     from clarify_jax.model.transformer import forward
 
     run = tmp_path / "lora"
+    lora_args = [
+        "--stages.0.learning-rate",
+        "5e-2",
+        "--data.batch-size",
+        "8",
+        "--lora.dropout",
+        "0.1",
+        "--lora.targets",
+        "q_proj",
+        "v_proj",
+        "down_proj",
+        "--checkpoint-every",
+        "1",
+    ]
     main(
         [
             "train",
@@ -256,36 +271,68 @@ def test_lora_run_exports_a_merged_model_that_transformers_loads(inputs, tmp_pat
                 run,
                 "--stages.0.steps",
                 "3",
-                "--stages.0.learning-rate",
-                "5e-2",
-                "--data.batch-size",
-                "8",
-                "--lora.dropout",
-                "0.1",
-                "--lora.targets",
-                "q_proj",
-                "v_proj",
-                "down_proj",
+                "--average-last",
+                "2",
+                *lora_args,
                 preset="tiny-cpu-lora",
             ),
         ]
     )
     adapters = final_params(run, 3)
     assert float(np.abs(adapters["layers"]["self_attn"]["q_proj"]["lora_b"]).max()) > 0
+
+    # The run's model is the mean of the merged models of steps 2 and 3.
+    base_cfg, base = load_model(inputs["model"])
+    _, step2 = load_model(run / "checkpoints" / "2")
+    _, step3 = load_model(run / "checkpoints" / "3")
+    plain_cfg, averaged = load_model(run)
+    assert plain_cfg.lora_rank == 0
+    for mean, a, b in zip(jax.tree.leaves(averaged), jax.tree.leaves(step2), jax.tree.leaves(step3)):
+        np.testing.assert_allclose(
+            np.asarray(mean), (np.asarray(a) + np.asarray(b)) / 2, rtol=1e-6, atol=1e-7
+        )
+    q = ("layers", "self_attn", "q_proj", "kernel")
+    assert np.abs(_at(step2, q) - _at(step3, q)).max() > 1e-3  # two different models were averaged
+    np.testing.assert_array_equal(
+        _at(averaged, ("embed_tokens", "embedding")), _at(base, ("embed_tokens", "embedding"))
+    )
+
+    # Merging the adapters into the base gives the model the adapters give.
+    tokens = np.random.default_rng(0).integers(0, 500, (2, 40)).astype(np.int32)
+    cfg = base_cfg.replace(lora_rank=8, lora_alpha=16.0, lora_targets=("q_proj", "v_proj", "down_proj"))
+    with_adapters = np.asarray(forward(cfg, combine(jax.device_put(adapters), base), tokens))
+    np.testing.assert_allclose(np.asarray(forward(plain_cfg, step3, tokens)), with_adapters, atol=1e-5)
+
     with caplog.at_level(logging.WARNING):
         main(["export", "--source", str(run), "--out", str(tmp_path / "hf")])
     assert [r.getMessage() for r in caplog.records if "CHECKPOINT_METADATA" in r.getMessage()] == []
-
-    base_cfg, base = load_model(inputs["model"])
-    cfg = base_cfg.replace(lora_rank=8, lora_alpha=16.0, lora_targets=("q_proj", "v_proj", "down_proj"))
-    tokens = np.random.default_rng(0).integers(0, 500, (2, 40)).astype(np.int32)
-    ours = np.asarray(forward(cfg, combine(jax.device_put(adapters), base), tokens))
+    assert "the mean of the checkpoints of steps 2, 3" in (tmp_path / "hf" / "README.md").read_text()
+    ours = np.asarray(forward(plain_cfg, averaged, tokens))
     model = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "hf", dtype=torch.float32)
     with torch.no_grad():
         theirs = model(torch.as_tensor(tokens)).logits.numpy()
     np.testing.assert_allclose(theirs, ours, atol=1e-4)
     untrained = np.asarray(forward(base_cfg, base, tokens))
     assert np.abs(untrained - ours).max() > 1e-3  # the adapters changed the model
+
+    # Resumed past its average without averaging, the run stands for its latest step again.
+    main(
+        [
+            "train",
+            *train_args(inputs, run, "--stages.0.steps", "4", "--resume", *lora_args, preset="tiny-cpu-lora"),
+        ]
+    )
+    _, latest = load_model(run)
+    _, step4 = load_model(run / "checkpoints" / "4")
+    np.testing.assert_array_equal(_at(latest, q), _at(step4, q))
+    _, still_averaged = load_model(run / "averaged")
+    np.testing.assert_array_equal(_at(still_averaged, q), _at(averaged, q))
+
+
+def _at(tree, path):
+    for key in path:
+        tree = tree[key]
+    return np.asarray(tree)
 
 
 def test_two_hosts_of_four_devices_equal_one_host_of_eight(inputs, tmp_path):

@@ -1,5 +1,6 @@
 """Load a model from any of its on-disk forms: a Hugging Face directory, a `clarify-jax convert`
-output, or a training run (its latest checkpoint) or one of its `checkpoints/<step>` directories.
+output, or a training run (its averaged weights or latest checkpoint, see run_dir.find_run) or one
+of its `checkpoints/<step>` directories.
 
 A converted directory holds the HF metadata (config.json, generation_config.json, tokenizer
 files) beside `params/`, an orbax checkpoint of the params pytree. A training run holds the same
@@ -14,7 +15,13 @@ from pathlib import Path
 import jax
 
 from clarify_jax.checkpoints.params import restore_params, stored_metadata
-from clarify_jax.checkpoints.run_dir import MODEL_DIR, find_run, read_step_meta, restore_params_item
+from clarify_jax.checkpoints.run_dir import (
+    MODEL_DIR,
+    find_run,
+    holds_merged_model,
+    read_step_meta,
+    restore_params_item,
+)
 from clarify_jax.hf.pretrained import TOKENIZER_FILES, load_pretrained
 from clarify_jax.model.config import ModelConfig
 from clarify_jax.model.lora import combine, merge_lora, split_lora
@@ -61,7 +68,7 @@ def load_training_checkpoint(
     """A training checkpoint as a plain model: full params, or the base with the adapters merged."""
     run_dir, step_dir = find_run(source)
     meta = read_step_meta(step_dir)
-    lora = meta["lora"]
+    lora = dict(meta["lora"], rank=0) if holds_merged_model(meta) else meta["lora"]
     cfg = ModelConfig.from_hf_file(run_dir / MODEL_DIR).replace(
         param_dtype=meta["param_dtype"],
         dtype=meta["param_dtype"],

@@ -9,6 +9,9 @@ finding a run or a step from a path.
     checkpoints/<step>/opt_state   optimizer state
     checkpoints/<step>/data_iter   grain iterator state of the stage that was running
     checkpoints/<step>/meta        step, stage, model source, LoRA settings, the run config
+    averaged/params, averaged/meta the mean of the last checkpoints' weights (`average_last` > 1;
+                                   checkpoints/average.py), LoRA merged in; the run's model while
+                                   it averages the latest step
 
 A gs:// run directory works the same: orbax writes the checkpoints there, and the train loop
 pushes the other files from a local staging copy (util/storage.py).
@@ -35,8 +38,10 @@ MODEL_DIR = "model"
 RUN_CONFIG_FILE = "train_config.json"
 PLOT_FILE = "plots/loss.png"
 CHECKPOINTS_DIR = "checkpoints"
+AVERAGED_DIR = "averaged"
 META_ITEM = "meta"
 PARAMS_ITEM = "params"
+AVERAGED_STEPS_KEY = "averaged_steps"  # in an averaged item's meta: the steps it is the mean of
 
 
 class RunCheckpoints:
@@ -51,6 +56,10 @@ class RunCheckpoints:
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
+
+    def steps(self) -> list[int]:
+        """The saved steps, oldest first."""
+        return sorted(self.manager.all_steps())
 
     def save(self, state: dict, iterator: grain.DatasetIterator | None, meta: dict[str, Any]) -> None:
         step = int(jax.device_get(state["step"]))
@@ -103,17 +112,37 @@ def finished_steps(run_dir: str | Path) -> list[int]:
 
 
 def find_run(path: str | Path) -> tuple[Path, Path] | None:
-    """(run directory, step directory) when `path` is a training run (its latest step) or one of
-    its `checkpoints/<step>` directories; None when it is neither."""
+    """(run directory, step directory) when `path` is a training run, one of its
+    `checkpoints/<step>` directories or its `averaged` directory; None when it is neither. A run
+    stands for its averaged weights while they average its latest step, else for that step."""
     path = Path(path)
     if path.parent.name == CHECKPOINTS_DIR and (path / META_ITEM).is_dir():
         return path.parent.parent, path
+    if path.name == AVERAGED_DIR and (path / META_ITEM).is_dir():
+        return path.parent, path
     if (path / CHECKPOINTS_DIR).is_dir() and (path / MODEL_DIR / "config.json").exists():
         steps = finished_steps(path)
         if not steps:
             raise FileNotFoundError(f"{path}: a training run without finished checkpoints")
+        # A run resumed past its average leaves a stale one behind: the latest step wins then.
+        if (averaged_steps(path) or [None])[-1] == steps[-1]:
+            return path, path / AVERAGED_DIR
         return path, path / CHECKPOINTS_DIR / str(steps[-1])
     return None
+
+
+def averaged_steps(run_dir: str | Path) -> list[int] | None:
+    """The steps whose mean the run's `averaged` item holds; None when it has none (complete)."""
+    averaged = as_path(run_dir) / AVERAGED_DIR
+    if not (averaged / META_ITEM).is_dir():
+        return None
+    return list(read_step_meta(averaged)[AVERAGED_STEPS_KEY])
+
+
+def holds_merged_model(meta: dict[str, Any]) -> bool:
+    """Whether a step-shaped item holds a plain model (an average, LoRA merged in) rather than
+    the trainable params of one step."""
+    return AVERAGED_STEPS_KEY in meta
 
 
 def read_step_meta(step_dir: str | Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from clarify_jax.checkpoints.load import metadata_dir
-from clarify_jax.checkpoints.run_dir import RUN_CONFIG_FILE, find_run, read_step_meta
+from clarify_jax.checkpoints.run_dir import AVERAGED_STEPS_KEY, RUN_CONFIG_FILE, find_run, read_step_meta
 from clarify_jax.data.tfds_store import read_tfds
 from clarify_jax.evaluate import report
 from clarify_jax.prompts import ROW_TYPES
@@ -223,7 +223,7 @@ def _stages_section(config: dict) -> list[str]:
     return lines
 
 
-def _settings_section(config: dict, step: int | None) -> list[str]:
+def _settings_section(config: dict, step: int | None, averaged: list | None = None) -> list[str]:
     lora, opt, data = config.get("lora") or {}, config.get("optimizer") or {}, config.get("data") or {}
     rank = lora.get("rank") or 0
     if rank:
@@ -255,6 +255,8 @@ def _settings_section(config: dict, step: int | None) -> list[str]:
         ],
         ["Steps", f"{step} of {total}" if step is not None else str(total)],
     ]
+    if averaged:
+        rows.append(["Weights", f"the mean of the checkpoints of steps {', '.join(map(str, averaged))}"])
     return ["## Fine-tuning settings", "", markdown_table(["Setting", "Value"], rows), ""]
 
 
@@ -377,7 +379,7 @@ def build_model_card(
     run = find_run(source)
     meta = read_step_meta(run[1]) if run else {}
     config = meta.get("config") or (_read_json(run[0] / RUN_CONFIG_FILE) if run else None) or {}
-    step = int(run[1].name) if run else None
+    step = int(meta.get("step", run[1].name)) if run else None  # an average names its last step
     lora_rank = (meta.get("lora") or config.get("lora") or {}).get("rank") or 0
     if base_model is None and run:
         base_model = infer_base_model(meta.get("model") or config.get("model") or "")
@@ -443,7 +445,11 @@ def build_model_card(
         "",
     ]
     if run and config:
-        lines += _data_section(config) + _stages_section(config) + _settings_section(config, step)
+        lines += (
+            _data_section(config)
+            + _stages_section(config)
+            + _settings_section(config, step, meta.get(AVERAGED_STEPS_KEY))
+        )
         lines += _losses_section(read_metrics(run[0] / METRICS_FILE, step))
     lines += _evaluation_section(list(eval_summaries), name)
     lines += [

@@ -131,6 +131,9 @@ class TrainConfig:
     checkpoint_every: int = 100
     """Save every N steps (and at the end, and on SIGTERM)."""
     keep_checkpoints: int = 3
+    average_last: int = 1
+    """The run's model is the mean of the weights of its last N checkpoints (1: its last step). Written
+    at the end to `out`/averaged; evaluate, export and chat given the run load it. N <= keep_checkpoints."""
     log_every: int = 10
     resume: bool = False
     """Continue from the latest checkpoint in `out` (params, optimizer, data position, step)."""

@@ -15,13 +15,16 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from clarify_jax.checkpoints.average import write_average
 from clarify_jax.checkpoints.load import load_model
 from clarify_jax.checkpoints.run_dir import (
+    AVERAGED_DIR,
     CHECKPOINTS_DIR,
     MODEL_DIR,
     PLOT_FILE,
     RUN_CONFIG_FILE,
     RunCheckpoints,
+    averaged_steps,
 )
 from clarify_jax.data.pipeline import make_global_batch
 from clarify_jax.hf.pretrained import TOKENIZER_FILES
@@ -71,6 +74,18 @@ def check_batch(config: TrainConfig, sharding: LogicalSharding) -> None:
         raise TrainConfigError("every stage needs steps >= 1")
 
 
+def check_average(config: TrainConfig) -> None:
+    """An `average_last` whose checkpoints will be there at the end."""
+    if config.average_last == 1:
+        return
+    if not 1 < config.average_last <= config.keep_checkpoints or config.checkpoint_every < 1:
+        raise TrainConfigError(
+            f"average_last {config.average_last} needs checkpoint_every >= 1 (it is "
+            f"{config.checkpoint_every}) and keep_checkpoints >= average_last (it is "
+            f"{config.keep_checkpoints}): the checkpoints it averages must still be there"
+        )
+
+
 def model_config(config: TrainConfig) -> ModelConfig:
     cfg = ModelConfig.from_hf_file(local_copy(config.model))
     lora = config.lora
@@ -114,6 +129,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     mesh = make_mesh(config.mesh)
     sharding = LogicalSharding(mesh)
     check_batch(config, sharding)
+    check_average(config)
     cfg = model_config(config)
     tokenizer = Tokenizer(local_copy(config.tokenizer or config.model))
     inputs = TrainInputs(config.data, tokenizer, config.seed)
@@ -196,6 +212,14 @@ def _run(
         if checkpoints.latest_step() != step:
             checkpoints.save(state, iterator, _meta(config, config.stage_at(step - 1)))
         checkpoints.wait()
+        if config.average_last > 1:
+            averaged = checkpoints.steps()[-config.average_last :]
+            if averaged_steps(config.out) != averaged:  # a rerun of a finished run has it already
+                print(f"averaging the weights of steps {averaged} into {config.out}/{AVERAGED_DIR}")
+                write_average(
+                    config.out, averaged, trainer.cfg, trainer.abstract_state()["params"], run.frozen
+                )
+            summary["averaged_steps"] = averaged
         if is_main:
             plot_losses(log.path, out / PLOT_FILE)
             summary["plot"] = f"{config.out}/{PLOT_FILE}"
