@@ -7,7 +7,7 @@ import types
 import pytest
 
 from clarify_jax.train import memory_estimate
-from clarify_jax.train.loop import check_batch
+from clarify_jax.train.loop import check_average, check_batch
 from clarify_jax.train.presets import load_presets
 
 GRID = memory_estimate.load_config_module("finetune_7b")
@@ -118,3 +118,12 @@ def test_estimate_bounds_xla_on_a_tiny_compiled_train_step():
     predicted = memory_estimate.estimate(config, memory_estimate.Target(memory_estimate.TINY, 8, 1e12))
     xla = memory_estimate.xla_peak(config, memory_estimate.TINY)
     assert xla["peak_bytes"] <= predicted["peak_bytes"] <= 2 * xla["peak_bytes"]
+
+
+def test_presets_keep_the_checkpoints_they_average():
+    for _, config in PRESETS.values():
+        check_average(config)
+    # What the preset's description and the README say it averages.
+    long = PRESETS["smollm2-135m-lora-long"][1]
+    saved = range(long.checkpoint_every, long.total_steps + 1, long.checkpoint_every)
+    assert list(saved)[-long.average_last :] == [120, 140, 160]
