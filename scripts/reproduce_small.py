@@ -117,6 +117,14 @@ def main(argv: list[str] | None = None) -> None:
     recipe = {"preset": args.preset, "steps": args.steps, "mbpp_style": args.mbpp_style}
     if args.seed is not None:  # absent, not null, so out dirs from before --seed still resume
         recipe["seed"] = args.seed
+    from clarify_jax.train.presets import load_presets
+
+    presets = load_presets()
+    if args.preset not in presets:
+        sys.exit(f"reproduce_small: no preset {args.preset!r}; the presets: {', '.join(sorted(presets))}")
+    average_last = presets[args.preset][1].average_last
+    if average_last > 1:  # an out dir trained before the preset averaged holds another model
+        recipe["average_last"] = average_last
     check_recipe(out, recipe)
     synth, run = out / "data", out / "run"
     before_dir, after_dir = out / "eval_before", out / "eval_after"
