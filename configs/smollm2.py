@@ -68,9 +68,8 @@ PRESETS = {
                 ),
             ),
             LoraConfig(rank=16, alpha=32.0, targets=ALL_PROJECTIONS),
-            # The weights still move with each batch's mix at the end: one run asked on 7% of the
-            # 164 clear HumanEval prompts at step 140 and 36% at 160 (README, "the mean of the last
-            # three checkpoints").
+            # How often the model asks still moves with each batch's mix at the end (README, "The
+            # mean of the last three checkpoints").
             average_last=3,
         ),
     ),

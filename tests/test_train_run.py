@@ -327,6 +327,26 @@ def test_lora_run_averages_and_exports_a_merged_model_that_transformers_loads(in
     np.testing.assert_array_equal(_at(latest, q), _at(step4, q))
     _, still_averaged = load_model(run / "averaged")
     np.testing.assert_array_equal(_at(still_averaged, q), _at(averaged, q))
+    # Averaging again replaces the old average.
+    main(
+        [
+            "train",
+            *train_args(
+                inputs,
+                run,
+                "--stages.0.steps",
+                "5",
+                "--resume",
+                "--average-last",
+                "2",
+                *lora_args,
+                preset="tiny-cpu-lora",
+            ),
+        ]
+    )
+    _, step5 = load_model(run / "checkpoints" / "5")
+    _, latest = load_model(run)
+    np.testing.assert_allclose(_at(latest, q), (_at(step4, q) + _at(step5, q)) / 2, rtol=1e-6, atol=1e-7)
 
 
 def _at(tree, path):

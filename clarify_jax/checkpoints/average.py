@@ -1,10 +1,9 @@
 """A training run's model as the mean of the weights of its last checkpoints (`average_last`).
 
-Late in a run the weights still move with each batch's mix: SmolLM2-135M-Instruct trained with
-`smollm2-135m-lora-long` asked on 7% of the 164 clear HumanEval prompts at step 140 and on 36% at
-step 160. The mean of a few checkpoints' weights is the run's model instead. Under LoRA the mean is
-over the merged kernels (W + s a b), not over the factors: a mean of the factors is not the mean
-of their products.
+Late in a run the weights still move with each batch's mix, and with them how often a small model
+asks (README, "The mean of the last three checkpoints"); the mean of a few checkpoints' weights is
+steadier. Under LoRA the mean is over the merged kernels (W + s a b), not over the factors: a mean
+of the factors is not the mean of their products.
 
 The result is written as `RUN/averaged/` (run_dir.py), shaped like a step: `params` (the plain
 model) and `meta` (the last step's meta plus the steps averaged).
@@ -19,6 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from etils import epath
 
 from clarify_jax.checkpoints.params import save_params
 from clarify_jax.checkpoints.run_dir import (
@@ -82,8 +82,9 @@ def write_average(
     step_dirs = [run / CHECKPOINTS_DIR / str(step) for step in steps]
     params = average_params(cfg, step_dirs, trainable_abstract, frozen)
     out = run / AVERAGED_DIR
-    if jax.process_index() == 0 and (out / META_ITEM).exists():
-        (out / META_ITEM).rmtree()  # the old average is incomplete from here until the new meta
+    old_meta = epath.Path(str(out / META_ITEM))
+    if jax.process_index() == 0 and old_meta.exists():
+        old_meta.rmtree()  # the old average is incomplete from here until the new meta
     _sync("average: old meta removed")
     save_params(out / PARAMS_ITEM, params)
     if jax.process_index() == 0:
