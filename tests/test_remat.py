@@ -6,18 +6,10 @@ import numpy as np
 import pytest
 
 from clarify_jax import model
+from tests.support.model_configs import TINY_LLAMA
 
-CFG = model.ModelConfig(
-    "llama",
-    vocab_size=128,
-    hidden_size=64,
-    intermediate_size=128,
-    num_layers=2,
-    num_heads=4,
-    num_kv_heads=2,
-    head_dim=16,
-)
-TOKENS = jnp.asarray(np.random.default_rng(7).integers(0, 128, (2, 10)), jnp.int32)
+CFG = TINY_LLAMA
+TOKENS = jnp.asarray(np.random.default_rng(7).integers(0, CFG.vocab_size, (2, 10)), jnp.int32)
 
 
 def loss_and_grads(cfg, params):

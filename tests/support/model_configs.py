@@ -2,7 +2,7 @@
 
 from clarify_jax import model
 
-# A 2-layer llama small enough to differentiate in milliseconds (the loss tests).
+# A 2-layer llama small enough to differentiate in milliseconds (the loss and remat tests).
 TINY_LLAMA = model.ModelConfig(
     "llama",
     vocab_size=64,
