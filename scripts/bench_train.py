@@ -28,12 +28,15 @@ the project's adapters, the reference with PEFT on the same model, starting from
 values (ours, copied into PEFT's lora_A / lora_B), so the agreement compares the adapters'
 gradients and updated values.
 
-Timings are medians over --reps runs after --warmup runs (our first step compiles), ours and the
-reference alternating so that both see the same machine load; `ratio_per_pair_median` is the median
-of the per-round ratios and `ratio_best` compares the fastest runs. On a busy machine (see
-machine.load_average) the numbers swing by 2x and torch suffers more than XLA (its OpenMP barriers
-wait for descheduled threads), so a ratio near 1 under load is not a win: trust the phases and the
-best times of a quiet run, and rerun with more --reps.
+Each side is built and run in a process of its own (`--no-isolate`: both in this one), the way a
+user runs either: sharing one process slowed our bare LoRA loss by about 1.2x on SmolLM2's shape
+and left PEFT's as it was (see bench_process.py). Timings are medians over --reps runs after
+--warmup runs (our first step compiles), the two processes taking turns so that both see the same
+machine load; `ratio_per_pair_median` is the median of the per-round ratios and `ratio_best`
+compares the fastest runs. On a busy machine (see machine.load_average) the numbers swing by 2x
+and torch suffers more than XLA (its OpenMP barriers wait for descheduled threads), so a ratio
+near 1 under load is not a win: trust the phases and the best times of a quiet run, and rerun with
+more --reps.
 
     python scripts/bench_train.py            # ~46M llama (hidden 512, 4 layers), batch 4 x 512: ~6 min
     python scripts/bench_train.py --small    # a tiny config, under a minute
@@ -43,8 +46,8 @@ best times of a quiet run, and rerun with more --reps.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import importlib.metadata
 import json
 import os
 import platform
@@ -56,6 +59,7 @@ from typing import Literal
 
 import tyro
 from bench_models import model_summary, reference_model, with_shape  # scripts/ is on sys.path
+from bench_process import interleaved_seconds, open_side
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -115,6 +119,10 @@ class Bench:
     lora_alpha: float = 32.0
     remat: Literal["none", "full", "dots", "dots_no_batch"] = "none"
     """Our activation rematerialisation per layer (ModelConfig.remat; imported late, like jax)."""
+    isolate: bool = True
+    """Build ours and the reference each in a process of its own (scripts/bench_process.py), as a
+    user runs either; --no-isolate builds both in this process (they then share its allocator,
+    caches and thread pools; see bench_process.py)."""
 
 
 def with_small(args: Bench) -> Bench:
@@ -124,20 +132,6 @@ def with_small(args: Bench) -> Bench:
     full = Bench()
     unset = {k: v for k, v in SMALL.items() if getattr(args, k) == getattr(full, k)}
     return dataclasses.replace(args, **unset)
-
-
-def interleaved_seconds(fns, reps: int, warmup: int) -> list[list[float]]:
-    """Times `fns` in turn, `reps` rounds after `warmup` untimed ones, so all see the same load."""
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times = [[] for _ in fns]
-    for _ in range(reps):
-        for fn, fn_times in zip(fns, times):
-            start = time.perf_counter()
-            fn()
-            fn_times.append(time.perf_counter() - start)
-    return times
 
 
 def make_batch(args: Bench):
@@ -284,189 +278,317 @@ def gemm_gflops(m: int, k: int, n: int, layout: str, reps: int) -> dict:
     }
 
 
-def main(args: Bench) -> dict:
-    args = with_shape(args)
-    args = with_small(args)
-    import jax
-    import numpy as np
-    import optax
-    import torch
-    import transformers
+class OursSide:
+    """Our side, built from the weights in `model_dir`: the project's Trainer on a one-device mesh
+    (with LoRA, fresh adapters over the frozen base), the benchmark batch, and the pieces of a step
+    alone for the phases. Built in a process of its own unless --no-isolate."""
 
-    from clarify_jax import hf, model
-    from clarify_jax.model.lora import init_lora_params
-    from clarify_jax.parallel.mesh import make_mesh
-    from clarify_jax.parallel.sharding import LogicalSharding
-    from clarify_jax.train.config import OptimizerConfig, Stage
-    from clarify_jax.train.flops import peak_flops, training_flops_per_token
-    from clarify_jax.train.optimizer import make_optimizer
-    from clarify_jax.train.step import Trainer, loss_weights
+    def __init__(self, args: Bench, model_dir: str):
+        import jax
+        import optax
 
-    threads = args.threads or os.cpu_count()
-    torch.set_num_threads(threads)
-    reference, weights_source = reference_model(args, args.seq)
-    reference = reference.train()
-    reference.config._attn_implementation = args.torch_attention
-    with tempfile.TemporaryDirectory() as tmp:
-        reference.save_pretrained(tmp)
-        cfg, params = hf.load_pretrained(tmp, dtype="float32")
-        compiled_model = None
-        if args.torch_compile:  # a second copy of the same weights, trained on its own
-            compiled_model = transformers.LlamaForCausalLM.from_pretrained(tmp).train()
-    cfg = cfg.replace(remat=args.remat)
-    lora = args.lora_rank > 0
-    if lora:
-        cfg = cfg.replace(lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=LORA_TARGETS)
-        trainable, frozen = init_lora_params(cfg, jax.random.key(0)), params
-    else:
-        trainable, frozen = params, {}
-    initial = flat(trainable)
+        from clarify_jax import hf, model
+        from clarify_jax.model.lora import init_lora_params
+        from clarify_jax.parallel.mesh import make_mesh
+        from clarify_jax.parallel.sharding import LogicalSharding
+        from clarify_jax.train.config import OptimizerConfig, Stage
+        from clarify_jax.train.flops import training_flops_per_token
+        from clarify_jax.train.optimizer import make_optimizer
+        from clarify_jax.train.step import Trainer, loss_weights
 
-    # ---- ours: the project's Trainer on a one-device mesh ----
-    opt_config = OptimizerConfig(
-        weight_decay=args.weight_decay, clip_norm=args.clip_norm, schedule="constant"
-    )
-    stage = Stage(steps=1_000_000, learning_rate=args.learning_rate)
-    optimizer, schedule = make_optimizer([stage], opt_config)
-    sharding = LogicalSharding(make_mesh("1,1,1", jax.devices()[:1]))
-    trainer = Trainer(cfg, sharding, optimizer, schedule, grad_accum=1, seed=0)
-    weights = loss_weights(args.clarify_weight, args.code_weight)
-    host_batch = make_batch(args)
-    batch = {k: jax.device_put(v, trainer.batch_sharding()) for k, v in host_batch.items()}
+        cfg, params = hf.load_pretrained(model_dir, dtype="float32")
+        cfg = cfg.replace(remat=args.remat)
+        self.lora = args.lora_rank > 0
+        if self.lora:
+            cfg = cfg.replace(lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, lora_targets=LORA_TARGETS)
+            self.trainable, self.frozen = init_lora_params(cfg, jax.random.key(0)), params
+        else:
+            self.trainable, self.frozen = params, {}
+        self.cfg = cfg
+        self.params_count = model.count_params(params)
+        self.flops_per_token = training_flops_per_token(cfg, args.seq, frozen_base=self.lora)
+        self.opt_config = OptimizerConfig(
+            weight_decay=args.weight_decay, clip_norm=args.clip_norm, schedule="constant"
+        )
+        stage = Stage(steps=1_000_000, learning_rate=args.learning_rate)
+        self.optimizer, schedule = make_optimizer([stage], self.opt_config)
+        sharding = LogicalSharding(make_mesh("1,1,1", jax.devices()[:1]))
+        self.trainer = Trainer(cfg, sharding, self.optimizer, schedule, grad_accum=1, seed=0)
+        self.weights = loss_weights(args.clarify_weight, args.code_weight)
+        self.batch = {
+            k: jax.device_put(v, self.trainer.batch_sharding()) for k, v in make_batch(args).items()
+        }
 
-    def loss_fn(p, base, b, w):
-        """The train step's loss of trainable `p` (the adapters with LoRA, else all params) over `base`."""
-        return trainer.loss(p, base, b, w)[0]
+        def loss_fn(p, base, b, w):
+            """The train step's loss of trainable `p` (the adapters with LoRA, else all params)."""
+            return self.trainer.loss(p, base, b, w)[0]
 
-    def update(grads, opt_state, p):
-        """(opt_state, params) out in the order they came in: JAX pairs donated inputs with outputs
-        of the same shape in order, and a mismatch makes XLA copy every buffer."""
-        updates, opt_state = optimizer.update(grads, opt_state, p)
-        return opt_state, optax.apply_updates(p, updates)
+        def update(grads, opt_state, p):
+            """(opt_state, params) out in the order they came in: JAX pairs donated inputs with
+            outputs of the same shape in order, and a mismatch makes XLA copy every buffer."""
+            updates, opt_state = self.optimizer.update(grads, opt_state, p)
+            return opt_state, optax.apply_updates(p, updates)
 
-    ours_forward = jax.jit(loss_fn)
-    ours_forward_backward = jax.jit(jax.value_and_grad(loss_fn))
-    ours_update = jax.jit(update, donate_argnums=(1, 2))
+        self._forward = jax.jit(loss_fn)
+        self._forward_backward = jax.jit(jax.value_and_grad(loss_fn))
+        self._update = jax.jit(update, donate_argnums=(1, 2))
+        self.state = None
 
-    # ---- reference: transformers (+ PEFT with LoRA) + torch AdamW, same hyperparameters ----
-    if lora:
-        reference = peft_reference(reference, args, initial)
-        if compiled_model is not None:
-            compiled_model = peft_reference(compiled_model, args, initial)
-    t_tokens = torch.as_tensor(host_batch["tokens"], dtype=torch.long)
-    t_targets = torch.as_tensor(host_batch["targets"], dtype=torch.long)
-    t_masks = [torch.as_tensor(host_batch[f"{kind}_mask"]) for kind in ("clarify", "code")]
-    t_weights = [args.clarify_weight, args.code_weight]
+    def describe(self) -> dict:
+        """What the parent needs to know: config, sizes, the initial trainable values (flat)."""
+        import jax
 
-    def torch_optimizer(module):
-        trained = [p for p in module.parameters() if p.requires_grad]  # PEFT freezes the base
-        decay = [p for p in trained if p.ndim >= 2]  # no decay on the norm scales, as ours
-        no_decay = [p for p in trained if p.ndim < 2]
+        return {
+            "cfg": self.cfg,
+            "params": self.params_count,
+            "flops_per_token": self.flops_per_token,
+            "opt_config": self.opt_config,
+            "initial": flat(self.trainable),
+            "backend": jax.default_backend(),
+        }
+
+    def first_step(self) -> dict:
+        """Gradients and one step from the initial weights (the step compiles): the agreement data."""
+        loss0, grads = self._forward_backward(self.trainable, self.frozen, self.batch, self.weights)
+        state = self.trainer.init_state(self.trainable)
+        start = time.perf_counter()
+        self.state, metrics = self.trainer.train_step(state, self.frozen, self.batch, self.weights)
+        loss = float(metrics["loss"])
+        return {
+            "loss": loss,
+            "loss_value_and_grad": float(loss0),
+            "first_step_s": time.perf_counter() - start,
+            "grads": flat(grads),
+            "after": flat(self.state["params"]),
+        }
+
+    def step(self) -> None:
+        import jax
+
+        self.state, metrics = self.trainer.train_step(self.state, self.frozen, self.batch, self.weights)
+        jax.block_until_ready((self.state, metrics))
+
+    def start_phases(self) -> None:
+        """Gradients at the current weights, which `optimizer_step` then applies over and over."""
+        self.phase_params, self.phase_opt_state = self.state["params"], self.state["opt_state"]
+        self.state = None  # the optimizer phase donates these buffers
+        self.grads = self._forward_backward(self.phase_params, self.frozen, self.batch, self.weights)[1]
+
+    def forward(self) -> None:
+        self._forward(self.phase_params, self.frozen, self.batch, self.weights).block_until_ready()
+
+    def forward_backward(self) -> None:
+        import jax
+
+        jax.block_until_ready(
+            self._forward_backward(self.phase_params, self.frozen, self.batch, self.weights)
+        )
+
+    def optimizer_step(self) -> None:
+        import jax
+
+        self.phase_opt_state, self.phase_params = self._update(
+            self.grads, self.phase_opt_state, self.phase_params
+        )
+        jax.block_until_ready(self.phase_params)
+
+
+class ReferenceSide:
+    """The reference, built from the weights in `model_dir`: transformers' LlamaForCausalLM (with
+    LoRA wrapped by PEFT, its adapters set to `initial`, ours) and torch AdamW with our
+    hyperparameters (`opt_config`); with `compiled`, torch.compile'd model and loss instead.
+    Built in a process of its own unless --no-isolate."""
+
+    def __init__(self, args: Bench, model_dir: str, initial: dict, opt_config, compiled: bool = False):
+
+        import torch
+        import transformers
+
+        torch.set_num_threads(args.threads or os.cpu_count())
+        self.args, self.lora = args, args.lora_rank > 0
+        module = transformers.LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.float32).train()
+        module.config._attn_implementation = args.torch_attention
+        if self.lora:
+            module = peft_reference(module, args, initial)
+        self.module = module
+        self.shapes = {k: v.shape for k, v in initial.items()}
+        host_batch = make_batch(args)
+        tokens = torch.as_tensor(host_batch["tokens"], dtype=torch.long)
+        targets = torch.as_tensor(host_batch["targets"], dtype=torch.long)
+        masks = [torch.as_tensor(host_batch[f"{kind}_mask"]) for kind in ("clarify", "code")]
+        weights = [args.clarify_weight, args.code_weight]
+
+        def loss():
+            return torch_joint_loss(module(input_ids=tokens, use_cache=False).logits, targets, masks, weights)
+
+        self.loss = torch.compile(loss) if compiled else loss
+        self.trained = [p for p in module.parameters() if p.requires_grad]  # PEFT freezes the base
+        decay = [p for p in self.trained if p.ndim >= 2]  # no decay on the norm scales, as ours
+        no_decay = [p for p in self.trained if p.ndim < 2]
         impl = {"fused": {"fused": True}, "foreach": {"foreach": True}, "for-loop": {"foreach": False}}
-        return torch.optim.AdamW(
+        self.opt = torch.optim.AdamW(
             [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=args.learning_rate,
             betas=(opt_config.b1, opt_config.b2),
             eps=opt_config.eps,
             **impl[args.torch_adamw],
         )
+        self.compile_s = self.first_loss = None
+        if compiled:  # compile forward and backward now, outside the timed steps
+            start = time.perf_counter()
+            self.first_loss = float(self._forward_backward())
+            self.opt.zero_grad(set_to_none=True)
+            self.compile_s = time.perf_counter() - start
 
-    def torch_loss(module):
-        return torch_joint_loss(
-            module(input_ids=t_tokens, use_cache=False).logits, t_targets, t_masks, t_weights
-        )
+    def describe(self) -> dict:
+        import importlib.metadata
 
-    def torch_trainer(module, loss):
-        """(forward+backward, clip+optimizer step, whole step) for `module` with loss `loss()`."""
-        opt = torch_optimizer(module)
+        import torch
+        import transformers
 
-        def forward_backward():
-            value = loss()
-            value.backward()
-            return value.detach()
+        return {
+            "impl": f"transformers {transformers.__version__} ({self.args.torch_attention}), "
+            + (f"peft {importlib.metadata.version('peft')}, " if self.lora else "")
+            + f"torch {torch.__version__}, AdamW {self.args.torch_adamw}, eager",
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "compile_s": self.compile_s,
+            "first_loss": self.first_loss,
+        }
 
-        trained = [p for p in module.parameters() if p.requires_grad]
+    def _forward_backward(self):
+        value = self.loss()
+        value.backward()
+        return value.detach()
 
-        def optimizer_step():
-            torch.nn.utils.clip_grad_norm_(trained, args.clip_norm, foreach=True)
-            opt.step()
+    def first_step(self) -> dict:
+        """Gradients and one step from the initial weights: with LoRA the adapters in our layout,
+        else every tensor by its HF name (the parent maps them; it knows our config)."""
+        import torch
 
-        def step():
-            value = forward_backward()
-            optimizer_step()
-            opt.zero_grad(set_to_none=True)
-            return value
+        loss = float(self._forward_backward())
+        # Copies: clip_grad_norm_ scales the gradients in place, and .numpy() shares their memory.
+        grads = self._tensors(lambda w: w.grad.numpy().copy())
+        self.optimizer_step()
+        self.opt.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            after = self._tensors(lambda w: w.numpy().copy())
+        return {"loss": loss, "grads": grads, "after": after}
 
-        return forward_backward, optimizer_step, step, opt
+    def _tensors(self, pick) -> dict:
+        if self.lora:
+            return peft_in_our_layout(self.module, pick, self.shapes)
+        return {name: pick(p) for name, p in self.module.named_parameters()}
 
-    torch_forward_backward, torch_optimizer_step, torch_step, torch_opt = torch_trainer(
-        reference, lambda: torch_loss(reference)
-    )
+    def step(self) -> None:
+        self._forward_backward()
+        self.optimizer_step()
+        self.opt.zero_grad(set_to_none=True)
 
-    # ---- agreement: gradients and one step from identical weights ----
-    ours_loss0, ours_grads = ours_forward_backward(trainable, frozen, batch, weights)
-    ours_grads = flat(ours_grads)
-    state = trainer.init_state(trainable)
-    start = time.perf_counter()
-    state, metrics = trainer.train_step(state, frozen, batch, weights)  # compiles
-    ours_loss = float(metrics["loss"])
-    first_step_s = time.perf_counter() - start
-    ours_after = flat(state["params"])
+    def forward(self) -> None:
+        import torch
 
-    reference_loss = float(torch_forward_backward())
-    # Copies: clip_grad_norm_ scales the gradients in place, and .numpy() shares their memory.
-    if lora:
-        shapes = {k: v.shape for k, v in initial.items()}
-        reference_grads = peft_in_our_layout(reference, lambda w: w.grad.numpy().copy(), shapes)
-    else:
-        reference_grads = to_our_layout(
-            cfg, {n: p.grad.numpy().copy() for n, p in reference.named_parameters()}
-        )
-    torch_optimizer_step()
-    torch_opt.zero_grad(set_to_none=True)
-    with torch.no_grad():
-        if lora:
-            reference_after = peft_in_our_layout(reference, lambda w: w.numpy().copy(), shapes)
-        else:
-            reference_after = to_our_layout(
-                cfg, {n: p.numpy().copy() for n, p in reference.named_parameters()}
+        with torch.no_grad():
+            self.loss()
+
+    def forward_backward(self) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        self._forward_backward()
+
+    def optimizer_step(self) -> None:  # the gradients kept from the last backward
+        import torch
+
+        torch.nn.utils.clip_grad_norm_(self.trained, self.args.clip_norm, foreach=True)
+        self.opt.step()
+
+
+def compiled_reference_side(args: Bench, model_dir: str, initial: dict, opt_config) -> ReferenceSide:
+    return ReferenceSide(args, model_dir, initial, opt_config, compiled=True)
+
+
+def main(args: Bench) -> dict:
+    args = with_shape(args)
+    args = with_small(args)
+    import jax
+    import torch
+    import transformers
+
+    reference, weights_source = reference_model(args, args.seq)
+    with tempfile.TemporaryDirectory() as model_dir:
+        reference.save_pretrained(model_dir)
+        del reference
+        with contextlib.ExitStack() as sides:
+            ours = sides.enter_context(open_side(args.isolate, "ours", OursSide, args, model_dir))
+            info = ours.call("describe")
+            initial, opt_config = info["initial"], info["opt_config"]
+            theirs = sides.enter_context(
+                open_side(args.isolate, "reference", ReferenceSide, args, model_dir, initial, opt_config)
             )
+            compiled = None
+            if args.torch_compile:  # a second copy of the same weights, trained on its own
+                side_args = (args, model_dir, initial, opt_config)
+                compiled = sides.enter_context(
+                    open_side(args.isolate, "compiled reference", compiled_reference_side, *side_args)
+                )
+            result = measure(args, ours, theirs, compiled, info, weights_source)
+
+    if args.gemm:
+        bt, d, f, v = args.batch * args.seq, args.hidden, args.intermediate, args.vocab
+        torch.set_num_threads(args.threads or os.cpu_count())
+        result["gemm_gflops"] = [
+            gemm_gflops(bt, d, f, "nn", args.reps),  # gate/up projection forward
+            gemm_gflops(bt, f, d, "nt", args.reps),  # their input gradient: dy @ W^T
+            gemm_gflops(d, bt, f, "tn", args.reps),  # their weight gradient: x^T @ dy
+            gemm_gflops(bt, d, v, "nn", args.reps),  # lm_head forward
+            gemm_gflops(bt, v, d, "nt", args.reps),  # lm_head input gradient
+            gemm_gflops(d, bt, v, "tn", args.reps),  # lm_head weight gradient
+        ]
+    result["machine"] = {
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "torch_threads": args.threads or os.cpu_count(),
+        "jax": jax.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "load_average": list(os.getloadavg()),
+    }
+    print(json.dumps(result, indent=2))
+    return result
+
+
+def measure(args: Bench, ours, theirs, compiled, info: dict, weights_source: str) -> dict:
+    """Agreement after one step, the whole step timed (the sides alternating), and the phases."""
+    import numpy as np
+
+    from clarify_jax.train.flops import peak_flops
+
+    lora, cfg, initial = args.lora_rank > 0, info["cfg"], info["initial"]
+    mine, reference = ours.call("first_step"), theirs.call("first_step")  # ours compiles here
+    if not lora:  # the reference's tensors by HF name, mapped to ours
+        reference["grads"] = to_our_layout(cfg, reference["grads"])
+        reference["after"] = to_our_layout(cfg, reference["after"])
     agreement = {
-        "loss_ours": ours_loss,
-        "loss_reference": reference_loss,
-        "loss_difference": abs(ours_loss - reference_loss),
-        "loss_ours_value_and_grad": float(ours_loss0),
-        "gradient_difference": max_difference(ours_grads, reference_grads),
-        "weight_difference": max_difference(ours_after, reference_after),
-        "max_abs_update": max(float(np.abs(ours_after[k] - initial[k]).max()) for k in initial),
+        "loss_ours": mine["loss"],
+        "loss_reference": reference["loss"],
+        "loss_difference": abs(mine["loss"] - reference["loss"]),
+        "loss_ours_value_and_grad": mine["loss_value_and_grad"],
+        "gradient_difference": max_difference(mine["grads"], reference["grads"]),
+        "weight_difference": max_difference(mine["after"], reference["after"]),
+        "max_abs_update": max(float(np.abs(mine["after"][k] - initial[k]).max()) for k in initial),
         "learning_rate": args.learning_rate,
         "note": "Adam's first step moves each weight by about lr x sign(gradient): weights whose "
         "gradient is ~0 can differ by up to ~2 lr",
     }
+    del mine["grads"], mine["after"], reference
 
-    # ---- the whole step, timed ----
-    holder = {"state": state}
-
-    def ours_step():
-        new_state, step_metrics = trainer.train_step(holder["state"], frozen, batch, weights)
-        holder["state"] = new_state
-        jax.block_until_ready((new_state, step_metrics))
-
-    steps = [ours_step, torch_step]
-    compiled = None
-    if compiled_model is not None:
-        compiled_model.config._attn_implementation = args.torch_attention
-        compiled_loss = torch.compile(lambda: torch_loss(compiled_model))
-        start = time.perf_counter()
-        compiled = torch_trainer(compiled_model, compiled_loss)
-        compiled_loss0 = float(compiled[2]())  # compiles forward and backward
-        compile_s = time.perf_counter() - start
-        steps.append(compiled[2])
+    sides = [ours, theirs] + ([compiled] if compiled is not None else [])
+    steps = [lambda side=side: side.call_timed("step")[1] for side in sides]
     step_times = interleaved_seconds(steps, args.reps, args.warmup)
     ours_times, reference_times = step_times[:2]
-
     n_tokens = args.batch * args.seq
-    flops_per_token = training_flops_per_token(cfg, args.seq, frozen_base=lora)
+    flops_per_token = info["flops_per_token"]
 
     def throughput(times):
         median = statistics.median(times)
@@ -479,10 +601,11 @@ def main(args: Bench) -> dict:
         }
 
     ours_s, reference_s = statistics.median(ours_times), statistics.median(reference_times)
-    peak = peak_flops()
+    reference_info = theirs.call("describe")
+    opt_config, peak = info["opt_config"], peak_flops()
     result = {
         "benchmark": "train_step",
-        "model": model_summary(args, weights_source, model.count_params(params)),
+        "model": model_summary(args, weights_source, info["params"]),
         "batch": args.batch,
         "seq": args.seq,
         "tokens_per_step": n_tokens,
@@ -490,6 +613,7 @@ def main(args: Bench) -> dict:
         "remat": cfg.remat,
         "reps": args.reps,
         "warmup": args.warmup,
+        "isolated": args.isolate,
         "flops_per_token": flops_per_token,
         "lora": {"rank": args.lora_rank, "alpha": args.lora_alpha, "targets": list(LORA_TARGETS)}
         if lora
@@ -507,16 +631,12 @@ def main(args: Bench) -> dict:
             throughput(ours_times),
             impl="Trainer.train_step (jit, donated state, optax adamw)",
             # The first step less a timed one: tracing and XLA compilation, not in median_s.
-            compile_s=first_step_s - ours_s,
-            backend=jax.default_backend(),
+            compile_s=mine["first_step_s"] - ours_s,
+            backend=info["backend"],
             mfu=None if peak is None else flops_per_token * n_tokens / ours_s / peak,
         ),
         "reference": dict(
-            throughput(reference_times),
-            impl=f"transformers {transformers.__version__} ({args.torch_attention}), "
-            + (f"peft {importlib.metadata.version('peft')}, " if lora else "")
-            + f"torch {torch.__version__}, AdamW {args.torch_adamw}, eager",
-            threads=torch.get_num_threads(),
+            throughput(reference_times), impl=reference_info["impl"], threads=reference_info["threads"]
         ),
         "ratio_ours_over_reference": reference_s / ours_s,
         "ratio_per_pair_median": statistics.median(r / o for o, r in zip(ours_times, reference_times)),
@@ -526,47 +646,24 @@ def main(args: Bench) -> dict:
         "agreement": agreement,
     }
     if compiled is not None:
-        compiled_s = statistics.median(step_times[2])
+        compiled_s, compiled_info = statistics.median(step_times[2]), compiled.call("describe")
         result["reference_compiled"] = dict(
             throughput(step_times[2]),
             impl="torch.compile(model + loss)",
-            compile_s=compile_s,
-            first_loss=compiled_loss0,
-            loss_difference=abs(compiled_loss0 - reference_loss),
+            compile_s=compiled_info["compile_s"],
+            first_loss=compiled_info["first_loss"],
+            loss_difference=abs(compiled_info["first_loss"] - agreement["loss_reference"]),
         )
         result["ratio_ours_over_reference_compiled"] = compiled_s / ours_s
 
     # ---- where the time goes: each part alone ----
     if args.phases:
-        state = holder.pop("state")
-        p, opt_state = state["params"], state["opt_state"]
-        grads = ours_forward_backward(p, frozen, batch, weights)[1]
-        holder.update(params=p, opt_state=opt_state)
-
-        def ours_optimizer():
-            holder["opt_state"], holder["params"] = ours_update(grads, holder["opt_state"], holder["params"])
-            jax.block_until_ready(holder["params"])
-
-        def torch_forward():
-            with torch.no_grad():
-                return torch_loss(reference)
-
-        def torch_forward_backward_fresh():
-            torch_opt.zero_grad(set_to_none=True)
-            return torch_forward_backward()
-
-        pairs = {
-            "forward": (lambda: ours_forward(p, frozen, batch, weights).block_until_ready(), torch_forward),
-            "forward_backward": (
-                lambda: jax.block_until_ready(ours_forward_backward(p, frozen, batch, weights)),
-                torch_forward_backward_fresh,
-            ),
-            "optimizer": (ours_optimizer, torch_optimizer_step),  # grads kept from the last backward
-        }
+        ours.call("start_phases")
         phases = {}
-        for name, fns in pairs.items():
+        for name in ("forward", "forward_backward", "optimizer_step"):
+            fns = [lambda side=side: side.call_timed(name)[1] for side in (ours, theirs)]
             ours_phase, reference_phase = map(statistics.median, interleaved_seconds(fns, args.reps, 1))
-            phases[name] = {
+            phases[name.removesuffix("_step")] = {
                 "ours_s": ours_phase,
                 "reference_s": reference_phase,
                 "ratio_ours_over_reference": reference_phase / ours_phase,
@@ -579,29 +676,6 @@ def main(args: Bench) -> dict:
             "ratio_ours_over_reference": reference_backward / ours_backward,
         }
         result["phases"] = phases
-
-    if args.gemm:
-        bt, d, f, v = n_tokens, args.hidden, args.intermediate, args.vocab
-        result["gemm_gflops"] = [
-            gemm_gflops(bt, d, f, "nn", args.reps),  # gate/up projection forward
-            gemm_gflops(bt, f, d, "nt", args.reps),  # their input gradient: dy @ W^T
-            gemm_gflops(d, bt, f, "tn", args.reps),  # their weight gradient: x^T @ dy
-            gemm_gflops(bt, d, v, "nn", args.reps),  # lm_head forward
-            gemm_gflops(bt, v, d, "nt", args.reps),  # lm_head input gradient
-            gemm_gflops(d, bt, v, "tn", args.reps),  # lm_head weight gradient
-        ]
-
-    result["machine"] = {
-        "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(),
-        "torch_threads": torch.get_num_threads(),
-        "jax": jax.__version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "load_average": list(os.getloadavg()),
-    }
-    print(json.dumps(result, indent=2))
     return result
 
 
