@@ -1,17 +1,23 @@
 """One side of a benchmark (ours, or the PyTorch reference) in a process of its own.
 
-In one process the two share the allocator, the CPU caches and the thread pools, and that is not
-neutral: on SmolLM2's shape our bare LoRA loss (forward+backward, fresh processes, 2026-12-02)
-took 12.2 s alone and 14.7 s with a PEFT step between its rounds (medians of 4 runs each; glibc's
-malloc thresholds and OMP_WAIT_POLICY made no difference), while PEFT's own time did not move. A
-user runs either alone, so the benchmarks build each side in a spawned process and alternate them
-over pipes: both still see the same machine load, neither sees the other's state, and the side
-that waits uses no CPU.
+In one process the two share the allocator, the CPU caches and the thread pools: a user runs
+either alone, so the benchmarks build each side in a spawned process and alternate them over
+pipes. Both still see the same machine load, neither sees the other's state, and the side that
+waits uses no CPU.
+
+Alternating still costs the side that takes more fresh memory per call. XLA:CPU takes a step's
+temporaries as one allocation (3.3 GB for a SmolLM2-135M LoRA step of 4 x 512), which glibc maps
+and unmaps at every call: 747K page faults a step. Run back to back, alone, they cost 1.5-2 s of
+kernel time a step; right after a PEFT step 5-9 s, and 3 s after one untimed step of our own,
+while PEFT's kernel time stayed near 1 s either way (2026-12-02). The likely reason is the VM: it
+hands freed pages back to its host (Linux free page reporting, on in the Firecracker VMs
+this project runs on), so memory freed while the other side ran comes back slowly. This, not sharing a
+process, accounts for the slowdown a shared process showed. `settle` gives each timed call the
+steady state of a training loop: untimed calls of the same side just before it.
 
 A side is any object built by a picklable factory; `SideProcess.call(name, *args)` runs one of its
 methods in the child and returns the result (pickled back), `call_timed` with the seconds it took
-there. `LocalSide` gives the same interface
-in this process, for `--no-isolate` comparisons.
+there. `LocalSide` gives the same interface in this process, for `--no-isolate` comparisons.
 """
 
 from __future__ import annotations
@@ -117,16 +123,19 @@ class LocalSide:
         self.close()
 
 
-def interleaved_seconds(fns, reps: int, warmup: int) -> list[list[float]]:
+def interleaved_seconds(fns, reps: int, warmup: int, settle: int = 0) -> list[list[float]]:
     """Times `fns` in turn, `reps` rounds after `warmup` untimed ones, so that all see the same
-    machine load. A function that returns a float (`lambda: side.call_timed(...)[1]`) gives its
-    own seconds; any other is timed here."""
+    machine load; with `settle`, each timed call follows that many untimed calls of the same
+    function (see the module's docstring). A function that returns a float
+    (`lambda: side.call_timed(...)[1]`) gives its own seconds; any other is timed here."""
     for _ in range(warmup):
         for fn in fns:
             fn()
     times = [[] for _ in fns]
     for _ in range(reps):
         for fn, fn_times in zip(fns, times):
+            for _ in range(settle):
+                fn()
             start = time.perf_counter()
             seconds = fn()
             fn_times.append(seconds if isinstance(seconds, float) else time.perf_counter() - start)

@@ -29,14 +29,15 @@ values (ours, copied into PEFT's lora_A / lora_B), so the agreement compares the
 gradients and updated values.
 
 Each side is built and run in a process of its own (`--no-isolate`: both in this one), the way a
-user runs either: sharing one process slowed our bare LoRA loss by about 1.2x on SmolLM2's shape
-and left PEFT's as it was (see bench_process.py). Timings are medians over --reps runs after
---warmup runs (our first step compiles), the two processes taking turns so that both see the same
-machine load; `ratio_per_pair_median` is the median of the per-round ratios and `ratio_best`
-compares the fastest runs. On a busy machine (see machine.load_average) the numbers swing by 2x
-and torch suffers more than XLA (its OpenMP barriers wait for descheduled threads), so a ratio
-near 1 under load is not a win: trust the phases and the best times of a quiet run, and rerun with
-more --reps.
+user runs either. Alternating still costs the side that takes more fresh memory per call on a VM
+that hands freed pages back to its host (see bench_process.py); `--settle 1` times each call right
+after an untimed one of the same side, the steady state of a training loop. Timings are medians
+over --reps runs after --warmup runs (our first step compiles), the two processes taking turns so
+that both see the same machine load; `ratio_per_pair_median` is the median of the per-round ratios
+and `ratio_best` compares the fastest runs. On a busy machine (see machine.load_average) the
+numbers swing by 2x and torch suffers more than XLA (its OpenMP barriers wait for descheduled
+threads), so a ratio near 1 under load is not a win: trust the phases and the best times of a
+quiet run, and rerun with more --reps.
 
     python scripts/bench_train.py            # ~46M llama (hidden 512, 4 layers), batch 4 x 512: ~6 min
     python scripts/bench_train.py --small    # a tiny config, under a minute
@@ -119,6 +120,10 @@ class Bench:
     lora_alpha: float = 32.0
     remat: Literal["none", "full", "dots", "dots_no_batch"] = "none"
     """Our activation rematerialisation per layer (ModelConfig.remat; imported late, like jax)."""
+    settle: int = 0
+    """Untimed calls of a side just before each of its timed ones (steps and phases): the steady
+    state of a training loop, where a step's freed memory is reused at once (see bench_process.py
+    for what alternating costs on a VM that hands freed pages back to its host)."""
     isolate: bool = True
     """Build ours and the reference each in a process of its own (scripts/bench_process.py), as a
     user runs either; --no-isolate builds both in this process (they then share its allocator,
@@ -585,7 +590,7 @@ def measure(args: Bench, ours, theirs, compiled, info: dict, weights_source: str
 
     sides = [ours, theirs] + ([compiled] if compiled is not None else [])
     steps = [lambda side=side: side.call_timed("step")[1] for side in sides]
-    step_times = interleaved_seconds(steps, args.reps, args.warmup)
+    step_times = interleaved_seconds(steps, args.reps, args.warmup, args.settle)
     ours_times, reference_times = step_times[:2]
     n_tokens = args.batch * args.seq
     flops_per_token = info["flops_per_token"]
@@ -612,6 +617,7 @@ def measure(args: Bench, ours, theirs, compiled, info: dict, weights_source: str
         "dtype": "float32",
         "remat": cfg.remat,
         "reps": args.reps,
+        "settle": args.settle,
         "warmup": args.warmup,
         "isolated": args.isolate,
         "flops_per_token": flops_per_token,
@@ -662,7 +668,9 @@ def measure(args: Bench, ours, theirs, compiled, info: dict, weights_source: str
         phases = {}
         for name in ("forward", "forward_backward", "optimizer_step"):
             fns = [lambda side=side: side.call_timed(name)[1] for side in (ours, theirs)]
-            ours_phase, reference_phase = map(statistics.median, interleaved_seconds(fns, args.reps, 1))
+            ours_phase, reference_phase = map(
+                statistics.median, interleaved_seconds(fns, args.reps, 1, args.settle)
+            )
             phases[name.removesuffix("_step")] = {
                 "ours_s": ours_phase,
                 "reference_s": reference_phase,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-from bench_process import LocalSide, SideError, SideProcess  # noqa: E402
+from bench_process import LocalSide, SideError, SideProcess, interleaved_seconds  # noqa: E402
 
 
 def test_a_side_keeps_its_state_in_its_own_process_and_reports_the_seconds():
@@ -37,3 +37,15 @@ def test_a_local_side_answers_the_same_calls():
     with LocalSide("counter", collections.Counter, "abca") as side:
         assert side.call("most_common", 1) == [("a", 2)]
         assert side.call_timed("total")[0] == 4
+
+
+def test_interleaved_seconds_alternates_and_settles_each_timed_call():
+    calls = []
+    fns = [lambda: calls.append("a") or 1.5, lambda: calls.append("b")]
+    times = interleaved_seconds(fns, reps=2, warmup=1, settle=1)
+    assert calls == ["a", "b"] + ["a", "a", "b", "b"] * 2
+    assert times[0] == [1.5, 1.5]  # a float returned is the call's own seconds
+    assert len(times[1]) == 2 and all(0 <= t < 60 for t in times[1])
+    calls.clear()
+    interleaved_seconds(fns, reps=1, warmup=0)
+    assert calls == ["a", "b"]
