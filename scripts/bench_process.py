@@ -10,10 +10,10 @@ temporaries as one allocation (3.3 GB for a SmolLM2-135M LoRA step of 4 x 512), 
 and unmaps at every call: 747K page faults a step. Run back to back, alone, they cost 1.5-2 s of
 kernel time a step; right after a PEFT step 5-9 s, and 3 s after one untimed step of our own,
 while PEFT's kernel time stayed near 1 s either way (2026-12-02). The likely reason is the VM: it
-hands freed pages back to its host (Linux free page reporting, on in the Firecracker VMs
-this project runs on), so memory freed while the other side ran comes back slowly. This, not sharing a
-process, accounts for the slowdown a shared process showed. `settle` gives each timed call the
-steady state of a training loop: untimed calls of the same side just before it.
+hands freed pages back to its host (Linux free page reporting, on in the Firecracker VMs this
+project runs on), so memory freed while the other side ran comes back slowly. The slowdown that
+a shared process showed is most likely this one. `settle` gives each timed call the steady state
+of a training loop: untimed calls of the same side just before it.
 
 A side is any object built by a picklable factory; `SideProcess.call(name, *args)` runs one of its
 methods in the child and returns the result (pickled back), `call_timed` with the seconds it took
