@@ -108,7 +108,8 @@ class SampleOutput:
 @dataclasses.dataclass(frozen=True)
 class DecodeLoop:
     """Everything that fixes the compiled program: one instance per compile, hashed as jit's static
-    argument. `run` prefills the prompts, then decodes in one `lax.while_loop`."""
+    argument. `prefill` fills the cache with the prompts, `decode` runs the `lax.while_loop`; `run_loop`
+    calls both."""
 
     cfg: ModelConfig
     choice: TokenChoice
@@ -118,17 +119,8 @@ class DecodeLoop:
     sharding: LogicalSharding | None = None
     unstack_layers: bool = False  # decode over per-layer copies of the weights and cache (see `Sampler`)
 
-    def run(self, params: Params, prompts: Prompts, knobs: Knobs) -> tuple[jax.Array, jax.Array]:
-        """Sampled ids [R * num_samples, max_new_tokens] (row p * num_samples + j is sample j of
-        prompt p; EMPTY after a stop id) and the number of steps run."""
-        state = self._prefill(params, prompts)
-        if self.unstack_layers:  # copies made once per call, outside the loop; the prefill scans
-            params = unstack_layers(params)
-            state = state.replace(cache=state.cache.unstack().constrain(self.sharding))
-        state = jax.lax.while_loop(self._unfinished, lambda s: self._step(params, knobs, s), state)
-        return state.output, state.step
-
-    def _prefill(self, params: Params, prompts: Prompts) -> DecodeState:
+    def prefill(self, params: Params, prompts: Prompts) -> DecodeState:
+        """The prompts but their last tokens written into a fresh cache; the loop's first state."""
         rows, width = prompts.prefix.shape
         cache = KVCache.empty(self.cfg, rows, width + self.max_new_tokens, self.cache_dtype)
         segments = (jnp.arange(width)[None, :] < (prompts.lengths - 1)[:, None]).astype(jnp.int32)
@@ -152,6 +144,16 @@ class DecodeLoop:
             output=jnp.full((last.shape[0], self.max_new_tokens), EMPTY, jnp.int32),
             cache=cache.constrain(self.sharding),
         )
+
+    def decode(self, params: Params, knobs: Knobs, state: DecodeState) -> tuple[jax.Array, jax.Array]:
+        """Decodes from a prefilled state in one `lax.while_loop`: the sampled ids
+        [R * num_samples, max_new_tokens] (row p * num_samples + j is sample j of prompt p; EMPTY
+        after a stop id) and the number of steps run."""
+        if self.unstack_layers:  # copies made once per call, outside the loop; the prefill scans
+            params = unstack_layers(params)
+            state = state.replace(cache=state.cache.unstack().constrain(self.sharding))
+        state = jax.lax.while_loop(self._unfinished, lambda s: self._step(params, knobs, s), state)
+        return state.output, state.step
 
     def _unfinished(self, s: DecodeState) -> jax.Array:
         return (s.step < self.max_new_tokens) & ~jnp.all(s.done)
@@ -178,13 +180,25 @@ class DecodeLoop:
         )
 
 
-run_loop = jax.jit(DecodeLoop.run, static_argnums=0)
-# XLA:CPU's YNNPACK fusions (on by default in jaxlib 0.10) made this function's prefill 1.4x and its
-# decode steps 1.5x slower on SmolLM2-135M (2 cores, batch 16, 768 cache slots); the train step,
-# though, ran 13% faster with them, so they are turned off for sampling on CPU only.
-_run_loop_on_cpu = jax.jit(
-    DecodeLoop.run, static_argnums=0, compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""}
+_prefill = jax.jit(DecodeLoop.prefill, static_argnums=0)
+# XLA:CPU's YNNPACK fusions (on by default in jaxlib 0.10) made the prefill 1.2x slower on
+# SmolLM2-135M (2 cores, batch 16, prompts of 128 and 576), so the prefill turns them off on CPU;
+# the decode loop keeps them: its steps ran 1.17x faster with them at 609 cache slots.
+_prefill_on_cpu = jax.jit(
+    DecodeLoop.prefill, static_argnums=0, compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""}
 )
+_decode = jax.jit(DecodeLoop.decode, static_argnums=0)
+
+
+def run_loop(loop: DecodeLoop, params: Params, prompts: Prompts, knobs: Knobs) -> tuple[jax.Array, jax.Array]:
+    """Prefills the prompts, then decodes (two jitted calls: each gets its own compiler options).
+    Returns `DecodeLoop.decode`'s sampled ids and step count."""
+    state = (_prefill_on_cpu if _on_cpu(params) else _prefill)(loop, params, prompts)
+    return _decode(loop, params, knobs, state)
+
+
+def _on_cpu(params: Params) -> bool:
+    return {d.platform for d in jax.tree.leaves(params)[0].devices()} == {"cpu"}
 
 
 def bucket_length(n: int, buckets: Sequence[int], limit: int) -> int:
@@ -261,7 +275,6 @@ class Sampler:
         stop_ids = tuple(dict.fromkeys(self.stop_token_ids + tuple(config.stop_token_ids)))
         if rng is None or isinstance(rng, int):
             rng = jax.random.key(rng or 0)
-        on_cpu = {d.platform for d in jax.tree.leaves(self.params)[0].devices()} == {"cpu"}
         loop = DecodeLoop(
             self.cfg,
             TokenChoice.of(config, self.cfg.vocab_size),
@@ -269,9 +282,9 @@ class Sampler:
             config.num_samples,
             self.cache_dtype,
             self.sharding,
-            on_cpu if self.unstack_layers is None else self.unstack_layers,
+            _on_cpu(self.params) if self.unstack_layers is None else self.unstack_layers,
         )
-        output, steps = (_run_loop_on_cpu if on_cpu else run_loop)(
+        output, steps = run_loop(
             loop, self.params, Prompts.pack(prompts, width), Knobs.of(config, stop_ids, rng)
         )
         output, n = np.asarray(output), config.num_samples
