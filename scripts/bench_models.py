@@ -1,7 +1,8 @@
 """The benchmarks' reference model: a random llama of the sizes on the command line, or the shape of
 SmolLM2-135M-Instruct (`--shape smollm2-135m`: 30 layers of width 576, 9 query and 3 KV heads, tied
 embeddings, vocabulary 49,152), with its real weights once `make smollm2` has converted them and
-random ones of that shape otherwise. Both sides load the same weights: the benchmark saves the
+random ones of that shape otherwise, or Llama-3.2-1B's shape with random weights (`--shape
+llama3.2-1b`, the accelerator checks' default). Both sides load the same weights: the benchmark saves the
 reference and loads ours from that directory.
 """
 
@@ -13,6 +14,8 @@ from pathlib import Path
 
 SHAPES = {
     "smollm2-135m": dict(hidden=576, layers=30, heads=9, kv_heads=3, intermediate=1536, vocab=49152),
+    # Llama-3.2-1B's shape (1.24B parameters, tied embeddings): the accelerator checks' ~1B llama.
+    "llama3.2-1b": dict(hidden=2048, layers=16, heads=32, kv_heads=8, intermediate=8192, vocab=128256),
 }
 
 
@@ -58,6 +61,15 @@ def reference_model(args, max_positions: int = 2048):
     )
     torch.manual_seed(0)
     return transformers.LlamaForCausalLM(config), "random"
+
+
+def torch_joint_loss(logits, targets, masks, weights):
+    """Our joint loss in torch: sum over kinds of weight x mean cross-entropy over the kind's mask."""
+    import torch.nn.functional as F
+
+    cross_entropy = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+    cross_entropy = cross_entropy.view_as(targets)
+    return sum(w * (cross_entropy * m).sum() / m.sum().clamp(min=1.0) for w, m in zip(weights, masks))
 
 
 def _smollm2_hf_dir() -> Path | None:

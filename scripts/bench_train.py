@@ -59,7 +59,12 @@ import time
 from typing import Literal
 
 import tyro
-from bench_models import model_summary, reference_model, with_shape  # scripts/ is on sys.path
+from bench_models import (
+    model_summary,
+    reference_model,
+    torch_joint_loss,
+    with_shape,
+)  # scripts/ is on sys.path
 from bench_process import interleaved_seconds, open_side
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -158,15 +163,6 @@ def make_batch(args: Bench):
         "clarify_mask": np.broadcast_to(clarify.astype(np.float32), (b, t)).copy(),
         "code_mask": np.broadcast_to(code.astype(np.float32), (b, t)).copy(),
     }
-
-
-def torch_joint_loss(logits, targets, masks, weights):
-    """Our joint loss in torch: sum over kinds of weight x mean cross-entropy over the kind's mask."""
-    import torch.nn.functional as F
-
-    cross_entropy = F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
-    cross_entropy = cross_entropy.view_as(targets)
-    return sum(w * (cross_entropy * m).sum() / m.sum().clamp(min=1.0) for w, m in zip(weights, masks))
 
 
 def to_our_layout(cfg, tensors: dict) -> dict[str, object]:

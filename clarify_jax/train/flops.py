@@ -1,4 +1,5 @@
-"""Model FLOPs per token and chip peaks, for MFU (the scaling book's accounting).
+"""Model FLOPs per token and chip peaks, for MFU (the scaling book's accounting) and for the
+memory-bandwidth bound of decoding.
 
 Training FLOPs per token = 6 N (forward 2N, backward 4N over the matmul weights N) plus attention:
 12 L T N H for the score and value matmuls at sequence length T (counted over the full T x T
@@ -27,6 +28,22 @@ PEAK_FLOPS = {
 }
 
 
+# Peak memory (HBM) bandwidth per chip, bytes/s (vendor figures): a batch-1 decode step reads every
+# weight once, so weight bytes / this is its floor.
+PEAK_MEMORY_BANDWIDTH = {
+    "TPU v4": 1.2e12,
+    "TPU v5 lite": 819e9,
+    "TPU v5e": 819e9,
+    "TPU v5": 2.765e12,
+    "TPU v5p": 2.765e12,
+    "TPU v6 lite": 1.64e12,
+    "TPU v6e": 1.64e12,
+    "NVIDIA H100": 3.35e12,  # SXM (HBM3); the PCIe card has 2.0e12
+    "NVIDIA H200": 4.8e12,
+    "NVIDIA A100": 2.039e12,  # 80 GB SXM; the 40 GB card has 1.555e12
+}
+
+
 def matmul_params(cfg: ModelConfig) -> int:
     """Weights that take part in matmuls: everything but the embedding lookup table (which still
     counts when it is tied to the LM head) and the norm scales."""
@@ -43,9 +60,18 @@ def training_flops_per_token(cfg: ModelConfig, seq_len: int, frozen_base: bool =
 
 def peak_flops(device: jax.Device | None = None) -> float | None:
     """The chip's dense bf16 peak, or None where unknown (CPUs)."""
+    return _by_kind(PEAK_FLOPS, device)
+
+
+def peak_memory_bandwidth(device: jax.Device | None = None) -> float | None:
+    """The chip's peak memory bandwidth in bytes/s, or None where unknown (CPUs)."""
+    return _by_kind(PEAK_MEMORY_BANDWIDTH, device)
+
+
+def _by_kind(table: dict[str, float], device: jax.Device | None) -> float | None:
     device = device or jax.devices()[0]
     kind = getattr(device, "device_kind", "")
-    for name in sorted(PEAK_FLOPS, key=len, reverse=True):  # "TPU v5 lite" before "TPU v5"
+    for name in sorted(table, key=len, reverse=True):  # "TPU v5 lite" before "TPU v5"
         if kind.startswith(name):
-            return PEAK_FLOPS[name]
+            return table[name]
     return None
