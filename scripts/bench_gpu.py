@@ -44,7 +44,13 @@ os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 _SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [_SCRIPTS, os.path.dirname(_SCRIPTS)]
 
-from bench_models import model_summary, reference_model, torch_joint_loss, with_shape  # noqa: E402
+from bench_models import (  # noqa: E402
+    model_summary,
+    reference_model,
+    torch_joint_loss,
+    training_batch,
+    with_shape,
+)
 
 
 @dataclasses.dataclass
@@ -88,25 +94,9 @@ def timed(fn, reps: int, warmup: int) -> list[float]:
 
 
 def make_batch(args: Bench):
-    """Random tokens; every position but the last predicts the next token, the first half of
-    each row as clarify targets, the second half as code targets (so the LM head runs on every
-    token, as the FLOP count assumes)."""
-    import numpy as np
-
-    b, t = args.batch, args.seq
-    tokens = np.random.default_rng(0).integers(0, args.vocab, (b, t)).astype(np.int32)
-    position = np.arange(t)
-    has_next = position < t - 1
-    clarify = (position < t // 2) & has_next
-    code = (position >= t // 2) & has_next
-    return {
-        "tokens": tokens,
-        "segment_ids": np.ones((b, t), np.int32),
-        "positions": np.broadcast_to(position.astype(np.int32), (b, t)).copy(),
-        "targets": np.where(has_next, np.roll(tokens, -1, axis=1), 0).astype(np.int32),
-        "clarify_mask": np.broadcast_to(clarify.astype(np.float32), (b, t)).copy(),
-        "code_mask": np.broadcast_to(code.astype(np.float32), (b, t)).copy(),
-    }
+    """Every position but the last a target (first half clarify, second half code), so that the LM
+    head runs on every token, as the FLOP count assumes."""
+    return training_batch(args.batch, args.seq, args.vocab, first_target=0)
 
 
 def optimizer_config():

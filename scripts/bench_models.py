@@ -2,8 +2,8 @@
 SmolLM2-135M-Instruct (`--shape smollm2-135m`: 30 layers of width 576, 9 query and 3 KV heads, tied
 embeddings, vocabulary 49,152), with its real weights once `make smollm2` has converted them and
 random ones of that shape otherwise, or Llama-3.2-1B's shape with random weights (`--shape
-llama3.2-1b`, the accelerator checks' default). Both sides load the same weights: the benchmark saves the
-reference and loads ours from that directory.
+llama3.2-1b`, the accelerator checks' default). Both sides load the same weights: the benchmark
+saves the reference and loads ours from that directory.
 """
 
 from __future__ import annotations
@@ -61,6 +61,27 @@ def reference_model(args, max_positions: int = 2048):
     )
     torch.manual_seed(0)
     return transformers.LlamaForCausalLM(config), "random"
+
+
+def training_batch(batch: int, seq: int, vocab: int, first_target: int) -> dict:
+    """Random tokens, one sequence per row; positions from `first_target` on (but the last)
+    predict the next token, the first half of them as clarify targets, the rest as code targets."""
+    import numpy as np
+
+    tokens = np.random.default_rng(0).integers(0, vocab, (batch, seq)).astype(np.int32)
+    position = np.arange(seq)
+    has_next = position < seq - 1
+    split = (first_target + seq) // 2
+    clarify = (position >= first_target) & (position < split) & has_next
+    code = (position >= split) & has_next
+    return {
+        "tokens": tokens,
+        "segment_ids": np.ones((batch, seq), np.int32),
+        "positions": np.broadcast_to(position.astype(np.int32), (batch, seq)).copy(),
+        "targets": np.where(has_next, np.roll(tokens, -1, axis=1), 0).astype(np.int32),
+        "clarify_mask": np.broadcast_to(clarify.astype(np.float32), (batch, seq)).copy(),
+        "code_mask": np.broadcast_to(code.astype(np.float32), (batch, seq)).copy(),
+    }
 
 
 def torch_joint_loss(logits, targets, masks, weights):

@@ -59,12 +59,9 @@ import time
 from typing import Literal
 
 import tyro
-from bench_models import (
-    model_summary,
-    reference_model,
-    torch_joint_loss,
-    with_shape,
-)  # scripts/ is on sys.path
+
+# scripts/ is on sys.path
+from bench_models import model_summary, reference_model, torch_joint_loss, training_batch, with_shape
 from bench_process import interleaved_seconds, open_side
 
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -145,24 +142,9 @@ def with_small(args: Bench) -> Bench:
 
 
 def make_batch(args: Bench):
-    """Random tokens, one sequence per row; targets are the next tokens, and the second half of
-    each row is clarify targets then code targets (the last position has no target)."""
-    import numpy as np
-
-    b, t = args.batch, args.seq
-    tokens = np.random.default_rng(0).integers(0, args.vocab, (b, t)).astype(np.int32)
-    position = np.arange(t)
-    has_next = position < t - 1
-    clarify = (position >= t // 2) & (position < 3 * t // 4) & has_next
-    code = (position >= 3 * t // 4) & has_next
-    return {
-        "tokens": tokens,
-        "segment_ids": np.ones((b, t), np.int32),
-        "positions": np.broadcast_to(position.astype(np.int32), (b, t)).copy(),
-        "targets": np.where(has_next, np.roll(tokens, -1, axis=1), 0).astype(np.int32),
-        "clarify_mask": np.broadcast_to(clarify.astype(np.float32), (b, t)).copy(),
-        "code_mask": np.broadcast_to(code.astype(np.float32), (b, t)).copy(),
-    }
+    """Targets on the second half of each row, as a dialogue's answer follows its prompt: clarify
+    targets then code targets (the last position has none)."""
+    return training_batch(args.batch, args.seq, args.vocab, first_target=args.seq // 2)
 
 
 def to_our_layout(cfg, tensors: dict) -> dict[str, object]:
