@@ -113,3 +113,22 @@ def test_cache_rows_repeat_in_place_and_padding_stays_empty(tiny_models):
         assert np.array_equal(per_layer.k[layer], repeated.k[layer])
         assert np.array_equal(per_layer.v[layer], repeated.v[layer])
     assert np.array_equal(per_layer.pos, repeated.pos)
+
+
+def test_a_prefill_as_wide_as_its_prompt_then_room_decodes_like_one_wide_cache(tiny_models):
+    """The sampler prefills into a cache of the prompt's width and adds the new tokens' slots after
+    (`with_room`): the added slots are empty, the written ones unchanged, and decoding on gives
+    the plain forward's logits."""
+    cfg, params = hf.load_pretrained(tiny_models("llama"))
+    full = np.asarray(model.forward(cfg, params, TOKENS))
+    narrow = model.KVCache.empty(cfg, batch=2, slots=5)
+    logits, narrow = model.forward_with_cache(cfg, params, jnp.asarray(TOKENS[:, :5]), narrow)
+    cache = narrow.with_room(7)
+    assert cache.slots == 12 and int(cache.index) == 5
+    assert np.array_equal(cache.k[:, :, :, :5], narrow.k) and np.array_equal(cache.v[:, :, :, :5], narrow.v)
+    assert not np.asarray(cache.k[:, :, :, 5:]).any() and (np.asarray(cache.pos[:, 5:]) == -1).all()
+    steps = [np.asarray(logits)]
+    for t in range(5, 12):
+        logits, cache = model.forward_with_cache(cfg, params, jnp.asarray(TOKENS[:, t : t + 1]), cache)
+        steps.append(np.asarray(logits))
+    assert np.abs(np.concatenate(steps, axis=1) - full).max() <= 1e-5

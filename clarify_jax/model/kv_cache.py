@@ -111,6 +111,17 @@ class KVCache:
             for buffer in (self.k, self.v)
         )
 
+    def with_room(self, slots: int) -> KVCache:
+        """This cache with `slots` more empty slots after its last (a copy). A prefill into a cache
+        only as wide as its prompts attends over their slots alone; the room for new tokens comes
+        after."""
+
+        def pad(x, axes):
+            fill = EMPTY_SLOT if jnp.issubdtype(x.dtype, jnp.integer) else 0
+            return jnp.pad(x, [(0, slots if a == "length" else 0) for a in axes], constant_values=fill)
+
+        return self._map(pad, "length")
+
     def repeat_rows(self, times: int) -> KVCache:
         """Every row `times` times in a row (row b becomes rows b * times ... b * times + times - 1):
         one prefill shared by several samples of the same prompt."""

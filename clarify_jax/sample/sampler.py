@@ -122,7 +122,9 @@ class DecodeLoop:
     def prefill(self, params: Params, prompts: Prompts) -> DecodeState:
         """The prompts but their last tokens written into a fresh cache; the loop's first state."""
         rows, width = prompts.prefix.shape
-        cache = KVCache.empty(self.cfg, rows, width + self.max_new_tokens, self.cache_dtype)
+        # A cache as wide as the prompts, so the prefill's attention spans their slots alone (with
+        # the new tokens' slots too it took 1.16x as long: 32 prompts of 384, 256 new tokens).
+        cache = KVCache.empty(self.cfg, rows, width, self.cache_dtype)
         segments = (jnp.arange(width)[None, :] < (prompts.lengths - 1)[:, None]).astype(jnp.int32)
         _, cache = forward_with_cache(
             self.cfg,
@@ -132,6 +134,7 @@ class DecodeLoop:
             segment_ids=segments,
             sharding=self.sharding,
         )
+        cache = cache.with_room(self.max_new_tokens)
         last, lengths, active = prompts.last, prompts.lengths, prompts.active
         if self.num_samples > 1:
             cache = cache.repeat_rows(self.num_samples)
