@@ -45,6 +45,7 @@ _SCRIPTS = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [_SCRIPTS, os.path.dirname(_SCRIPTS)]
 
 from bench_models import (  # noqa: E402
+    SHAPES,
     model_summary,
     reference_model,
     torch_joint_loss,
@@ -52,16 +53,19 @@ from bench_models import (  # noqa: E402
     with_shape,
 )
 
+DEFAULT_SHAPE = "llama3.2-1b"
+
 
 @dataclasses.dataclass
 class Bench:
-    shape: str = "llama3.2-1b"
-    hidden: int = 2048
-    layers: int = 16
-    heads: int = 32
-    kv_heads: int = 8
-    intermediate: int = 8192
-    vocab: int = 128256
+    shape: str = DEFAULT_SHAPE
+    """A shape of bench_models.SHAPES, or custom: the sizes below (which default to that shape's)."""
+    hidden: int = SHAPES[DEFAULT_SHAPE]["hidden"]
+    layers: int = SHAPES[DEFAULT_SHAPE]["layers"]
+    heads: int = SHAPES[DEFAULT_SHAPE]["heads"]
+    kv_heads: int = SHAPES[DEFAULT_SHAPE]["kv_heads"]
+    intermediate: int = SHAPES[DEFAULT_SHAPE]["intermediate"]
+    vocab: int = SHAPES[DEFAULT_SHAPE]["vocab"]
     dtype: str = "bfloat16"
     batch: int = 8
     seq: int = 2048
