@@ -13,7 +13,9 @@ With n samples per prompt the prefilled cache is repeated n times instead of pre
 from __future__ import annotations
 
 import dataclasses
+import platform
 from collections.abc import Sequence
+from pathlib import Path
 
 import flax.struct
 import jax
@@ -183,21 +185,36 @@ class DecodeLoop:
         )
 
 
+def _cpu_has_avx512() -> bool | None:
+    """Whether this x86 CPU has AVX-512 (Linux's /proc/cpuinfo flags); None elsewhere."""
+    if platform.machine().lower() not in ("x86_64", "amd64"):
+        return None
+    try:
+        return " avx512f" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return None
+
+
+# XLA:CPU's YNNPACK fusions (on by default in jaxlib 0.10) decide the CPU options. Measured on
+# SmolLM2-135M, 2 cores, batch 16, each in one process against the other: the prefill ran 1.2x
+# (AVX-512) and 1.38x (AVX2 only) faster without them, so it never uses them on CPU. The decode loop
+# ran 1.17x faster with them on AVX-512 (609 cache slots; 1.05x at 161), but 1.27x (640 slots) and
+# 1.2x (160) slower with them on an AVX2-only CPU, so it turns them off there alone.
+_NO_YNN = {"xla_cpu_experimental_ynn_fusion_type": ""}
 _prefill = jax.jit(DecodeLoop.prefill, static_argnums=0)
-# XLA:CPU's YNNPACK fusions (on by default in jaxlib 0.10) made the prefill 1.2x slower on
-# SmolLM2-135M (2 cores, batch 16, prompts of 128 and 576), so the prefill turns them off on CPU;
-# the decode loop keeps them: its steps ran 1.17x faster with them at 609 cache slots.
-_prefill_on_cpu = jax.jit(
-    DecodeLoop.prefill, static_argnums=0, compiler_options={"xla_cpu_experimental_ynn_fusion_type": ""}
-)
+_prefill_on_cpu = jax.jit(DecodeLoop.prefill, static_argnums=0, compiler_options=_NO_YNN)
 _decode = jax.jit(DecodeLoop.decode, static_argnums=0)
+_decode_on_cpu = jax.jit(
+    DecodeLoop.decode, static_argnums=0, compiler_options=_NO_YNN if _cpu_has_avx512() is False else {}
+)
 
 
 def run_loop(loop: DecodeLoop, params: Params, prompts: Prompts, knobs: Knobs) -> tuple[jax.Array, jax.Array]:
     """Prefills the prompts, then decodes (two jitted calls: each gets its own compiler options).
     Returns `DecodeLoop.decode`'s sampled ids and step count."""
-    state = (_prefill_on_cpu if _on_cpu(params) else _prefill)(loop, params, prompts)
-    return _decode(loop, params, knobs, state)
+    on_cpu = _on_cpu(params)
+    state = (_prefill_on_cpu if on_cpu else _prefill)(loop, params, prompts)
+    return (_decode_on_cpu if on_cpu else _decode)(loop, params, knobs, state)
 
 
 def _on_cpu(params: Params) -> bool:
