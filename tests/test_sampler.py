@@ -196,14 +196,15 @@ def test_layer_scan_equals_unstacked_layers(llama, greedy):
 
 @pytest.mark.parametrize("ynn", [True, False])
 def test_decode_loop_with_and_without_ynnpack_fusions(llama, greedy, monkeypatch, ynn):
-    """On CPU the decode loop's YNNPACK setting depends on the CPU (AVX-512 or not); either
-    setting, whichever this machine would pick, gives the same tokens."""
+    """On CPU the decode loop's YNNPACK setting depends on the CPU (AVX-512 or not) and the rows;
+    either setting, whichever this machine would pick, gives the same tokens."""
     from clarify_jax.sample import sampler as sampler_module
 
     options = {} if ynn else {"xla_cpu_experimental_ynn_fusion_type": ""}
     decode = jax.jit(sampler_module.DecodeLoop.decode, static_argnums=0, compiler_options=options)
     calls = []
-    monkeypatch.setattr(sampler_module, "_decode_on_cpu", lambda *a: calls.append(1) or decode(*a))
+    for name in ("_decode", "_decode_without_ynn"):
+        monkeypatch.setattr(sampler_module, name, lambda *a: calls.append(1) or decode(*a))
     _, cfg, params = llama
     fresh = Sampler(cfg, params, buckets=BUCKETS)
     assert fresh.sample(PROMPTS, max_new_tokens=MAX_NEW).tokens == [[ids] for ids in greedy]

@@ -196,17 +196,19 @@ def _cpu_has_avx512() -> bool | None:
 
 
 # XLA:CPU's YNNPACK fusions (on by default in jaxlib 0.10) decide the CPU options. Measured on
-# SmolLM2-135M, 2 cores, batch 16, each in one process against the other: the prefill ran 1.2x
-# (AVX-512) and 1.38x (AVX2 only) faster without them, so it never uses them on CPU. The decode loop
-# ran 1.17x faster with them on AVX-512 (609 cache slots; 1.05x at 161), but 1.27x (640 slots) and
-# 1.2x (160) slower with them on an AVX2-only CPU, so it turns them off there alone.
+# SmolLM2-135M, 2 cores, each compiled program against the other in one process, same tokens: the
+# prefill ran 1.2x (AVX-512) and 1.38x (AVX2 only) faster without them (batch 16), so it never uses
+# them on CPU. The decode loop's steps depend on the rows: on AVX-512 they ran 1.17x faster with
+# them at batch 16 (609 cache slots; 1.05x at 161); on an AVX2-only CPU 1.15x (batch 8), 1.2-1.27x
+# (16, 160 and 640 slots) and 1.19x (32) faster without them, but 1.73x slower without them at
+# batch 4 and level at batch 1. So only AVX2-only x86 CPUs decode 8 rows or more without them.
 _NO_YNN = {"xla_cpu_experimental_ynn_fusion_type": ""}
+_AVX2_ONLY = _cpu_has_avx512() is False
+_YNN_HURTS_FROM_ROWS = 8
 _prefill = jax.jit(DecodeLoop.prefill, static_argnums=0)
 _prefill_on_cpu = jax.jit(DecodeLoop.prefill, static_argnums=0, compiler_options=_NO_YNN)
 _decode = jax.jit(DecodeLoop.decode, static_argnums=0)
-_decode_on_cpu = jax.jit(
-    DecodeLoop.decode, static_argnums=0, compiler_options=_NO_YNN if _cpu_has_avx512() is False else {}
-)
+_decode_without_ynn = jax.jit(DecodeLoop.decode, static_argnums=0, compiler_options=_NO_YNN)
 
 
 def run_loop(loop: DecodeLoop, params: Params, prompts: Prompts, knobs: Knobs) -> tuple[jax.Array, jax.Array]:
@@ -214,7 +216,9 @@ def run_loop(loop: DecodeLoop, params: Params, prompts: Prompts, knobs: Knobs) -
     Returns `DecodeLoop.decode`'s sampled ids and step count."""
     on_cpu = _on_cpu(params)
     state = (_prefill_on_cpu if on_cpu else _prefill)(loop, params, prompts)
-    return (_decode_on_cpu if on_cpu else _decode)(loop, params, knobs, state)
+    rows = prompts.prefix.shape[0] * loop.num_samples
+    wide_on_avx2 = on_cpu and _AVX2_ONLY and rows >= _YNN_HURTS_FROM_ROWS
+    return (_decode_without_ynn if wide_on_avx2 else _decode)(loop, params, knobs, state)
 
 
 def _on_cpu(params: Params) -> bool:
