@@ -211,6 +211,24 @@ def test_decode_loop_with_and_without_ynnpack_fusions(llama, greedy, monkeypatch
     assert calls == [1]  # the patched loop ran, not the module's own
 
 
+def test_ynnpack_choice_by_cpu_and_rows(llama, monkeypatch):
+    """On an AVX2-only CPU the loop drops the fusions from 8 rows up (4 prompts pad to 4 rows, 5 to
+    8); with AVX-512 it keeps them at every width."""
+    from clarify_jax.sample import sampler as sampler_module
+
+    picked = []
+    for name in ("_decode", "_decode_without_ynn"):
+        real = getattr(sampler_module, name)
+        monkeypatch.setattr(sampler_module, name, lambda *a, n=name, f=real: picked.append(n) or f(*a))
+    _, cfg, params = llama
+    fresh = Sampler(cfg, params, buckets=BUCKETS)
+    for avx2_only in (True, False):
+        monkeypatch.setattr(sampler_module, "_AVX2_ONLY", avx2_only)
+        for n in (4, 5):
+            fresh.sample([PROMPTS[0]] * n, max_new_tokens=2)
+    assert picked == ["_decode", "_decode_without_ynn", "_decode", "_decode"]
+
+
 def test_bad_inputs_are_named(sampler):
     with pytest.raises(SamplerError, match="prompt 1 is empty"):
         sampler.sample([[5], []], max_new_tokens=MAX_NEW)
