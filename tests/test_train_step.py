@@ -136,3 +136,56 @@ def _get(tree, keys):
     for key in keys:
         tree = tree[key]
     return np.asarray(tree)
+
+
+def _scan_lengths(fn, *args) -> list[int]:
+    jaxpr = jax.make_jaxpr(fn)(*args).jaxpr
+    return [eqn.params["length"] for eqn in jaxpr.eqns if eqn.primitive.name == "scan"]
+
+
+def test_lora_on_the_last_layers_gives_their_gradients_and_no_backward_below():
+    """frozen_layers=2 of 3 (`--lora.last-layers 1`): the last layer's adapter gradients equal those
+    of the whole model's, the first two get exactly zero, and the backward scan runs over one layer."""
+    cfg = CFG.replace(num_layers=3, lora_rank=4, lora_alpha=8.0, remat="dots_no_batch")
+    # Nonzero b, so every adapter has a gradient to lose.
+    params = jax.tree_util.tree_map_with_path(
+        lambda path, leaf: (
+            0.05 * jax.random.normal(jax.random.key(1), leaf.shape) if path[-1].key == "lora_b" else leaf
+        ),
+        init_params(cfg, jax.random.key(0)),
+    )
+    batch = {k: jax.numpy.asarray(v) for k, v in packed_batch(0).items()}
+    grads, losses, scans = {}, {}, {}
+    for frozen in (0, 2):
+        trainer = make_trainer(cfg.replace(frozen_layers=frozen))
+        trainable, base = trainer.split(params)
+
+        def loss(adapters, trainer=trainer, base=base):
+            return trainer.loss(adapters, base, batch, loss_weights(1.0, 0.5))[0]
+
+        losses[frozen], grads[frozen] = jax.jit(jax.value_and_grad(loss))(trainable)
+        scans[frozen] = _scan_lengths(jax.grad(loss), trainable)
+    np.testing.assert_allclose(losses[2], losses[0], rtol=1e-6)
+    for whole, last in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[2])):
+        assert float(np.abs(whole[:2]).max()) > 0
+        np.testing.assert_array_equal(last[:2], 0.0)
+        np.testing.assert_allclose(last[2], whole[2], rtol=1e-4, atol=1e-7)
+    # Forward and backward over all 3 layers; with the split, forward over 2 + 1, backward over 1.
+    assert scans == {0: [3, 3], 2: [2, 1, 1]}
+
+
+def test_last_layers_needs_lora_and_fits_the_model(tmp_path):
+    import json
+
+    from clarify_jax.train.config import LoraConfig, TrainConfig
+    from clarify_jax.train.loop import TrainConfigError, model_config
+
+    (tmp_path / "config.json").write_text(json.dumps(CFG.to_hf_dict()))
+    stages = (Stage(steps=1),)
+    train = TrainConfig(model=str(tmp_path), out="", stages=stages, lora=LoraConfig(rank=4, last_layers=1))
+    assert model_config(train).frozen_layers == 1
+    for lora in (LoraConfig(rank=0, last_layers=1), LoraConfig(rank=4, last_layers=3)):
+        with pytest.raises(TrainConfigError, match="lora.last_layers"):
+            model_config(TrainConfig(model=str(tmp_path), out="", stages=stages, lora=lora))
+    with pytest.raises(ValueError, match="frozen_layers must be between 0 and num_layers - 1 = 1, got 2"):
+        CFG.replace(frozen_layers=2)

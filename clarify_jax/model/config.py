@@ -55,6 +55,9 @@ class ModelConfig:
     param_dtype: str = "float32"
     dtype: str = "float32"  # compute dtype
     remat: RematPolicy = "none"
+    # Training only: the first `frozen_layers` layers run as a scan of their own whose output takes
+    # no gradient, so the backward pass stops above them (their weights and adapters get none).
+    frozen_layers: int = 0
     # LoRA adapters (training only; `lora_rank` 0 means none). Each targeted projection gets
     # float32 `lora_a` [in, r] and `lora_b` [r, out] beside its kernel, adding
     # (lora_alpha / lora_rank) * x @ a @ b to its output; export merges them into the kernel.
@@ -80,6 +83,11 @@ class ModelConfig:
             )
         if self.lora_rank < 0 or not 0.0 <= self.lora_dropout < 1.0:
             raise ConfigError("lora_rank must be >= 0 and lora_dropout in [0, 1)")
+        if not 0 <= self.frozen_layers < self.num_layers:
+            raise ConfigError(
+                f"frozen_layers must be between 0 and num_layers - 1 = {self.num_layers - 1}, "
+                f"got {self.frozen_layers}"
+            )
 
     @property
     def lora_scale(self) -> float:

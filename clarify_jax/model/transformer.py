@@ -57,20 +57,29 @@ class Decoder(nn.Module):
                 (x, kv_cache), _ = layer(cfg, self.sharding, name=_layer_name(i))(
                     (x, kv_cache), i, cos, sin, mask
                 )
+                if i + 1 == frozen_layers(cfg, kv_cache):
+                    x = jax.lax.stop_gradient(x)
         else:
-            stack = nn.scan(
-                layer,
-                variable_axes={"params": 0},
-                split_rngs={"params": True, "dropout": True},
-                in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast),
-                length=cfg.num_layers,
-                metadata_params={nn.PARTITION_NAME: "layers"},
-            )
+
+            def stack(length: int, name: str):
+                return nn.scan(
+                    layer,
+                    variable_axes={"params": 0},
+                    split_rngs={"params": True, "dropout": True},
+                    in_axes=(0, nn.broadcast, nn.broadcast, nn.broadcast),
+                    length=length,
+                    metadata_params={nn.PARTITION_NAME: "layers"},
+                )(cfg, self.sharding, name=name)
+
+            frozen = frozen_layers(cfg, kv_cache) if not self.is_initializing() else 0
+            if frozen:  # a separate scan, so that the backward pass does not run through it
+                (x, _), _ = stack(frozen, FROZEN_LAYERS)((x, None), None, cos, sin, mask)
+                x = jax.lax.stop_gradient(x)
             # The cache rides in the carry (not as a scanned input and output): each layer writes
             # its new keys and values into the whole stack's buffers in place, instead of the scan
             # slicing, updating and restacking whole per-layer caches at every step.
             layer_ids = None if kv_cache is None else jnp.arange(cfg.num_layers, dtype=jnp.int32)
-            (x, kv_cache), _ = stack(cfg, self.sharding, name="layers")(
+            (x, kv_cache), _ = stack(cfg.num_layers - frozen, "layers")(
                 (x, kv_cache), layer_ids, cos, sin, mask
             )
         x = RMSNorm(cfg.rms_norm_eps, cfg.param_dtype, cfg.dtype, name="norm")(x)
@@ -94,6 +103,15 @@ class Decoder(nn.Module):
         return maybe_constrain(self.sharding, logits, ("batch", "length", "vocab")), kv_cache
 
 
+FROZEN_LAYERS = "layers_frozen"  # the module's name for the first `cfg.frozen_layers` layers
+
+
+def frozen_layers(cfg: ModelConfig, kv_cache: KVCache | None) -> int:
+    """How many of the first layers run apart and take no gradient: `cfg.frozen_layers` in a forward
+    without a cache (the one training differentiates), none in a cached one."""
+    return cfg.frozen_layers if kv_cache is None else 0
+
+
 # The module nests embedding and lm_head as bare params; rename them to HF's module names so the
 # pytree reads embed_tokens/embedding and lm_head/kernel.
 def _to_hf_tree(tree: Params) -> Params:
@@ -104,13 +122,19 @@ def _to_hf_tree(tree: Params) -> Params:
     return tree
 
 
-def _from_hf_tree(tree: Params) -> Params:
+def _from_hf_tree(tree: Params, frozen: int = 0) -> Params:
+    """The module's tree; `frozen` > 0 splits a stacked "layers" into the first `frozen` layers
+    (under stop_gradient) and the rest, as the Decoder scans them (a copy of the layers' weights)."""
     tree = dict(tree)
     tree["embedding"] = tree.pop("embed_tokens")["embedding"]
     if "lm_head" in tree:
         tree["lm_head"] = tree.pop("lm_head")["kernel"]
     if is_unstacked(tree):
         tree.update({_layer_name(i): layer for i, layer in enumerate(tree.pop("layers"))})
+    elif frozen:
+        layers = tree["layers"]
+        tree[FROZEN_LAYERS] = jax.tree.map(lambda a: jax.lax.stop_gradient(a[:frozen]), layers)
+        tree["layers"] = jax.tree.map(lambda a: a[frozen:], layers)
     return tree
 
 
@@ -213,7 +237,7 @@ def apply_decoder(
     mask = attention_mask(positions, segment_ids, positions, segment_ids, cfg.sliding_window)
     rngs = None if dropout_rng is None else {"dropout": dropout_rng}
     out, _ = Decoder(cfg, sharding, is_unstacked(params), hidden_only).apply(
-        {"params": _from_hf_tree(params)}, tokens, positions, mask, None, rngs=rngs
+        {"params": _from_hf_tree(params, frozen_layers(cfg, None))}, tokens, positions, mask, None, rngs=rngs
     )
     return out
 

@@ -84,6 +84,9 @@ class LoraConfig:
     dropout: float = 0.0
     targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
     """Projections that get adapters; any of q_proj k_proj v_proj o_proj gate_proj up_proj down_proj."""
+    last_layers: int = 0
+    """Train the adapters of the last N decoder layers only (0: every layer). The layers below run
+    forward only, without a backward pass, so a step costs less; their adapters stay zero."""
 
 
 @dataclasses.dataclass

@@ -53,8 +53,13 @@ def matmul_params(cfg: ModelConfig) -> int:
 
 
 def training_flops_per_token(cfg: ModelConfig, seq_len: int, frozen_base: bool = False) -> float:
-    weights = matmul_params(cfg) * (4 if frozen_base else 6)
+    per_weight = 4 if frozen_base else 6
+    weights = matmul_params(cfg) * per_weight
     attention = 12 * cfg.num_layers * seq_len * cfg.num_heads * cfg.head_dim
+    # The first `cfg.frozen_layers` layers run forward only: 2 FLOPs a weight, a third of the attention.
+    layer_weights = (matmul_params(cfg) - cfg.vocab_size * cfg.hidden_size) // cfg.num_layers
+    weights -= cfg.frozen_layers * layer_weights * (per_weight - 2)
+    attention -= cfg.frozen_layers * 8 * seq_len * cfg.num_heads * cfg.head_dim
     return float(weights + attention)
 
 

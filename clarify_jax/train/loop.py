@@ -89,10 +89,16 @@ def check_average(config: TrainConfig) -> None:
 def model_config(config: TrainConfig) -> ModelConfig:
     cfg = ModelConfig.from_hf_file(local_copy(config.model))
     lora = config.lora
+    if lora.last_layers and not (lora.rank and lora.last_layers <= cfg.num_layers):
+        raise TrainConfigError(
+            f"lora.last_layers {lora.last_layers} needs LoRA (lora.rank > 0, it is {lora.rank}) and at "
+            f"most the model's {cfg.num_layers} layers"
+        )
     return cfg.replace(
         param_dtype=config.param_dtype,
         dtype=config.compute_dtype,
         remat=config.remat,
+        frozen_layers=cfg.num_layers - lora.last_layers if lora.last_layers else 0,
         lora_rank=lora.rank,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
