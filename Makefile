@@ -48,7 +48,7 @@ reproduce-small: setup
 		$(if $(SEED),--seed $(SEED))
 
 # The recipe that met the goal (160 LoRA steps on docstring-varied data, all 13 problems): about an
-# hour on a 2-core AVX-512 machine, two on an AVX2 one. SEED=N for another draw.
+# hour on a 2-core AVX-512 machine, about 83 minutes on an AVX2 one. SEED=N for another draw.
 reproduce-long:
 	$(MAKE) reproduce-small PRESET=smollm2-135m-lora-long MBPP_STYLE=docstring-varied PROBLEMS=13 \
 		REPRODUCE_OUT=$(or $(REPRODUCE_OUT),reproduce_long$(if $(SEED),_s$(SEED)))
