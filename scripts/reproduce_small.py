@@ -226,8 +226,8 @@ def main(argv: list[str] | None = None) -> None:
 def untrained_cache(model: Path, evaluate: list, comm: Path) -> Path:
     """Where the finished evaluation of the untrained `model` with these `evaluate` arguments is
     kept: beside the model's cache, named by a hash of the arguments, the HumanEvalComm file's
-    bytes, the converted model's config and parameter files, and clarify_jax's source (a changed
-    sampler or scoring rule is evaluated afresh)."""
+    bytes, the converted model's files (config, tokenizer, parameters) and clarify_jax's source
+    (a changed sampler or scoring rule is evaluated afresh)."""
     import clarify_jax
 
     digest = hashlib.sha256(json.dumps([str(a) for a in evaluate]).encode())
@@ -235,10 +235,12 @@ def untrained_cache(model: Path, evaluate: list, comm: Path) -> Path:
     for path in sorted(Path(clarify_jax.__file__).parent.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
             digest.update(path.read_bytes())
-    digest.update((model / "config.json").read_bytes())
-    for path in sorted((model / "params").rglob("*")):
+    for path in sorted(model.rglob("*")):  # under a second for SmolLM2's 337 MB
         if path.is_file():
-            digest.update(f"{path.relative_to(model)}:{path.stat().st_size}".encode())
+            digest.update(str(path.relative_to(model)).encode())
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 24):
+                    digest.update(chunk)
     return model.parent / "untrained_eval" / digest.hexdigest()[:16]
 
 
