@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
             shutil.copytree(cached, before_dir)
         # resumes: on a copied or finished evaluation it only checks the records and rewrites the summary
         cli("evaluate", "--model", f"local:{model}", "--out", before_dir, *evaluate)
-        if cached is not None and not cached.is_dir():
+        finished = json.loads((before_dir / "summary.json").read_text()).get("complete", False)
+        if cached is not None and finished and not cached.is_dir():  # never a partial evaluation
             partial = cached.with_name(cached.name + ".partial")
             shutil.rmtree(partial, ignore_errors=True)
             shutil.copytree(before_dir, partial)
