@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         evaluate += ["--problems", *problems]
     with phase("3. evaluate the untrained model on HumanEvalComm"):
         # Greedy and deterministic: the same model, items and settings give the same records, so
-        # out dirs share one evaluation of the shipped model (a seed or preset later, 9-12 minutes saved).
+        # out dirs share one evaluation of the shipped model (a seed or preset later, 6-12 minutes saved).
         cached = untrained_cache(model, evaluate, comm) if args.model is None else None
         if cached is not None and cached.is_dir() and not (before_dir / "summary.json").exists():
             print(f"the untrained model's evaluation of these items and settings: {cached}")
