@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from clarify_jax.train.config import OptimizerConfig, Stage
@@ -47,11 +48,26 @@ def decay_mask(params) -> dict:
     return jax.tree_util.tree_map_with_path(decays, params)
 
 
+def clip_by_global_norm(max_norm: float) -> optax.GradientTransformation:
+    """optax.clip_by_global_norm's clipping as one multiply by min(1, max_norm / norm) per element.
+    optax divides each element by the norm and selects, which XLA:CPU runs about 2.5 times slower:
+    the whole AdamW update of SmolLM2-135M's 135M parameters took 0.27-0.35 s with it and 0.12 s
+    this way (2 cores). The same state (an empty one), so checkpoints restore either way; results
+    equal optax's to the last bit when nothing is clipped and within an ulp otherwise."""
+
+    def update(updates, state, params=None):
+        del params
+        factor = jnp.minimum(1.0, max_norm / optax.global_norm(updates))
+        return jax.tree.map(lambda t: t * factor.astype(t.dtype), updates), state
+
+    return optax.GradientTransformation(optax.init_empty_state, update)
+
+
 def make_optimizer(
     stages: Sequence[Stage], config: OptimizerConfig
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     schedule = learning_rate_schedule(stages, config)
-    parts = [] if config.clip_norm is None else [optax.clip_by_global_norm(config.clip_norm)]
+    parts = [] if config.clip_norm is None else [clip_by_global_norm(config.clip_norm)]
     parts.append(
         optax.adamw(
             schedule,
